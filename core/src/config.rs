@@ -1,0 +1,47 @@
+//! Settings of a [`crate::Bridge`]: everything the core needs to decide, nothing about how to reach
+//! peers (URLs, TLS and credentials belong to the driver).
+
+use alloc::string::String;
+use core::time::Duration;
+
+/// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Written into the `consular-reg-id=<id>` tag; only services carrying it are ever purged.
+    pub registration_id: String,
+    /// Our `/events` URL to subscribe at Marathon as an HTTP callback, or `None` not to subscribe.
+    pub callback_url: Option<String>,
+    /// Time between full syncs; zero turns scheduled syncs off. The first sync starts at once.
+    pub sync_interval: Duration,
+    /// During syncs, deregister our services whose task no longer runs and delete dead apps' KV.
+    pub purge: bool,
+    /// Timeout of every request to Marathon and Consul.
+    pub request_timeout: Duration,
+    /// Register on the main Consul endpoint when the task host's agent fails.
+    pub fallback: bool,
+    /// Timeout of the fallback registration.
+    pub fallback_timeout: Duration,
+    /// Requests in flight at most, over all targets.
+    pub max_in_flight: usize,
+    /// Requests in flight at most to any one target, so a slow agent cannot starve the others.
+    pub max_in_flight_per_target: usize,
+    /// Emit [`crate::Level::Debug`] records (one per request).
+    pub debug: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            registration_id: String::from("consular"),
+            callback_url: None,
+            sync_interval: Duration::ZERO,
+            purge: false,
+            request_timeout: Duration::from_secs(5),
+            fallback: false,
+            fallback_timeout: Duration::from_secs(2),
+            max_in_flight: 64,
+            max_in_flight_per_target: 8,
+            debug: false,
+        }
+    }
+}
