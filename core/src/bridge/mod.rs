@@ -39,7 +39,12 @@ impl Bridge {
     /// A bridge that starts at `now`: it queues the callback subscription and, with a sync
     /// interval, the first sync.
     pub fn new(config: Config, now: Duration) -> Self {
-        Bridge { config, now, out: VecDeque::new(), stats: Stats::default() }
+        Bridge {
+            config,
+            now,
+            out: VecDeque::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// An inbound HTTP request (any method) for `path` (no query) with `body` arrived.
