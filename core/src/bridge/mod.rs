@@ -1,16 +1,38 @@
 //! The bridge state machine: the one owner type, [`Bridge`], fed by `handle_*` and drained by
-//! [`Bridge::poll_output`]. (Skeleton: the workflows land next.)
+//! [`Bridge::poll_output`]. This file holds the public API, inbound routing, response dispatch and
+//! timers; each workflow has its own file:
+//!
+//! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
+//! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
+//! - `subscription.rs`: the HTTP callback subscription at Marathon;
+//! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
+//! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
 
-use alloc::collections::VecDeque;
+mod requests;
+mod subscription;
+mod sync;
+mod task;
+mod writes;
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::config::Config;
+use crate::encoding::json_ascii_string;
 use crate::error::Error;
-use crate::io::{InboundId, Output, RequestId, Response, TransportError};
+use crate::io::{
+    InboundId, Level, LogRecord, Method, Output, Reply, RequestId, Response, Target, TransportError,
+};
+use crate::marathon::{parse_event, MarathonEvent};
+use requests::{Requests, Sent};
 
 /// Counters a driver can expose or a test can assert on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
+    /// Status events accepted on `/events`.
+    pub events: u64,
     /// Service registrations that succeeded.
     pub registered: u64,
     /// Service deregistrations that succeeded (including "already gone").
@@ -25,6 +47,49 @@ pub struct Stats {
     pub late_responses: u64,
 }
 
+/// What a response is for: the workflow step waiting on it.
+#[derive(Debug)]
+enum Awaiting {
+    Subscription(subscription::Step),
+    Task(task::ChainId),
+    TaskKv(task::ChainId, usize),
+    Sync(sync::RoundId, sync::Wait),
+}
+
+/// A response together with the request it answers, reduced to what workflows branch on.
+struct Answer {
+    sent: Sent,
+    result: Result<Response, TransportError>,
+}
+
+impl Answer {
+    /// The body of a 2xx response.
+    fn body(&self) -> Option<&[u8]> {
+        match &self.result {
+            Ok(r) if (200..300).contains(&r.status) => Some(&r.body),
+            _ => None,
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        self.result.as_ref().ok().map(|r| r.status)
+    }
+
+    /// What went wrong, for logs and error replies: the request, then the status and the start of
+    /// the body, or the transport error.
+    fn failure(&self) -> String {
+        match &self.result {
+            Ok(r) => {
+                let body = String::from_utf8_lossy(&r.body);
+                let body = body.trim();
+                let body: String = body.chars().take(200).collect();
+                alloc::format!("{}: HTTP {}: {}", self.sent.describe(), r.status, body)
+            }
+            Err(e) => alloc::format!("{}: {}", self.sent.describe(), e),
+        }
+    }
+}
+
 /// A Marathon→Consul bridge with no IO. Feed it with `handle_*`, drain it with
 /// [`Bridge::poll_output`].
 #[derive(Debug)]
@@ -33,21 +98,38 @@ pub struct Bridge {
     now: Duration,
     out: VecDeque<Output>,
     stats: Stats,
+    requests: Requests,
+    awaiting: BTreeMap<RequestId, Awaiting>,
+    open_inbound: BTreeSet<InboundId>,
+    tasks: task::Tasks,
+    sync: sync::Syncs,
+    subscription: subscription::Subscription,
 }
 
 impl Bridge {
-    /// A bridge that starts at `now`: it queues the callback subscription and, with a sync
-    /// interval, the first sync.
+    /// A bridge that starts at `now`: it queues the callback subscription (when
+    /// [`Config::callback_url`] is set) and, with a sync interval, the first sync.
     pub fn new(config: Config, now: Duration) -> Self {
-        Bridge {
-            config,
+        let requests = Requests::new(config.max_in_flight, config.max_in_flight_per_target);
+        let mut bridge = Bridge {
             now,
             out: VecDeque::new(),
             stats: Stats::default(),
-        }
+            requests,
+            awaiting: BTreeMap::new(),
+            open_inbound: BTreeSet::new(),
+            tasks: task::Tasks::default(),
+            sync: sync::Syncs::new(now, config.sync_interval),
+            subscription: subscription::Subscription::new(now),
+            config,
+        };
+        bridge.fire_timers();
+        bridge
     }
 
-    /// An inbound HTTP request (any method) for `path` (no query) with `body` arrived.
+    /// An inbound HTTP request (any method) for `path` (without query) with `body` arrived.
+    /// `/` answers `[]`; `/events` takes a Marathon event; anything else is a 404. The answer
+    /// comes as one [`Output::Reply`] for `id`, possibly after requests it needs.
     pub fn handle_inbound(
         &mut self,
         now: Duration,
@@ -55,33 +137,69 @@ impl Bridge {
         path: &str,
         body: &[u8],
     ) -> Result<(), Error> {
-        let _ = (now, id, path, body);
+        self.advance_clock(now);
+        if !self.open_inbound.insert(id) {
+            return Err(Error::DuplicateInbound(id.0));
+        }
+        match path {
+            "/" => self.reply(id, 200, String::from("[]")),
+            "/events" => self.handle_event(id, body),
+            _ => self.reply_error(id, 404, &alloc::format!("Not found: {path}")),
+        }
+        self.release_requests();
         Ok(())
     }
 
-    /// The outcome of a request from [`Output::Request`].
+    /// The outcome of a request from [`Output::Request`]. Answers for unknown or abandoned ids
+    /// are counted in [`Stats::late_responses`] and otherwise ignored.
     pub fn handle_response(
         &mut self,
         now: Duration,
         id: RequestId,
         result: Result<Response, TransportError>,
     ) {
-        let _ = (now, id, result);
+        self.advance_clock(now);
+        self.dispatch(id, result);
+        self.release_requests();
     }
 
-    /// Time has reached `now` (early or repeated calls are harmless).
+    /// Time has reached `now`: start due syncs and retries, give up on overdue requests. Early or
+    /// repeated calls are harmless.
     pub fn handle_timeout(&mut self, now: Duration) {
-        self.now = self.now.max(now);
+        self.advance_clock(now);
+        for id in self.requests.expired(self.now) {
+            self.dispatch(id, Err(TransportError::Timeout));
+        }
+        self.fire_timers();
+        self.release_requests();
     }
 
     /// The next thing to do. Call until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
-        self.out.pop_front().unwrap_or(Output::Timeout(None))
+        if let Some(output) = self.out.pop_front() {
+            return output;
+        }
+        let timers = [
+            self.sync.next_at(),
+            self.subscription.next_at(),
+            self.requests.next_deadline(),
+        ];
+        Output::Timeout(timers.into_iter().flatten().min())
     }
 
-    /// Requests sent and not yet answered.
+    /// Requests handed out and not yet answered.
     pub fn in_flight(&self) -> usize {
-        0
+        self.requests.in_flight()
+    }
+
+    /// Requests waiting for an in-flight slot.
+    pub fn queued(&self) -> usize {
+        self.requests.queued()
+    }
+
+    /// True while a sync is running.
+    pub fn is_syncing(&self) -> bool {
+        self.sync.is_running()
     }
 
     /// Counters since start.
@@ -92,5 +210,116 @@ impl Bridge {
     /// The configuration this bridge runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    fn advance_clock(&mut self, now: Duration) {
+        // Time that goes backwards is clamped, not an error: drivers may read clocks carelessly.
+        self.now = self.now.max(now);
+    }
+
+    fn fire_timers(&mut self) {
+        if self.subscription.is_due(self.now) {
+            self.start_subscription();
+        }
+        if self.sync.is_due(self.now) {
+            self.start_sync();
+        }
+    }
+
+    fn handle_event(&mut self, id: InboundId, body: &[u8]) {
+        match parse_event(body) {
+            Ok(MarathonEvent::StatusUpdate(update)) => {
+                self.stats.events += 1;
+                self.handle_status_update(Some(id), update);
+            }
+            Ok(MarathonEvent::Other(event_type)) => {
+                // Marathon posts every event type to callbacks and backs off a callback that
+                // fails, so unused types are acknowledged rather than rejected.
+                self.debug(alloc::format!("ignoring {event_type}"));
+                self.reply(id, 200, String::from("{\"status\": \"ignored\"}"));
+            }
+            Err(e) => {
+                let message = alloc::format!("{e}");
+                self.log(Level::Warn, alloc::format!("rejected event: {message}"));
+                self.reply_error(id, 400, &message);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, id: RequestId, result: Result<Response, TransportError>) {
+        let (Some(sent), Some(awaiting)) = (self.requests.finish(id), self.awaiting.remove(&id))
+        else {
+            self.stats.late_responses += 1;
+            return;
+        };
+        let answer = Answer { sent, result };
+        if self.config.debug {
+            let outcome = match &answer.result {
+                Ok(r) => alloc::format!("HTTP {}", r.status),
+                Err(e) => alloc::format!("{e}"),
+            };
+            self.debug(alloc::format!(
+                "{id} {} → {outcome}",
+                answer.sent.describe()
+            ));
+        }
+        match awaiting {
+            Awaiting::Subscription(step) => self.on_subscription_answer(step, answer),
+            Awaiting::Task(chain) => self.on_task_answer(chain, 0, answer),
+            Awaiting::TaskKv(chain, ops) => self.on_task_answer(chain, ops, answer),
+            Awaiting::Sync(round, wait) => self.on_sync_answer(round, wait, answer),
+        }
+    }
+
+    /// Queues a request on behalf of a workflow step.
+    fn send(
+        &mut self,
+        awaiting: Awaiting,
+        target: Target,
+        method: Method,
+        path_and_query: String,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) {
+        let id = self
+            .requests
+            .submit(target, method, path_and_query, body, timeout);
+        self.awaiting.insert(id, awaiting);
+    }
+
+    fn release_requests(&mut self) {
+        self.requests.release(self.now, &mut self.out);
+    }
+
+    fn reply(&mut self, id: InboundId, status: u16, body: String) {
+        if self.open_inbound.remove(&id) {
+            self.out.push_back(Output::Reply(
+                id,
+                Reply {
+                    status,
+                    body: body.into_bytes(),
+                },
+            ));
+        }
+    }
+
+    /// `{"error": "..."}`, spaced like consular 1.3.0's Python `json.dumps`.
+    fn reply_error(&mut self, id: InboundId, status: u16, message: &str) {
+        self.reply(
+            id,
+            status,
+            alloc::format!("{{\"error\": {}}}", json_ascii_string(message)),
+        );
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        self.out
+            .push_back(Output::Log(LogRecord { level, message }));
+    }
+
+    fn debug(&mut self, message: String) {
+        if self.config.debug {
+            self.log(Level::Debug, message);
+        }
     }
 }

@@ -1,1 +1,27 @@
-//! (placeholder)
+//! Consul: the service registration body and ownership tags, KV layout and transactions, response
+//! parsing, and the paths of the Consul API calls the bridge makes. What to write is decided in
+//! [`crate::plan`]; when, in [`crate::bridge`].
+
+mod kv;
+mod service;
+
+pub use kv::{
+    kv_tree_path, label_key, label_value, parse_kv_entries, txn_body, KvEntry, KvKey, TxnOp,
+    KV_ROOT, TXN_MAX_OPS, TXN_PATH,
+};
+pub use service::{
+    agent_host, deregister_path, parse_agent_services, parse_catalog_nodes, service_name,
+    Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, CATALOG_NODES_PATH, REGISTER_PATH,
+    REG_ID_TAG_PREFIX,
+};
+
+/// Why a Consul response body could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected Consul response: {0}")]
+pub struct ParseError(pub alloc::string::String);
+
+impl From<serde_json::Error> for ParseError {
+    fn from(e: serde_json::Error) -> Self {
+        ParseError(alloc::string::ToString::to_string(&e))
+    }
+}

@@ -1,1 +1,24 @@
-//! (placeholder)
+//! Marathon: the task-state vocabulary, event parsing, app and task parsing, and the requests the
+//! bridge sends to Marathon. Nothing here decides what to do with a task; that is [`crate::plan`]
+//! and [`crate::bridge`].
+
+mod app;
+mod event;
+mod requests;
+mod task_state;
+
+pub use app::{parse_app, parse_apps, parse_tasks, App, Task};
+pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
+pub use requests::{app_path, app_tasks_path, APPS_WITH_TASKS_PATH, SUBSCRIPTIONS_PATH};
+pub use task_state::{TaskAction, TaskState};
+
+/// Why a Marathon response body could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected Marathon response: {0}")]
+pub struct ParseError(pub alloc::string::String);
+
+impl From<serde_json::Error> for ParseError {
+    fn from(e: serde_json::Error) -> Self {
+        ParseError(alloc::string::ToString::to_string(&e))
+    }
+}

@@ -1,1 +1,9 @@
-//! (placeholder)
+//! The desired-state plan: what Consul should hold given a Marathon snapshot ([`desired`]), and
+//! the smallest set of writes that gets it there from what Consul holds now ([`diff`]). Pure
+//! functions over owned data; no requests, no timing.
+
+pub mod desired;
+pub mod diff;
+
+pub use desired::{desired_state, DesiredService, DesiredState};
+pub use diff::{plan_app_labels, plan_sync, ConsulState, Exclusions, ObservedService, SyncPlan};

@@ -1,0 +1,445 @@
+//! The full sync, every `sync_interval`: read Marathon's apps with their tasks, the `consular/` KV
+//! tree, the node list and each agent's services, all at once; plan the difference; write only
+//! that. If Marathon cannot be read nothing is written; if any Consul listing is missing nothing is
+//! purged. Tasks and apps that events touched after the Marathon read are left to the events.
+//! Syncs never overlap; ticks missed while one runs are skipped.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::{Answer, Awaiting, Bridge};
+use crate::consul::{
+    kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_kv_entries, AGENT_SERVICES_PATH,
+    CATALOG_NODES_PATH, KV_ROOT,
+};
+use crate::io::{Level, Method, Target};
+use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
+use crate::plan::{
+    desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService,
+};
+
+/// Identifies one sync round, so answers to an abandoned round are not applied to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RoundId(u64);
+
+/// Which request of a round a response answers.
+#[derive(Debug)]
+pub(super) enum Wait {
+    Apps,
+    AppTasks(usize),
+    Kv,
+    Nodes,
+    AgentServices(String),
+    Register(DesiredService, bool),
+    Deregister(String, String),
+    KvWrite(usize),
+}
+
+#[derive(Debug)]
+struct Round {
+    id: RoundId,
+    started_at: Duration,
+    /// The task-update epoch when Marathon was read: later updates win over this snapshot.
+    epoch: u64,
+    apps: Option<Vec<App>>,
+    reads_pending: usize,
+    consul: ConsulState,
+    kv_read: bool,
+    writes_pending: usize,
+    writing: bool,
+    running_tasks: usize,
+    failures: usize,
+    notes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Syncs {
+    interval: Duration,
+    next_at: Option<Duration>,
+    round: Option<Round>,
+    rounds: u64,
+}
+
+impl Syncs {
+    pub(super) fn new(now: Duration, interval: Duration) -> Self {
+        let next_at = (!interval.is_zero()).then_some(now);
+        Syncs {
+            interval,
+            next_at,
+            round: None,
+            rounds: 0,
+        }
+    }
+
+    pub(super) fn is_due(&self, now: Duration) -> bool {
+        self.round.is_none() && self.next_at.is_some_and(|at| at <= now)
+    }
+
+    /// The next scheduled start; none while a round runs (its end schedules the next).
+    pub(super) fn next_at(&self) -> Option<Duration> {
+        if self.round.is_some() {
+            None
+        } else {
+            self.next_at
+        }
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        self.round.is_some()
+    }
+}
+
+impl Bridge {
+    pub(super) fn start_sync(&mut self) {
+        self.sync.rounds += 1;
+        let id = RoundId(self.sync.rounds);
+        // Updates before this point are older than the snapshot about to be read.
+        self.tasks.touched_tasks.clear();
+        self.tasks.touched_apps.clear();
+        self.sync.round = Some(Round {
+            id,
+            started_at: self.now,
+            epoch: self.tasks.epoch,
+            apps: None,
+            reads_pending: 3,
+            consul: ConsulState {
+                services_complete: true,
+                ..ConsulState::default()
+            },
+            kv_read: false,
+            writes_pending: 0,
+            writing: false,
+            running_tasks: 0,
+            failures: 0,
+            notes: Vec::new(),
+        });
+        self.log(Level::Info, String::from("syncing apps"));
+        let timeout = self.config.request_timeout;
+        let apps = String::from(APPS_WITH_TASKS_PATH);
+        self.send(
+            Awaiting::Sync(id, Wait::Apps),
+            Target::Marathon,
+            Method::Get,
+            apps,
+            None,
+            timeout,
+        );
+        let kv = kv_tree_path(KV_ROOT);
+        self.send(
+            Awaiting::Sync(id, Wait::Kv),
+            Target::Consul,
+            Method::Get,
+            kv,
+            None,
+            timeout,
+        );
+        let nodes = String::from(CATALOG_NODES_PATH);
+        self.send(
+            Awaiting::Sync(id, Wait::Nodes),
+            Target::Consul,
+            Method::Get,
+            nodes,
+            None,
+            timeout,
+        );
+    }
+
+    pub(super) fn on_sync_answer(&mut self, round_id: RoundId, wait: Wait, answer: Answer) {
+        let Some(round) = self.sync.round.as_mut().filter(|r| r.id == round_id) else {
+            return;
+        };
+        let awaiting = |wait| Awaiting::Sync(round_id, wait);
+        let timeout = self.config.request_timeout;
+        match wait {
+            Wait::Apps => {
+                round.reads_pending -= 1;
+                let apps = match answer.body().map(parse_apps) {
+                    Some(Ok(apps)) => apps,
+                    Some(Err(e)) => {
+                        return self.abort_sync(alloc::format!("cannot list Marathon apps: {e}"))
+                    }
+                    None => {
+                        return self.abort_sync(alloc::format!(
+                            "cannot list Marathon apps: {}",
+                            answer.failure()
+                        ))
+                    }
+                };
+                // A Marathon that ignores `embed=apps.tasks` needs one tasks request per app.
+                let missing: Vec<(usize, String)> = apps
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, app)| app.tasks.is_none())
+                    .map(|(i, app)| (i, app_tasks_path(&app.id)))
+                    .collect();
+                round.reads_pending += missing.len();
+                round.apps = Some(apps);
+                for (i, path) in missing {
+                    self.send(
+                        awaiting(Wait::AppTasks(i)),
+                        Target::Marathon,
+                        Method::Get,
+                        path,
+                        None,
+                        timeout,
+                    );
+                }
+            }
+            Wait::AppTasks(i) => {
+                round.reads_pending -= 1;
+                let tasks = match (answer.status(), answer.body().map(parse_tasks)) {
+                    (_, Some(Ok(tasks))) => tasks,
+                    // Marathon 0.15 answers 404 for an app without tasks (marathon#3881).
+                    (Some(404), _) => Vec::new(),
+                    (_, Some(Err(e))) => {
+                        return self.abort_sync(alloc::format!("cannot list tasks: {e}"))
+                    }
+                    (_, None) => {
+                        return self
+                            .abort_sync(alloc::format!("cannot list tasks: {}", answer.failure()))
+                    }
+                };
+                if let Some(app) = round.apps.as_mut().and_then(|apps| apps.get_mut(i)) {
+                    app.tasks = Some(tasks);
+                }
+            }
+            Wait::Kv => {
+                round.reads_pending -= 1;
+                round.consul.kv = match (answer.status(), answer.body().map(parse_kv_entries)) {
+                    (_, Some(Ok(entries))) => Some(entries),
+                    (Some(404), _) => Some(Vec::new()),
+                    (_, Some(Err(e))) => {
+                        round.notes.push(alloc::format!("labels not synced: {e}"));
+                        None
+                    }
+                    (_, None) => {
+                        round
+                            .notes
+                            .push(alloc::format!("labels not synced: {}", answer.failure()));
+                        None
+                    }
+                };
+                round.kv_read = round.consul.kv.is_some();
+            }
+            Wait::Nodes => {
+                round.reads_pending -= 1;
+                match answer.body().map(parse_catalog_nodes) {
+                    Some(Ok(addresses)) => {
+                        round.reads_pending += addresses.len();
+                        for address in addresses {
+                            let target = Target::Agent(address.to_ascii_lowercase());
+                            let path = String::from(AGENT_SERVICES_PATH);
+                            self.send(
+                                awaiting(Wait::AgentServices(address)),
+                                target,
+                                Method::Get,
+                                path,
+                                None,
+                                timeout,
+                            );
+                        }
+                    }
+                    Some(Err(e)) => round_unlisted(round, alloc::format!("{e}")),
+                    None => round_unlisted(round, answer.failure()),
+                }
+            }
+            Wait::AgentServices(agent) => {
+                round.reads_pending -= 1;
+                match answer.body().map(parse_agent_services) {
+                    Some(Ok(services)) => {
+                        round
+                            .consul
+                            .services
+                            .extend(services.into_iter().map(|registration| ObservedService {
+                                agent: agent.clone(),
+                                registration,
+                            }))
+                    }
+                    Some(Err(e)) => round_unlisted(round, alloc::format!("agent {agent}: {e}")),
+                    None => round_unlisted(round, answer.failure()),
+                }
+            }
+            Wait::Register(service, on_fallback) => {
+                round.writes_pending -= 1;
+                match self.registration_done(&service, on_fallback, &answer) {
+                    Ok(()) => {}
+                    Err(true) => {
+                        self.current_round().writes_pending += 1;
+                        self.send_registration(
+                            awaiting(Wait::Register(service.clone(), true)),
+                            &service,
+                            true,
+                        );
+                    }
+                    Err(false) => self.current_round().failures += 1,
+                }
+            }
+            Wait::Deregister(agent, id) => {
+                round.writes_pending -= 1;
+                if !self.deregistration_done(&agent, &id, &answer) {
+                    self.current_round().failures += 1;
+                }
+            }
+            Wait::KvWrite(ops) => {
+                round.writes_pending -= 1;
+                if !self.kv_ops_done(ops, &answer) {
+                    self.current_round().failures += 1;
+                }
+            }
+        }
+        self.advance_sync();
+    }
+
+    /// The running round; only called while answering one.
+    fn current_round(&mut self) -> &mut Round {
+        self.sync
+            .round
+            .as_mut()
+            .expect("a sync answer is only handled while its round runs")
+    }
+
+    /// Plans and writes once every read is in; finishes once every write is answered.
+    fn advance_sync(&mut self) {
+        let Some(round) = self.sync.round.as_mut() else {
+            return;
+        };
+        if round.reads_pending > 0 || (round.writing && round.writes_pending > 0) {
+            return;
+        }
+        if round.writing {
+            return self.finish_sync();
+        }
+        round.writing = true;
+        let id = round.id;
+        let apps = round.apps.take().unwrap_or_default();
+        let mut desired = desired_state(&apps, &self.config.registration_id);
+        let ended: Vec<String> = desired
+            .running_tasks
+            .iter()
+            .filter(|t| self.tasks.has_ended(t))
+            .cloned()
+            .collect();
+        for task in &ended {
+            // Marathon's snapshot lags an end we have already seen; the task never runs again.
+            desired.running_tasks.remove(task);
+            desired.services.remove(task);
+        }
+        let epoch = round.epoch;
+        let excluded = Exclusions {
+            tasks: newer_than(&self.tasks.touched_tasks, epoch),
+            app_names: newer_than(&self.tasks.touched_apps, epoch),
+        };
+        let plan = plan_sync(
+            &desired,
+            &round.consul,
+            &self.config.registration_id,
+            self.config.purge,
+            &excluded,
+        );
+        round.running_tasks = desired.running_tasks.len();
+        if self.config.purge && !round.consul.services_complete {
+            round.notes.push(String::from(
+                "no service purge this round: the Consul listing is incomplete",
+            ));
+        }
+        let apps_count = apps.len();
+        round.notes.insert(0, alloc::format!("{apps_count} apps"));
+        for (name, ids) in &desired.clashes {
+            let message = alloc::format!(
+                "skipping apps whose Consul service name clashes: {name} => {}; rename one of them",
+                ids.join(", ")
+            );
+            self.log(Level::Error, message);
+        }
+        for service in &plan.register {
+            self.send_registration(
+                Awaiting::Sync(id, Wait::Register(service.clone(), false)),
+                service,
+                false,
+            );
+        }
+        for (agent, service_id) in &plan.deregister {
+            let wait = Wait::Deregister(agent.clone(), service_id.clone());
+            self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);
+        }
+        let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, Wait::KvWrite(n)));
+        self.current_round().writes_pending = plan.register.len() + plan.deregister.len() + batches;
+        self.advance_sync();
+    }
+
+    fn finish_sync(&mut self) {
+        let Some(round) = self.sync.round.take() else {
+            return;
+        };
+        let complete = round.failures == 0 && round.kv_read && round.consul.services_complete;
+        if complete {
+            self.stats.syncs_completed += 1;
+        } else {
+            self.stats.syncs_failed += 1;
+        }
+        let mut message = alloc::format!(
+            "sync done in {} ms: {} running tasks",
+            (self.now - round.started_at).as_millis(),
+            round.running_tasks
+        );
+        for note in &round.notes {
+            message.push_str("; ");
+            message.push_str(note);
+        }
+        if round.failures > 0 {
+            message.push_str(&alloc::format!(
+                "; {} writes failed (see above), retried next sync",
+                round.failures
+            ));
+        }
+        let level = if complete { Level::Info } else { Level::Warn };
+        self.log(level, message);
+        self.schedule_next_sync(round.started_at);
+    }
+
+    fn abort_sync(&mut self, reason: String) {
+        let Some(round) = self.sync.round.take() else {
+            return;
+        };
+        self.stats.syncs_failed += 1;
+        self.log(
+            Level::Error,
+            alloc::format!("sync failed, nothing written: {reason}; next sync retries"),
+        );
+        self.schedule_next_sync(round.started_at);
+    }
+
+    /// The next tick after now, counting from the round's start: ticks missed while it ran are
+    /// skipped rather than run back to back.
+    fn schedule_next_sync(&mut self, started_at: Duration) {
+        let interval = self.sync.interval;
+        if interval.is_zero() {
+            self.sync.next_at = None;
+            return;
+        }
+        let elapsed = self.now.saturating_sub(started_at);
+        let ticks = elapsed.as_nanos() / interval.as_nanos() + 1;
+        let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+        self.sync.next_at = Some(started_at + interval.saturating_mul(ticks));
+    }
+}
+
+/// A Consul listing failed: the round still registers what is missing but purges nothing.
+fn round_unlisted(round: &mut Round, why: String) {
+    if round.consul.services_complete {
+        round
+            .notes
+            .push(alloc::format!("services not fully listed ({why})"));
+    }
+    round.consul.services_complete = false;
+}
+
+fn newer_than(touched: &alloc::collections::BTreeMap<String, u64>, epoch: u64) -> BTreeSet<String> {
+    touched
+        .iter()
+        .filter(|(_, &e)| e > epoch)
+        .map(|(k, _)| k.clone())
+        .collect()
+}

@@ -1,0 +1,158 @@
+//! The writes both workflows make — service registration (with the `--fallback` retry on the
+//! main Consul), deregistration (where "already gone" is success), and KV transactions in batches
+//! — and how their answers count. Which writes to make is decided by the callers.
+
+use alloc::string::String;
+
+use super::{Answer, Awaiting, Bridge};
+use crate::consul::{deregister_path, txn_body, TxnOp, REGISTER_PATH, TXN_MAX_OPS, TXN_PATH};
+use crate::io::{Level, Method, Target};
+use crate::plan::DesiredService;
+
+impl Bridge {
+    /// Registers `service` on its agent, or on the main Consul when `on_fallback`.
+    pub(super) fn send_registration(
+        &mut self,
+        awaiting: Awaiting,
+        service: &DesiredService,
+        on_fallback: bool,
+    ) {
+        let (target, timeout) = if on_fallback {
+            (Target::Consul, self.config.fallback_timeout)
+        } else {
+            (
+                Target::Agent(service.agent.clone()),
+                self.config.request_timeout,
+            )
+        };
+        let body = Some(service.registration.to_json());
+        self.send(
+            awaiting,
+            target,
+            Method::Put,
+            String::from(REGISTER_PATH),
+            body,
+            timeout,
+        );
+    }
+
+    /// Accounts for a registration answer. Returns `Ok(())` on success; on failure, `Err(true)` if
+    /// the caller should retry on the main Consul, `Err(false)` if it has failed for good.
+    pub(super) fn registration_done(
+        &mut self,
+        service: &DesiredService,
+        on_fallback: bool,
+        answer: &Answer,
+    ) -> Result<(), bool> {
+        let reg = &service.registration;
+        if answer.body().is_some() {
+            self.stats.registered += 1;
+            let place = if on_fallback {
+                String::from("the main Consul (fallback)")
+            } else {
+                service.agent.clone()
+            };
+            self.log(
+                Level::Info,
+                alloc::format!("registered {} ({}) on {place}", reg.id, reg.name),
+            );
+            return Ok(());
+        }
+        if !on_fallback && self.config.fallback {
+            self.log(
+                Level::Warn,
+                alloc::format!(
+                    "{}; falling back to the main Consul for {}",
+                    answer.failure(),
+                    reg.id
+                ),
+            );
+            return Err(true);
+        }
+        self.log(
+            Level::Error,
+            alloc::format!("cannot register {}: {}", reg.id, answer.failure()),
+        );
+        Err(false)
+    }
+
+    /// Deregisters service `id` from the agent on `agent`.
+    pub(super) fn send_deregistration(&mut self, awaiting: Awaiting, agent: &str, id: &str) {
+        let timeout = self.config.request_timeout;
+        let target = Target::Agent(String::from(agent));
+        self.send(
+            awaiting,
+            target,
+            Method::Put,
+            deregister_path(id),
+            None,
+            timeout,
+        );
+    }
+
+    /// Accounts for a deregistration answer; `true` if the service is gone. An agent that no
+    /// longer has it answers 404 (Consul ≥ 1.11) or 500 "Unknown service" (older, with ACLs).
+    pub(super) fn deregistration_done(&mut self, agent: &str, id: &str, answer: &Answer) -> bool {
+        let already_gone = match &answer.result {
+            Ok(r) => r.status == 404 || (r.status == 500 && r.body.starts_with(b"Unknown service")),
+            Err(_) => false,
+        };
+        if answer.body().is_some() || already_gone {
+            self.stats.deregistered += 1;
+            self.log(
+                Level::Info,
+                alloc::format!("deregistered {id} from {agent}"),
+            );
+            true
+        } else {
+            self.log(
+                Level::Error,
+                alloc::format!("cannot deregister {id}: {}", answer.failure()),
+            );
+            false
+        }
+    }
+
+    /// Sends `ops` as transactions of at most [`TXN_MAX_OPS`]; returns how many were sent. Each
+    /// is awaited by `awaiting(number of ops in it)`.
+    pub(super) fn send_kv_ops(
+        &mut self,
+        ops: &[TxnOp],
+        awaiting: impl Fn(usize) -> Awaiting,
+    ) -> usize {
+        let timeout = self.config.request_timeout;
+        for batch in ops.chunks(TXN_MAX_OPS) {
+            let body = Some(txn_body(batch));
+            self.send(
+                awaiting(batch.len()),
+                Target::Consul,
+                Method::Put,
+                String::from(TXN_PATH),
+                body,
+                timeout,
+            );
+        }
+        ops.len().div_ceil(TXN_MAX_OPS)
+    }
+
+    /// Accounts for a transaction of `ops` operations; `true` if it was applied.
+    pub(super) fn kv_ops_done(&mut self, ops: usize, answer: &Answer) -> bool {
+        if answer.body().is_some() {
+            self.stats.kv_writes += ops as u64;
+            return true;
+        }
+        let why = if answer.status() == Some(409) {
+            "KV changed since it was read; the next sync retries"
+        } else {
+            "the next sync retries"
+        };
+        self.log(
+            Level::Error,
+            alloc::format!(
+                "KV transaction of {ops} operations failed: {}; {why}",
+                answer.failure()
+            ),
+        );
+        false
+    }
+}

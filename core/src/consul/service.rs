@@ -1,0 +1,178 @@
+//! Consul services as the bridge registers them: the registration body, the ownership tags, the
+//! service name derived from the app id, and parsing of agent service and catalog node listings.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use super::ParseError;
+use crate::encoding::encode_path;
+
+/// `PUT` registers a service on the agent that receives it.
+pub const REGISTER_PATH: &str = "/v1/agent/service/register";
+/// `GET` lists the services of the agent that receives it.
+pub const AGENT_SERVICES_PATH: &str = "/v1/agent/services";
+/// `GET` lists the nodes (agents) of the datacenter.
+pub const CATALOG_NODES_PATH: &str = "/v1/catalog/nodes";
+/// Tag prefix marking a service as registered by one consular registration id.
+pub const REG_ID_TAG_PREFIX: &str = "consular-reg-id=";
+/// Tag prefix carrying the Marathon app id.
+pub const APP_ID_TAG_PREFIX: &str = "consular-app-id=";
+
+/// `PUT` deregisters service `id` from the agent that receives it.
+pub fn deregister_path(id: &str) -> String {
+    alloc::format!("/v1/agent/service/deregister/{}", encode_path(id))
+}
+
+/// The Consul service name of a Marathon app: the id without its leading `/`, with `/` → `-`
+/// (`/group/app` → `group-app`), as consular 1.3.0 names it.
+pub fn service_name(app_id: &str) -> String {
+    app_id.trim_start_matches('/').replace('/', "-")
+}
+
+/// The agent host for a task host: lower-cased, as consular 1.3.0's URL builder did.
+pub fn agent_host(host: &str) -> String {
+    host.to_ascii_lowercase()
+}
+
+/// A service as the bridge registers it, and as an agent lists it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Registration {
+    /// The service name (from the app id).
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// The service id (the Marathon task id).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// The task's host.
+    #[serde(rename = "Address")]
+    pub address: String,
+    /// Tags; ours start with the registration-id and app-id tags.
+    #[serde(rename = "Tags")]
+    pub tags: Vec<String>,
+    /// The service port, if the task has one.
+    #[serde(rename = "Port", skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl Registration {
+    /// The registration of a running task, as consular 1.3.0 builds it: several ports register
+    /// the lowest one.
+    pub fn for_task(
+        registration_id: &str,
+        app_id: &str,
+        task_id: &str,
+        host: &str,
+        ports: &[u16],
+    ) -> Self {
+        Registration {
+            name: service_name(app_id),
+            id: String::from(task_id),
+            address: String::from(host),
+            tags: alloc::vec![
+                alloc::format!("{REG_ID_TAG_PREFIX}{registration_id}"),
+                alloc::format!("{APP_ID_TAG_PREFIX}{app_id}"),
+            ],
+            port: ports.iter().copied().min(),
+        }
+    }
+
+    /// The `PUT /v1/agent/service/register` body: `{"Name","ID","Address","Tags","Port"}`.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serialising plain strings and integers cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// True if the service carries exactly our registration-id tag. Only such services are ever
+    /// deregistered by a purge.
+    pub fn is_owned_by(&self, registration_id: &str) -> bool {
+        self.tags
+            .iter()
+            .any(|t| t.strip_prefix(REG_ID_TAG_PREFIX) == Some(registration_id))
+    }
+}
+
+/// One entry of `GET /v1/agent/services`.
+#[derive(Deserialize)]
+struct AgentService {
+    #[serde(rename = "Service", default)]
+    service: String,
+    #[serde(rename = "Address", default)]
+    address: String,
+    #[serde(rename = "Tags", default)]
+    tags: Option<Vec<String>>,
+    #[serde(rename = "Port", default)]
+    port: u32,
+}
+
+/// Parses `GET /v1/agent/services`, a map keyed by service id. Port 0 means "no port".
+pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError> {
+    let services: BTreeMap<String, AgentService> = serde_json::from_slice(body)?;
+    Ok(services
+        .into_iter()
+        .map(|(id, s)| Registration {
+            name: s.service,
+            id,
+            address: s.address,
+            tags: s.tags.unwrap_or_default(),
+            port: u16::try_from(s.port).ok().filter(|&p| p != 0),
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+struct CatalogNode {
+    #[serde(rename = "Address")]
+    address: String,
+}
+
+/// Parses `GET /v1/catalog/nodes` into the nodes' addresses, in Consul's order.
+pub fn parse_catalog_nodes(body: &[u8]) -> Result<Vec<String>, ParseError> {
+    let nodes: Vec<CatalogNode> = serde_json::from_slice(body)?;
+    Ok(nodes.into_iter().map(|n| n.address).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_body_matches_consular_1_3() {
+        let reg = Registration::for_task(
+            "consular",
+            "/my-group/my-app",
+            "t1",
+            "slave-1",
+            &[4567, 1234],
+        );
+        assert_eq!(
+            core::str::from_utf8(&reg.to_json()).unwrap(),
+            r#"{"Name":"my-group-my-app","ID":"t1","Address":"slave-1","Tags":["consular-reg-id=consular","consular-app-id=/my-group/my-app"],"Port":1234}"#
+        );
+        let no_port = Registration::for_task("c", "/a", "t", "h", &[]);
+        assert!(!core::str::from_utf8(&no_port.to_json())
+            .unwrap()
+            .contains("Port"));
+    }
+
+    #[test]
+    fn ownership_needs_the_exact_tag() {
+        let ours = Registration::for_task("blue", "/a", "t", "h", &[]);
+        assert!(ours.is_owned_by("blue"));
+        assert!(!ours.is_owned_by("blu"));
+        assert!(!ours.is_owned_by("blue2"));
+    }
+
+    #[test]
+    fn agent_services_use_the_map_key_and_treat_port_0_as_none() {
+        let services = parse_agent_services(
+            br#"{"t1":{"ID":"x","Service":"app","Tags":null,"Port":0,"Address":"h"},"t2":{"Service":"b","Tags":["x"],"Port":80,"Address":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(services[0].id, "t1");
+        assert_eq!(services[0].port, None);
+        assert!(services[0].tags.is_empty());
+        assert_eq!(services[1].port, Some(80));
+    }
+}

@@ -1,0 +1,188 @@
+//! Parsing of Marathon event bodies (HTTP callback POSTs and event-stream `data:` lines) into the
+//! events the bridge acts on. Every malformed body becomes an [`EventError`] with a message fit for
+//! a 400 reply; nothing here panics.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::task_state::TaskState;
+
+/// A Marathon event the bridge understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarathonEvent {
+    /// `status_update_event`: a task changed state.
+    StatusUpdate(StatusUpdate),
+    /// Any other well-formed event; carries its `eventType`.
+    Other(String),
+}
+
+/// The fields of a `status_update_event` the bridge uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusUpdate {
+    /// `taskId`: the Consul service id.
+    pub task_id: String,
+    /// `appId`, such as `/group/app`. Required for RUNNING only.
+    pub app_id: Option<String>,
+    /// `host`: the task's host, whose Consul agent holds the service.
+    pub host: String,
+    /// `taskStatus`.
+    pub state: TaskState,
+    /// `ports`: host ports in port order (`null` or absent means none).
+    pub ports: Vec<u16>,
+}
+
+/// Why an event body was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The body is not JSON at all.
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    /// The body is JSON but not an object.
+    #[error("body is not a JSON object")]
+    NotObject,
+    /// `eventType` is missing or null.
+    #[error("Event type None not supported.")]
+    MissingEventType,
+    /// A field the event needs is missing or has the wrong type.
+    #[error("{event_type}: field '{field}' {problem}")]
+    BadField {
+        /// The event's `eventType`.
+        event_type: String,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `taskStatus` is not a Mesos task state.
+    #[error("status_update_event: unknown taskStatus '{0}'")]
+    UnknownTaskStatus(String),
+}
+
+/// Only the fields we read; serde skips the rest without allocating for them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent {
+    event_type: Option<Value>,
+    task_status: Option<Value>,
+    task_id: Option<Value>,
+    app_id: Option<Value>,
+    host: Option<Value>,
+    ports: Option<Value>,
+}
+
+/// Parses one event body.
+pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
+    let raw: RawEvent = match serde_json::from_slice(body) {
+        Ok(raw) => raw,
+        Err(e) if e.is_data() => return Err(EventError::NotObject),
+        Err(e) => return Err(EventError::NotJson(e.to_string())),
+    };
+    let event_type = match raw.event_type {
+        None | Some(Value::Null) => return Err(EventError::MissingEventType),
+        Some(Value::String(s)) => s,
+        // consular 1.3.0 printed non-string types with Python's %s; keep the message readable.
+        Some(other) => return Ok(MarathonEvent::Other(other.to_string())),
+    };
+    if event_type != "status_update_event" {
+        return Ok(MarathonEvent::Other(event_type));
+    }
+    let bad = |field, problem| EventError::BadField {
+        event_type: String::from("status_update_event"),
+        field,
+        problem,
+    };
+    let status = string_field(raw.task_status, "taskStatus", &bad)?;
+    let state = TaskState::parse(&status).ok_or(EventError::UnknownTaskStatus(status))?;
+    let task_id = string_field(raw.task_id, "taskId", &bad)?;
+    let host = string_field(raw.host, "host", &bad)?;
+    let app_id = match raw.app_id {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(bad("appId", "must be a string")),
+    };
+    if state == TaskState::Running && app_id.is_none() {
+        return Err(bad("appId", "is required for TASK_RUNNING"));
+    }
+    let ports = match raw.ports {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
+            .collect::<Option<Vec<u16>>>()
+            .ok_or_else(|| bad("ports", "must hold port numbers from 0 to 65535"))?,
+        Some(_) => return Err(bad("ports", "must be an array")),
+    };
+    Ok(MarathonEvent::StatusUpdate(StatusUpdate {
+        task_id,
+        app_id,
+        host,
+        state,
+        ports,
+    }))
+}
+
+fn string_field(
+    value: Option<Value>,
+    field: &'static str,
+    bad: &impl Fn(&'static str, &'static str) -> EventError,
+) -> Result<String, EventError> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(bad(field, "is empty")),
+        None | Some(Value::Null) => Err(bad(field, "is missing")),
+        Some(_) => Err(bad(field, "must be a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_running_status_update() {
+        let body = br#"{"eventType":"status_update_event","taskStatus":"TASK_RUNNING","taskId":"t1","appId":"/a","host":"h","ports":[31000,80],"slaveId":"s"}"#;
+        assert_eq!(
+            parse_event(body),
+            Ok(MarathonEvent::StatusUpdate(StatusUpdate {
+                task_id: "t1".into(),
+                app_id: Some("/a".into()),
+                host: "h".into(),
+                state: TaskState::Running,
+                ports: alloc::vec![31000, 80],
+            }))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_bodies_with_clear_errors() {
+        assert!(matches!(parse_event(b"nope"), Err(EventError::NotJson(_))));
+        assert!(matches!(parse_event(b""), Err(EventError::NotJson(_))));
+        assert_eq!(parse_event(b"[1,2]"), Err(EventError::NotObject));
+        assert_eq!(parse_event(b"\"str\""), Err(EventError::NotObject));
+        assert_eq!(parse_event(b"{}"), Err(EventError::MissingEventType));
+        assert_eq!(
+            parse_event(br#"{"eventType":"status_update_event","taskStatus":"TASK_BOGUS"}"#),
+            Err(EventError::UnknownTaskStatus("TASK_BOGUS".into()))
+        );
+        let missing_app = br#"{"eventType":"status_update_event","taskStatus":"TASK_RUNNING","taskId":"t","host":"h"}"#;
+        assert_eq!(
+            parse_event(missing_app).unwrap_err().to_string(),
+            "status_update_event: field 'appId' is required for TASK_RUNNING"
+        );
+        let bad_port = br#"{"eventType":"status_update_event","taskStatus":"TASK_KILLED","taskId":"t","host":"h","ports":[70000]}"#;
+        assert!(matches!(
+            parse_event(bad_port),
+            Err(EventError::BadField { field: "ports", .. })
+        ));
+    }
+
+    #[test]
+    fn other_event_types_are_recognised_not_rejected() {
+        assert_eq!(
+            parse_event(br#"{"eventType":"deployment_info"}"#),
+            Ok(MarathonEvent::Other("deployment_info".into()))
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! From a Marathon snapshot to the services and KV keys Consul should hold.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::consul::{agent_host, label_key, label_value, service_name, Registration};
+use crate::marathon::App;
+
+/// A service to register, and the agent that should hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredService {
+    /// The agent host (the task's host, lower-cased).
+    pub agent: String,
+    /// The registration.
+    pub registration: Registration,
+}
+
+/// What Consul should hold for one Marathon snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Running tasks of syncable apps, by task id.
+    pub services: BTreeMap<String, DesiredService>,
+    /// Label keys of syncable apps and their values.
+    pub kv: BTreeMap<String, Vec<u8>>,
+    /// Service names of syncable apps: their `consular/<name>/` directory is ours to keep tidy.
+    pub synced_names: BTreeSet<String>,
+    /// Service names of every app Marathon has, clashing ones included: never purged.
+    pub live_names: BTreeSet<String>,
+    /// Ids of every running task, clashing apps' included: never purged.
+    pub running_tasks: BTreeSet<String>,
+    /// Service names that several app ids map to, with those ids in input order. These apps are
+    /// skipped (neither written nor purged) until the clash is resolved.
+    pub clashes: Vec<(String, Vec<String>)>,
+}
+
+/// The desired state for `apps`, each with its tasks (apps without tasks count as having none).
+pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
+    let mut ids_by_name: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for app in apps {
+        ids_by_name
+            .entry(service_name(&app.id))
+            .or_default()
+            .push(&app.id);
+    }
+    let mut state = DesiredState::default();
+    for (name, ids) in &ids_by_name {
+        if ids.len() > 1 {
+            state.clashes.push((
+                name.clone(),
+                ids.iter().map(|&id| String::from(id)).collect(),
+            ));
+        }
+    }
+    for app in apps {
+        let name = service_name(&app.id);
+        let running = app.tasks.iter().flatten().filter(|t| t.is_running());
+        let clashing = ids_by_name.get(&name).is_some_and(|ids| ids.len() > 1);
+        state.live_names.insert(name.clone());
+        for task in running {
+            state.running_tasks.insert(task.id.clone());
+            if clashing || task.host.is_empty() {
+                continue;
+            }
+            let registration =
+                Registration::for_task(registration_id, &app.id, &task.id, &task.host, &task.ports);
+            let agent = agent_host(&task.host);
+            state.services.insert(
+                task.id.clone(),
+                DesiredService {
+                    agent,
+                    registration,
+                },
+            );
+        }
+        if clashing {
+            continue;
+        }
+        for (label, value) in &app.labels {
+            state.kv.insert(label_key(&name, label), label_value(value));
+        }
+        state.synced_names.insert(name);
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marathon::parse_apps;
+
+    #[test]
+    fn clashing_apps_are_skipped_but_protected() {
+        let apps = parse_apps(
+            br#"{"apps":[
+              {"id":"/a/b","labels":{"k":"v"},"tasks":[{"id":"t1","host":"H1","ports":[2,1],"state":"TASK_RUNNING"}]},
+              {"id":"/a-b","tasks":[{"id":"t2","host":"h2","ports":[],"state":"TASK_RUNNING"}]},
+              {"id":"/c","labels":{"x":"y"},"tasks":[{"id":"t3","host":"H3","ports":[5],"state":"TASK_RUNNING"},
+                                                     {"id":"t4","host":"h3","ports":[6],"state":"TASK_STAGING"}]}]}"#,
+        )
+        .unwrap();
+        let state = desired_state(&apps, "reg");
+        assert_eq!(
+            state.clashes,
+            [("a-b".into(), alloc::vec!["/a/b".into(), "/a-b".into()])]
+        );
+        assert_eq!(state.services.keys().collect::<Vec<_>>(), ["t3"]);
+        assert_eq!(state.services["t3"].agent, "h3");
+        assert_eq!(state.services["t3"].registration.address, "H3");
+        assert_eq!(state.kv.keys().collect::<Vec<_>>(), ["consular/c/x"]);
+        assert!(state.running_tasks.contains("t1") && state.running_tasks.contains("t2"));
+        assert!(!state.running_tasks.contains("t4"));
+        assert!(state.live_names.contains("a-b"));
+    }
+}

@@ -1,0 +1,306 @@
+//! The difference between the desired state and what Consul holds: registrations to (re)send,
+//! services to deregister, and KV operations. A write is planned only where something differs,
+//! and nothing without our registration-id tag, and no key outside `consular/`, is ever removed.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::desired::{DesiredService, DesiredState};
+use crate::consul::{label_key, label_value, KvEntry, KvKey, Registration, TxnOp};
+
+/// A service as one agent lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedService {
+    /// The address of the agent that listed it.
+    pub agent: String,
+    /// The service.
+    pub registration: Registration,
+}
+
+/// What the sync read from Consul.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsulState {
+    /// Services listed by the agents that answered.
+    pub services: Vec<ObservedService>,
+    /// True only if the node list and every agent's service list were read.
+    pub services_complete: bool,
+    /// Every key under `consular/`, or `None` if the read failed.
+    pub kv: Option<Vec<KvEntry>>,
+}
+
+/// Tasks and app names changed by events after the snapshot was requested: the snapshot is older
+/// than what the events did, so the sync leaves them alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    /// Task ids.
+    pub tasks: BTreeSet<String>,
+    /// Service names whose labels were synced.
+    pub app_names: BTreeSet<String>,
+}
+
+/// The writes of one sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// Services to register (missing, or different from what the agent holds).
+    pub register: Vec<DesiredService>,
+    /// Our services whose task no longer runs: `(agent address, service id)`.
+    pub deregister: Vec<(String, String)>,
+    /// KV writes and deletes, not yet batched.
+    pub kv: Vec<TxnOp>,
+}
+
+/// Plans one sync. `purge` removes our dead services and dead apps' KV, and is ignored for
+/// services unless the Consul listing is complete.
+pub fn plan_sync(
+    desired: &DesiredState,
+    consul: &ConsulState,
+    registration_id: &str,
+    purge: bool,
+    excluded: &Exclusions,
+) -> SyncPlan {
+    let ours: Vec<&ObservedService> = consul
+        .services
+        .iter()
+        .filter(|s| s.registration.is_owned_by(registration_id))
+        .collect();
+    let mut listed: BTreeMap<&str, Vec<&Registration>> = BTreeMap::new();
+    for s in &ours {
+        listed
+            .entry(&s.registration.id)
+            .or_default()
+            .push(&s.registration);
+    }
+    let register = desired
+        .services
+        .iter()
+        .filter(|(id, _)| !excluded.tasks.contains(*id))
+        .filter(|(id, d)| {
+            !listed
+                .get(id.as_str())
+                .is_some_and(|regs| regs.contains(&&d.registration))
+        })
+        .map(|(_, d)| d.clone())
+        .collect();
+    let deregister = if purge && consul.services_complete {
+        ours.iter()
+            .filter(|s| !desired.running_tasks.contains(&s.registration.id))
+            .filter(|s| !excluded.tasks.contains(&s.registration.id))
+            .map(|s| (s.agent.clone(), s.registration.id.clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let kv = match &consul.kv {
+        Some(current) => kv_ops(&desired.kv, current, |key| {
+            let Some(KvKey { app_name, label }) = KvKey::parse(key) else {
+                return false;
+            };
+            if excluded.app_names.contains(app_name) {
+                false
+            } else if desired.synced_names.contains(app_name) {
+                // A stale label; a leaf `consular/<name>` beside the directory is not ours to judge.
+                label.is_some()
+            } else {
+                purge && !desired.live_names.contains(app_name)
+            }
+        }),
+        None => Vec::new(),
+    };
+    SyncPlan {
+        register,
+        deregister,
+        kv,
+    }
+}
+
+/// The KV operations that make `consular/<app_name>/` hold exactly `labels`, given its current
+/// entries.
+pub fn plan_app_labels<'a>(
+    app_name: &str,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    current: &[KvEntry],
+) -> Vec<TxnOp> {
+    let desired: BTreeMap<String, Vec<u8>> = labels
+        .into_iter()
+        .map(|(label, value)| (label_key(app_name, label), label_value(value)))
+        .collect();
+    kv_ops(&desired, current, |key| {
+        KvKey::parse(key).is_some_and(|k| k.app_name == app_name && k.label.is_some())
+    })
+}
+
+/// Sets for missing or different keys (checked against the index read), deletes for current keys
+/// that are not desired and that `may_delete` allows.
+fn kv_ops(
+    desired: &BTreeMap<String, Vec<u8>>,
+    current: &[KvEntry],
+    may_delete: impl Fn(&str) -> bool,
+) -> Vec<TxnOp> {
+    let by_key: BTreeMap<&str, &KvEntry> = current.iter().map(|e| (e.key.as_str(), e)).collect();
+    let mut ops: Vec<TxnOp> = desired
+        .iter()
+        .filter_map(|(key, value)| match by_key.get(key.as_str()) {
+            Some(entry) if entry.value == *value => None,
+            found => Some(TxnOp::Set {
+                key: key.clone(),
+                value: value.clone(),
+                index: found.map_or(0, |e| e.modify_index),
+            }),
+        })
+        .collect();
+    ops.extend(
+        current
+            .iter()
+            .filter(|e| !desired.contains_key(&e.key) && may_delete(&e.key))
+            .map(|e| TxnOp::Delete {
+                key: e.key.clone(),
+                index: e.modify_index,
+            }),
+    );
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marathon::parse_apps;
+    use crate::plan::desired_state;
+
+    fn entry(key: &str, value: &str, index: u64) -> KvEntry {
+        KvEntry {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            modify_index: index,
+        }
+    }
+
+    fn observed(agent: &str, reg: Registration) -> ObservedService {
+        ObservedService {
+            agent: agent.into(),
+            registration: reg,
+        }
+    }
+
+    #[test]
+    fn warm_sync_plans_nothing() {
+        let apps = parse_apps(
+            br#"{"apps":[{"id":"/a","labels":{"k":"v"},"tasks":[{"id":"t1","host":"h","ports":[1],"state":"TASK_RUNNING"}]}]}"#,
+        )
+        .unwrap();
+        let desired = desired_state(&apps, "r");
+        let consul = ConsulState {
+            services: alloc::vec![observed("h", desired.services["t1"].registration.clone())],
+            services_complete: true,
+            kv: Some(alloc::vec![entry("consular/a/k", "\"v\"", 3)]),
+        };
+        assert_eq!(
+            plan_sync(&desired, &consul, "r", true, &Exclusions::default()),
+            SyncPlan::default()
+        );
+    }
+
+    #[test]
+    fn purge_touches_only_ours_and_only_with_a_complete_listing() {
+        let desired = desired_state(
+            &parse_apps(br#"{"apps":[{"id":"/live","tasks":[]}]}"#).unwrap(),
+            "r",
+        );
+        let dead = Registration::for_task("r", "/gone", "t9", "h", &[]);
+        let foreign = Registration::for_task("other", "/gone", "t8", "h", &[]);
+        let consul = ConsulState {
+            services: alloc::vec![observed("10.0.0.1", dead), observed("10.0.0.1", foreign)],
+            services_complete: true,
+            kv: Some(alloc::vec![
+                entry("consular/gone/k", "\"v\"", 4),
+                entry("consular/live/stale", "\"v\"", 5),
+                entry("consular/gone2", "\"v\"", 6),
+            ]),
+        };
+        let plan = plan_sync(&desired, &consul, "r", true, &Exclusions::default());
+        assert_eq!(plan.deregister, [("10.0.0.1".into(), "t9".into())]);
+        assert_eq!(
+            plan.kv,
+            [
+                TxnOp::Delete {
+                    key: "consular/gone/k".into(),
+                    index: 4
+                },
+                TxnOp::Delete {
+                    key: "consular/live/stale".into(),
+                    index: 5
+                },
+                TxnOp::Delete {
+                    key: "consular/gone2".into(),
+                    index: 6
+                },
+            ]
+        );
+        let partial = ConsulState {
+            services_complete: false,
+            ..consul.clone()
+        };
+        assert!(
+            plan_sync(&desired, &partial, "r", true, &Exclusions::default())
+                .deregister
+                .is_empty()
+        );
+        let no_purge = plan_sync(&desired, &consul, "r", false, &Exclusions::default());
+        assert!(no_purge.deregister.is_empty());
+        assert_eq!(
+            no_purge.kv,
+            [TxnOp::Delete {
+                key: "consular/live/stale".into(),
+                index: 5
+            }]
+        );
+    }
+
+    #[test]
+    fn label_sync_never_touches_a_prefix_sibling() {
+        let labels: BTreeMap<String, String> = [("foo".into(), "new".into())].into_iter().collect();
+        let current = [
+            entry("consular/my-app/foo", "\"old\"", 2),
+            entry("consular/my-app/gone", "\"x\"", 3),
+            entry("consular/my-app2/foo", "\"x\"", 4),
+        ];
+        assert_eq!(
+            plan_app_labels("my-app", &labels, &current),
+            [
+                TxnOp::Set {
+                    key: "consular/my-app/foo".into(),
+                    value: b"\"new\"".to_vec(),
+                    index: 2
+                },
+                TxnOp::Delete {
+                    key: "consular/my-app/gone".into(),
+                    index: 3
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn changed_services_are_re_registered_and_excluded_tasks_left_alone() {
+        let apps = parse_apps(
+            br#"{"apps":[{"id":"/a","tasks":[{"id":"t1","host":"h","ports":[2],"state":"TASK_RUNNING"},
+                                              {"id":"t2","host":"h","ports":[3],"state":"TASK_RUNNING"}]}]}"#,
+        )
+        .unwrap();
+        let desired = desired_state(&apps, "r");
+        let old = Registration::for_task("r", "/a", "t1", "h", &[1]);
+        let consul = ConsulState {
+            services: alloc::vec![observed("h", old)],
+            services_complete: true,
+            kv: None,
+        };
+        let excluded = Exclusions {
+            tasks: ["t2".into()].into_iter().collect(),
+            ..Exclusions::default()
+        };
+        let plan = plan_sync(&desired, &consul, "r", true, &excluded);
+        assert_eq!(plan.register.len(), 1);
+        assert_eq!(plan.register[0].registration.port, Some(2));
+        assert!(plan.kv.is_empty());
+    }
+}
