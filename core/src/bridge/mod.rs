@@ -124,6 +124,7 @@ impl Bridge {
             config,
         };
         bridge.fire_timers();
+        bridge.release_requests();
         bridge
     }
 

@@ -1,0 +1,3 @@
+//! Shared test support for the core's integration tests.
+
+pub mod transcript;

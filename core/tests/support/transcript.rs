@@ -1,0 +1,159 @@
+//! A transcript harness: drive one `Bridge` by hand, one input at a time, and assert on exactly
+//! which requests, replies and logs come out. For whole-world simulation see `sim::World`.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use consular_core::{
+    Bridge, Config, InboundId, LogRecord, Method, Output, Reply, Request, Response, Target,
+    TransportError,
+};
+
+pub struct Transcript {
+    pub bridge: Bridge,
+    pub now: Duration,
+    requests: VecDeque<Request>,
+    replies: VecDeque<(InboundId, Reply)>,
+    pub logs: Vec<LogRecord>,
+    pub wake_at: Option<Duration>,
+    next_inbound: u64,
+}
+
+impl Transcript {
+    pub fn new(config: Config) -> Self {
+        let bridge = Bridge::new(config, Duration::ZERO);
+        let mut t = Transcript {
+            bridge,
+            now: Duration::ZERO,
+            requests: VecDeque::new(),
+            replies: VecDeque::new(),
+            logs: Vec::new(),
+            wake_at: None,
+            next_inbound: 0,
+        };
+        t.drain();
+        t
+    }
+
+    fn drain(&mut self) {
+        for _ in 0..100_000 {
+            match self.bridge.poll_output() {
+                Output::Request(r) => self.requests.push_back(r),
+                Output::Reply(id, r) => self.replies.push_back((id, r)),
+                Output::Log(l) => self.logs.push(l),
+                Output::Timeout(at) => {
+                    self.wake_at = at;
+                    return;
+                }
+            }
+        }
+        panic!("poll_output never returned Timeout");
+    }
+
+    /// POSTs `body` to `path`; returns its inbound id.
+    pub fn inbound(&mut self, path: &str, body: &str) -> InboundId {
+        self.next_inbound += 1;
+        let id = InboundId(self.next_inbound);
+        self.bridge
+            .handle_inbound(self.now, id, path, body.as_bytes())
+            .unwrap();
+        self.drain();
+        id
+    }
+
+    pub fn event(&mut self, body: &str) -> InboundId {
+        self.inbound("/events", body)
+    }
+
+    /// The next request, which must match.
+    pub fn expect(&mut self, method: Method, target: Target, path: &str) -> Request {
+        let r = self
+            .requests
+            .pop_front()
+            .unwrap_or_else(|| panic!("expected {method} {target} {path}, got nothing"));
+        assert_eq!(
+            (r.method, &r.target, r.path_and_query.as_str()),
+            (method, &target, path),
+            "unexpected request"
+        );
+        r
+    }
+
+    /// Takes the queued request matching, whatever its position.
+    pub fn take(&mut self, method: Method, target: Target, path: &str) -> Request {
+        let pos = self
+            .requests
+            .iter()
+            .position(|r| r.method == method && r.target == target && r.path_and_query == path)
+            .unwrap_or_else(|| panic!("no {method} {target} {path} among {:#?}", self.requests));
+        self.requests.remove(pos).unwrap()
+    }
+
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    pub fn expect_no_request(&mut self) {
+        assert!(
+            self.requests.is_empty(),
+            "unexpected requests: {:#?}",
+            self.requests
+        );
+    }
+
+    pub fn respond(&mut self, request: &Request, status: u16, body: &str) {
+        let response = Response {
+            status,
+            body: body.as_bytes().to_vec(),
+        };
+        self.bridge
+            .handle_response(self.now, request.id, Ok(response));
+        self.drain();
+    }
+
+    pub fn fail(&mut self, request: &Request, error: TransportError) {
+        self.bridge
+            .handle_response(self.now, request.id, Err(error));
+        self.drain();
+    }
+
+    pub fn advance_to(&mut self, now: Duration) {
+        self.now = now;
+        self.bridge.handle_timeout(now);
+        self.drain();
+    }
+
+    pub fn reply(&mut self, id: InboundId) -> (u16, String) {
+        let pos = self
+            .replies
+            .iter()
+            .position(|(i, _)| *i == id)
+            .unwrap_or_else(|| panic!("no reply for {id:?}"));
+        let (_, reply) = self.replies.remove(pos).unwrap();
+        (reply.status, String::from_utf8(reply.body).unwrap())
+    }
+
+    pub fn has_reply(&self, id: InboundId) -> bool {
+        self.replies.iter().any(|(i, _)| *i == id)
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.iter().any(|l| l.message.contains(needle))
+    }
+}
+
+pub fn agent(host: &str) -> Target {
+    Target::Agent(host.to_string())
+}
+
+pub fn body_json(request: &Request) -> serde_json::Value {
+    serde_json::from_slice(request.body.as_deref().expect("request has a body")).unwrap()
+}
+
+pub fn status_event(state: &str, task: &str, app: &str, host: &str, ports: &str) -> String {
+    format!(
+        r#"{{"eventType":"status_update_event","taskStatus":"{state}","taskId":"{task}","appId":"{app}","host":"{host}","ports":{ports},"slaveId":"s1","timestamp":"2026-01-01T00:00:00.000Z"}}"#
+    )
+}
