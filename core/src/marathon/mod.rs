@@ -5,11 +5,13 @@
 mod app;
 mod event;
 mod requests;
+mod sse;
 mod task_state;
 
 pub use app::{parse_app, parse_apps, parse_tasks, App, Task};
 pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
 pub use requests::{app_path, app_tasks_path, APPS_WITH_TASKS_PATH, SUBSCRIPTIONS_PATH};
+pub use sse::{SseEvent, SseParser};
 pub use task_state::{TaskAction, TaskState};
 
 /// Why a Marathon response body could not be used.
