@@ -1,0 +1,9 @@
+//! Helpers shared by the `consular` binary's integration tests; a test file pulls them in with `mod support;`.
+//!
+//! * [`consul`]: a real Consul 1.8.7 cluster on loopback (a dev server and client agents on 127.0.0.2, 127.0.0.3 …)
+//!   plus small blocking HTTP helpers for talking to it.
+
+// Each test file is its own crate and uses only part of these helpers; without this, every unused one warns.
+#![allow(dead_code)]
+
+pub mod consul;
