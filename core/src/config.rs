@@ -4,7 +4,18 @@
 use alloc::string::String;
 use core::time::Duration;
 
-/// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults.
+/// Where Marathon's events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// Only the HTTP callback (`/events`), subscribed at [`Config::callback_url`].
+    Callback,
+    /// Only the `/v2/events` stream.
+    Stream,
+    /// The stream; HTTP callbacks if Marathon has no stream.
+    Auto,
+}
+
+/// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Written into the `consular-reg-id=<id>` tag; only services carrying it are ever purged.
@@ -27,6 +38,14 @@ pub struct Config {
     pub max_in_flight_per_target: usize,
     /// Emit [`crate::Level::Debug`] records (one per request).
     pub debug: bool,
+    /// Where events come from. `/events` accepts callbacks whatever this says.
+    pub events: EventSource,
+    /// Reconnect a stream that sent nothing, not even Marathon's 10-second heartbeat, this long.
+    pub stream_idle_timeout: Duration,
+    /// Events larger than this are skipped (and counted), never buffered.
+    pub max_event_bytes: usize,
+    /// Seed of the reconnect jitter, so runs can be replayed.
+    pub seed: u64,
 }
 
 impl Default for Config {
@@ -42,6 +61,10 @@ impl Default for Config {
             max_in_flight: 64,
             max_in_flight_per_target: 8,
             debug: false,
+            events: EventSource::Callback,
+            stream_idle_timeout: Duration::from_secs(30),
+            max_event_bytes: 1 << 20,
+            seed: 0,
         }
     }
 }

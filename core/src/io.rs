@@ -165,6 +165,13 @@ pub enum Output {
     Request(Request),
     /// Answer the inbound request `.0` with `.1`.
     Reply(InboundId, Reply),
+    /// Open Marathon's event stream: send this `GET` with `Accept: text/event-stream`, then report
+    /// [`crate::Bridge::handle_stream_open`] with the status, each body chunk with
+    /// [`crate::Bridge::handle_stream_data`], and the end with [`crate::Bridge::handle_stream_closed`].
+    /// `timeout` bounds the wait for the response head only.
+    OpenStream(Request),
+    /// Drop the stream opened by the request with this id; report nothing more for it.
+    CloseStream(RequestId),
     /// Write this log line.
     Log(LogRecord),
     /// Nothing more to do now. Call [`crate::Bridge::handle_timeout`] at this time (measured like

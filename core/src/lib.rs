@@ -3,8 +3,9 @@
 //! A sans-IO state machine that keeps Consul's service catalog and KV in step with Marathon.
 //!
 //! It consumes inputs — inbound HTTP requests (Marathon's event callbacks), responses to the HTTP
-//! requests it asked for, and timer ticks carrying `now` — and emits [`Output`]s: requests to send,
-//! replies, log records and the time of its next wake-up.
+//! requests it asked for, the bytes of Marathon's event stream, and timer ticks carrying `now` —
+//! and emits [`Output`]s: requests to send, streams to open or drop, replies, log records and the
+//! time of its next wake-up.
 //!
 //! **In scope:** deciding what to register, deregister, write and delete, in which order, with which
 //! bodies; parsing Marathon and Consul payloads; timeouts, retries and purge safety.
@@ -23,6 +24,8 @@
 //!     match bridge.poll_output() {
 //!         Output::Request(req) => { /* send it; later: bridge.handle_response(now, req.id, result) */ }
 //!         Output::Reply(id, reply) => { /* answer inbound request `id` */ }
+//!         Output::OpenStream(req) => { /* open Marathon's event stream; feed handle_stream_* */ }
+//!         Output::CloseStream(id) => { /* drop that stream */ }
 //!         Output::Log(record) => { /* write it */ }
 //!         Output::Timeout(at) => {
 //!             // Wait for input or until `at`, then call one `handle_*` and drain again.
@@ -55,7 +58,7 @@ pub mod plan;
 pub mod sim;
 
 pub use bridge::{Bridge, Stats};
-pub use config::Config;
+pub use config::{Config, EventSource};
 pub use error::Error;
 pub use io::{
     InboundId, Level, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,

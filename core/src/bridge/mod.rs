@@ -5,10 +5,12 @@
 //! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
 //! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
+//! - `stream.rs`: Marathon's event stream, reconnected forever;
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
 //! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
 
 mod requests;
+mod stream;
 mod subscription;
 mod sync;
 mod task;
@@ -19,7 +21,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, EventSource};
 use crate::encoding::json_ascii_string;
 use crate::error::Error;
 use crate::io::{
@@ -31,8 +33,12 @@ use requests::{Requests, Sent};
 /// Counters a driver can expose or a test can assert on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Status events accepted on `/events`.
+    /// Status events accepted, from callbacks or the stream.
     pub events: u64,
+    /// Stream events skipped for being larger than [`Config::max_event_bytes`].
+    pub oversize_events: u64,
+    /// Times the event stream connected.
+    pub stream_connects: u64,
     /// Service registrations that succeeded.
     pub registered: u64,
     /// Service deregistrations that succeeded (including "already gone").
@@ -104,11 +110,12 @@ pub struct Bridge {
     tasks: task::Tasks,
     sync: sync::Syncs,
     subscription: subscription::Subscription,
+    stream: stream::EventStream,
 }
 
 impl Bridge {
-    /// A bridge that starts at `now`: it queues the callback subscription (when
-    /// [`Config::callback_url`] is set) and, with a sync interval, the first sync.
+    /// A bridge that starts at `now`: it opens the event stream or subscribes the callback (as
+    /// [`Config::events`] says) and, with a sync interval, starts the first sync.
     pub fn new(config: Config, now: Duration) -> Self {
         let requests = Requests::new(config.max_in_flight, config.max_in_flight_per_target);
         let mut bridge = Bridge {
@@ -120,7 +127,15 @@ impl Bridge {
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
             sync: sync::Syncs::new(now, config.sync_interval),
-            subscription: subscription::Subscription::new(now),
+            subscription: subscription::Subscription::new(
+                (config.events == EventSource::Callback).then_some(now),
+            ),
+            stream: stream::EventStream::new(
+                config.events,
+                now,
+                config.max_event_bytes,
+                config.seed,
+            ),
             config,
         };
         bridge.fire_timers();
@@ -183,6 +198,7 @@ impl Bridge {
         let timers = [
             self.sync.next_at(),
             self.subscription.next_at(),
+            self.stream.next_at(),
             self.requests.next_deadline(),
         ];
         Output::Timeout(timers.into_iter().flatten().min())
@@ -222,6 +238,7 @@ impl Bridge {
         if self.subscription.is_due(self.now) {
             self.start_subscription();
         }
+        self.on_stream_timer();
         if self.sync.is_due(self.now) {
             self.start_sync();
         }
@@ -232,6 +249,10 @@ impl Bridge {
             Ok(MarathonEvent::StatusUpdate(update)) => {
                 self.stats.events += 1;
                 self.handle_status_update(Some(id), update);
+            }
+            Ok(MarathonEvent::AppTerminated { app_id }) => {
+                self.handle_app_terminated(&app_id);
+                self.reply(id, 200, String::from("{\"status\": \"ok\"}"));
             }
             Ok(MarathonEvent::Other(event_type)) => {
                 // Marathon posts every event type to callbacks and backs off a callback that

@@ -58,6 +58,12 @@ impl Requests {
         }
     }
 
+    /// A fresh id, for requests that bypass the queue (the event stream).
+    pub(crate) fn allocate_id(&mut self) -> RequestId {
+        self.next_id += 1;
+        RequestId(self.next_id)
+    }
+
     /// Queues a request; [`Requests::release`] hands it out when the limits allow.
     pub(crate) fn submit(
         &mut self,
@@ -67,8 +73,7 @@ impl Requests {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> RequestId {
-        self.next_id += 1;
-        let id = RequestId(self.next_id);
+        let id = self.allocate_id();
         let request = Request {
             id,
             target: target.clone(),

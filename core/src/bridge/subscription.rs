@@ -28,9 +28,10 @@ pub(super) struct Subscription {
 }
 
 impl Subscription {
-    pub(super) fn new(now: Duration) -> Self {
+    /// A subscription that starts at `start`, or never.
+    pub(super) fn new(start: Option<Duration>) -> Self {
         Subscription {
-            next_attempt: Some(now),
+            next_attempt: start,
             backoff: FIRST_RETRY,
         }
     }

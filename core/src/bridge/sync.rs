@@ -2,7 +2,8 @@
 //! tree, the node list and each agent's services, all at once; plan the difference; write only
 //! that. If Marathon cannot be read nothing is written; if any Consul listing is missing nothing is
 //! purged. Tasks and apps that events touched after the Marathon read are left to the events.
-//! Syncs never overlap; ticks missed while one runs are skipped.
+//! Syncs never overlap; ticks missed while one runs are skipped. A sync can also be requested (the
+//! event stream reconnected, an app terminated); a request during a sync runs one more after it.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -10,6 +11,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Answer, Awaiting, Bridge};
+use crate::consul::service_name;
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_kv_entries, AGENT_SERVICES_PATH,
     CATALOG_NODES_PATH, KV_ROOT,
@@ -17,7 +19,7 @@ use crate::consul::{
 use crate::io::{Level, Method, Target};
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
 use crate::plan::{
-    desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService,
+    desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService, Purge,
 };
 
 /// Identifies one sync round, so answers to an abandoned round are not applied to the next.
@@ -45,6 +47,7 @@ struct Round {
     epoch: u64,
     apps: Option<Vec<App>>,
     reads_pending: usize,
+    purge: Purge,
     consul: ConsulState,
     kv_read: bool,
     writes_pending: usize,
@@ -60,6 +63,10 @@ pub(super) struct Syncs {
     next_at: Option<Duration>,
     round: Option<Round>,
     rounds: u64,
+    /// A sync was requested while one ran: run another when it ends.
+    again: bool,
+    /// Service names of apps Marathon reported terminated, purged by the next sync.
+    terminated: BTreeSet<String>,
 }
 
 impl Syncs {
@@ -70,6 +77,8 @@ impl Syncs {
             next_at,
             round: None,
             rounds: 0,
+            again: false,
+            terminated: BTreeSet::new(),
         }
     }
 
@@ -92,6 +101,22 @@ impl Syncs {
 }
 
 impl Bridge {
+    /// Runs a sync now, or right after the one running, whatever the interval.
+    pub(super) fn request_sync(&mut self, why: &str) {
+        self.log(Level::Info, alloc::format!("sync requested: {why}"));
+        if self.sync.round.is_some() {
+            self.sync.again = true;
+        } else {
+            self.start_sync();
+        }
+    }
+
+    /// The app is gone: its services and KV go at the next sync, `--purge` or not.
+    pub(super) fn handle_app_terminated(&mut self, app_id: &str) {
+        self.sync.terminated.insert(service_name(app_id));
+        self.request_sync(&alloc::format!("app {app_id} terminated"));
+    }
+
     pub(super) fn start_sync(&mut self) {
         self.sync.rounds += 1;
         let id = RoundId(self.sync.rounds);
@@ -104,6 +129,10 @@ impl Bridge {
             epoch: self.tasks.epoch,
             apps: None,
             reads_pending: 3,
+            purge: Purge {
+                everything: self.config.purge,
+                apps: core::mem::take(&mut self.sync.terminated),
+            },
             consul: ConsulState {
                 services_complete: true,
                 ..ConsulState::default()
@@ -335,11 +364,13 @@ impl Bridge {
             &desired,
             &round.consul,
             &self.config.registration_id,
-            self.config.purge,
+            &round.purge,
             &excluded,
         );
         round.running_tasks = desired.running_tasks.len();
-        if self.config.purge && !round.consul.services_complete {
+        if (round.purge.everything || !round.purge.apps.is_empty())
+            && !round.consul.services_complete
+        {
             round.notes.push(String::from(
                 "no service purge this round: the Consul listing is incomplete",
             ));
@@ -396,6 +427,10 @@ impl Bridge {
         }
         let level = if complete { Level::Info } else { Level::Warn };
         self.log(level, message);
+        if !round.consul.services_complete {
+            // Terminated apps whose services could not be listed are purged next time.
+            self.sync.terminated.extend(round.purge.apps);
+        }
         self.schedule_next_sync(round.started_at);
     }
 
@@ -414,6 +449,9 @@ impl Bridge {
     /// The next tick after now, counting from the round's start: ticks missed while it ran are
     /// skipped rather than run back to back.
     fn schedule_next_sync(&mut self, started_at: Duration) {
+        if core::mem::take(&mut self.sync.again) {
+            return self.start_sync();
+        }
         let interval = self.sync.interval;
         if interval.is_zero() {
             self.sync.next_at = None;

@@ -14,6 +14,11 @@ use super::task_state::TaskState;
 pub enum MarathonEvent {
     /// `status_update_event`: a task changed state.
     StatusUpdate(StatusUpdate),
+    /// `app_terminated_event`: the app was deleted and all its tasks killed.
+    AppTerminated {
+        /// `appId`.
+        app_id: String,
+    },
     /// Any other well-formed event; carries its `eventType`.
     Other(String),
 }
@@ -85,6 +90,18 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
         // consular 1.3.0 printed non-string types with Python's %s; keep the message readable.
         Some(other) => return Ok(MarathonEvent::Other(other.to_string())),
     };
+    if event_type == "app_terminated_event" {
+        return match raw.app_id {
+            Some(Value::String(app_id)) if !app_id.is_empty() => {
+                Ok(MarathonEvent::AppTerminated { app_id })
+            }
+            _ => Err(EventError::BadField {
+                event_type,
+                field: "appId",
+                problem: "is missing",
+            }),
+        };
+    }
     if event_type != "status_update_event" {
         return Ok(MarathonEvent::Other(event_type));
     }
@@ -176,6 +193,19 @@ mod tests {
             parse_event(bad_port),
             Err(EventError::BadField { field: "ports", .. })
         ));
+    }
+
+    #[test]
+    fn app_terminated_needs_its_app_id() {
+        assert_eq!(
+            parse_event(
+                br#"{"appId":"/my-app","eventType":"app_terminated_event","timestamp":"x"}"#
+            ),
+            Ok(MarathonEvent::AppTerminated {
+                app_id: "/my-app".into()
+            })
+        );
+        assert!(parse_event(br#"{"eventType":"app_terminated_event"}"#).is_err());
     }
 
     #[test]

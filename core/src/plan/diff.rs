@@ -39,6 +39,22 @@ pub struct Exclusions {
     pub app_names: BTreeSet<String>,
 }
 
+/// What a sync may remove: everything of ours that no longer runs (`--purge`), and in any case
+/// what belonged to apps Marathon reported terminated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purge {
+    /// Purge every dead service and dead app's KV.
+    pub everything: bool,
+    /// Service names of terminated apps: their dead services and KV go even without `everything`.
+    pub apps: BTreeSet<String>,
+}
+
+impl Purge {
+    fn covers(&self, app_name: &str) -> bool {
+        self.everything || self.apps.contains(app_name)
+    }
+}
+
 /// The writes of one sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncPlan {
@@ -50,13 +66,13 @@ pub struct SyncPlan {
     pub kv: Vec<TxnOp>,
 }
 
-/// Plans one sync. `purge` removes our dead services and dead apps' KV, and is ignored for
-/// services unless the Consul listing is complete.
+/// Plans one sync. `purge` says which dead services and dead apps' KV to remove; services are
+/// only purged when the Consul listing is complete.
 pub fn plan_sync(
     desired: &DesiredState,
     consul: &ConsulState,
     registration_id: &str,
-    purge: bool,
+    purge: &Purge,
     excluded: &Exclusions,
 ) -> SyncPlan {
     let ours: Vec<&ObservedService> = consul
@@ -82,8 +98,9 @@ pub fn plan_sync(
         })
         .map(|(_, d)| d.clone())
         .collect();
-    let deregister = if purge && consul.services_complete {
+    let deregister = if consul.services_complete {
         ours.iter()
+            .filter(|s| purge.covers(&s.registration.name))
             .filter(|s| !desired.running_tasks.contains(&s.registration.id))
             .filter(|s| !excluded.tasks.contains(&s.registration.id))
             .map(|s| (s.agent.clone(), s.registration.id.clone()))
@@ -102,7 +119,7 @@ pub fn plan_sync(
                 // A stale label; a leaf `consular/<name>` beside the directory is not ours to judge.
                 label.is_some()
             } else {
-                purge && !desired.live_names.contains(app_name)
+                purge.covers(app_name) && !desired.live_names.contains(app_name)
             }
         }),
         None => Vec::new(),
@@ -167,6 +184,40 @@ mod tests {
     use crate::marathon::parse_apps;
     use crate::plan::desired_state;
 
+    const EVERYTHING: Purge = Purge {
+        everything: true,
+        apps: BTreeSet::new(),
+    };
+
+    #[test]
+    fn a_terminated_app_is_purged_without_purge_everything() {
+        let desired = desired_state(&parse_apps(br#"{"apps":[]}"#).unwrap(), "r");
+        let consul = ConsulState {
+            services: alloc::vec![
+                observed("h", Registration::for_task("r", "/done", "d1", "h", &[])),
+                observed("h", Registration::for_task("r", "/other", "o1", "h", &[])),
+            ],
+            services_complete: true,
+            kv: Some(alloc::vec![
+                entry("consular/done/k", "\"v\"", 2),
+                entry("consular/other/k", "\"v\"", 3)
+            ]),
+        };
+        let purge = Purge {
+            everything: false,
+            apps: ["done".into()].into_iter().collect(),
+        };
+        let plan = plan_sync(&desired, &consul, "r", &purge, &Exclusions::default());
+        assert_eq!(plan.deregister, [("h".into(), "d1".into())]);
+        assert_eq!(
+            plan.kv,
+            [TxnOp::Delete {
+                key: "consular/done/k".into(),
+                index: 2
+            }]
+        );
+    }
+
     fn entry(key: &str, value: &str, index: u64) -> KvEntry {
         KvEntry {
             key: key.into(),
@@ -195,7 +246,7 @@ mod tests {
             kv: Some(alloc::vec![entry("consular/a/k", "\"v\"", 3)]),
         };
         assert_eq!(
-            plan_sync(&desired, &consul, "r", true, &Exclusions::default()),
+            plan_sync(&desired, &consul, "r", &EVERYTHING, &Exclusions::default()),
             SyncPlan::default()
         );
     }
@@ -217,7 +268,7 @@ mod tests {
                 entry("consular/gone2", "\"v\"", 6),
             ]),
         };
-        let plan = plan_sync(&desired, &consul, "r", true, &Exclusions::default());
+        let plan = plan_sync(&desired, &consul, "r", &EVERYTHING, &Exclusions::default());
         assert_eq!(plan.deregister, [("10.0.0.1".into(), "t9".into())]);
         assert_eq!(
             plan.kv,
@@ -241,11 +292,17 @@ mod tests {
             ..consul.clone()
         };
         assert!(
-            plan_sync(&desired, &partial, "r", true, &Exclusions::default())
+            plan_sync(&desired, &partial, "r", &EVERYTHING, &Exclusions::default())
                 .deregister
                 .is_empty()
         );
-        let no_purge = plan_sync(&desired, &consul, "r", false, &Exclusions::default());
+        let no_purge = plan_sync(
+            &desired,
+            &consul,
+            "r",
+            &Purge::default(),
+            &Exclusions::default(),
+        );
         assert!(no_purge.deregister.is_empty());
         assert_eq!(
             no_purge.kv,
@@ -298,7 +355,7 @@ mod tests {
             tasks: ["t2".into()].into_iter().collect(),
             ..Exclusions::default()
         };
-        let plan = plan_sync(&desired, &consul, "r", true, &excluded);
+        let plan = plan_sync(&desired, &consul, "r", &EVERYTHING, &excluded);
         assert_eq!(plan.register.len(), 1);
         assert_eq!(plan.register[0].registration.port, Some(2));
         assert!(plan.kv.is_empty());

@@ -6,4 +6,6 @@ pub mod desired;
 pub mod diff;
 
 pub use desired::{desired_state, DesiredService, DesiredState};
-pub use diff::{plan_app_labels, plan_sync, ConsulState, Exclusions, ObservedService, SyncPlan};
+pub use diff::{
+    plan_app_labels, plan_sync, ConsulState, Exclusions, ObservedService, Purge, SyncPlan,
+};

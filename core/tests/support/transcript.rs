@@ -17,6 +17,8 @@ pub struct Transcript {
     requests: VecDeque<Request>,
     replies: VecDeque<(InboundId, Reply)>,
     pub logs: Vec<LogRecord>,
+    /// `OpenStream` and `CloseStream` outputs, in order.
+    pub streams: VecDeque<Output>,
     pub wake_at: Option<Duration>,
     next_inbound: u64,
 }
@@ -30,6 +32,7 @@ impl Transcript {
             requests: VecDeque::new(),
             replies: VecDeque::new(),
             logs: Vec::new(),
+            streams: VecDeque::new(),
             wake_at: None,
             next_inbound: 0,
         };
@@ -43,6 +46,7 @@ impl Transcript {
                 Output::Request(r) => self.requests.push_back(r),
                 Output::Reply(id, r) => self.replies.push_back((id, r)),
                 Output::Log(l) => self.logs.push(l),
+                o @ (Output::OpenStream(_) | Output::CloseStream(_)) => self.streams.push_back(o),
                 Output::Timeout(at) => {
                     self.wake_at = at;
                     return;
@@ -122,6 +126,38 @@ impl Transcript {
     pub fn advance_to(&mut self, now: Duration) {
         self.now = now;
         self.bridge.handle_timeout(now);
+        self.drain();
+    }
+
+    /// The next stream output must open the event stream; returns its request.
+    pub fn expect_stream_open(&mut self) -> Request {
+        match self.streams.pop_front() {
+            Some(Output::OpenStream(r)) => r,
+            other => panic!("expected OpenStream, got {other:?}"),
+        }
+    }
+
+    pub fn expect_stream_close(&mut self, request: &Request) {
+        assert_eq!(
+            self.streams.pop_front(),
+            Some(Output::CloseStream(request.id))
+        );
+    }
+
+    pub fn stream_open(&mut self, request: &Request, status: u16) {
+        self.bridge.handle_stream_open(self.now, request.id, status);
+        self.drain();
+    }
+
+    pub fn stream_data(&mut self, request: &Request, data: &str) {
+        self.bridge
+            .handle_stream_data(self.now, request.id, data.as_bytes());
+        self.drain();
+    }
+
+    pub fn stream_closed(&mut self, request: &Request, error: Option<TransportError>) {
+        self.bridge
+            .handle_stream_closed(self.now, request.id, error);
         self.drain();
     }
 

@@ -1,0 +1,257 @@
+//! Marathon's event stream (`/v2/events`): open it, feed its bytes through the framing parser
+//! into the same task workflow callbacks use, and keep it alive — a silent stream (no heartbeat)
+//! is dropped, and every disconnect is followed by a reconnect after a jittered exponential
+//! backoff, forever. Events sent while disconnected are lost, so every (re)connect asks for a
+//! full sync. In `auto` mode a Marathon without a stream makes the bridge use HTTP callbacks.
+
+use alloc::string::String;
+use core::time::Duration;
+
+use super::Bridge;
+use crate::config::EventSource;
+use crate::io::{Level, Method, Output, Request, RequestId, Target, TransportError};
+use crate::marathon::{parse_event, MarathonEvent, SseParser};
+
+/// The event types the bridge acts on; Marathon ≥ 1.3.7 sends only these, older ones send all and
+/// the rest are dropped here.
+const STREAM_PATH: &str =
+    "/v2/events?event_type=status_update_event&event_type=app_terminated_event";
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+enum State {
+    /// Events come through callbacks only.
+    Off,
+    Waiting {
+        retry_at: Duration,
+    },
+    Connecting {
+        id: RequestId,
+        deadline: Duration,
+    },
+    Open {
+        id: RequestId,
+        idle_deadline: Duration,
+    },
+}
+
+#[derive(Debug)]
+pub(super) struct EventStream {
+    state: State,
+    parser: SseParser,
+    failures: u32,
+    rng: u64,
+}
+
+impl EventStream {
+    pub(super) fn new(
+        source: EventSource,
+        now: Duration,
+        max_event_bytes: usize,
+        seed: u64,
+    ) -> Self {
+        let state = match source {
+            EventSource::Callback => State::Off,
+            EventSource::Stream | EventSource::Auto => State::Waiting { retry_at: now },
+        };
+        EventStream {
+            state,
+            parser: SseParser::new(max_event_bytes),
+            failures: 0,
+            rng: seed,
+        }
+    }
+
+    pub(super) fn next_at(&self) -> Option<Duration> {
+        match self.state {
+            State::Off => None,
+            State::Waiting { retry_at } => Some(retry_at),
+            State::Connecting { deadline, .. } => Some(deadline),
+            State::Open { idle_deadline, .. } => Some(idle_deadline),
+        }
+    }
+
+    /// True for the id of the stream being opened or open.
+    fn is_current(&self, id: RequestId) -> bool {
+        matches!(self.state, State::Connecting { id: c, .. } | State::Open { id: c, .. } if c == id)
+    }
+
+    /// The wait before the next attempt: doubling from 1 s to 60 s, then a random point in its
+    /// upper half so many bridges do not reconnect in step.
+    fn backoff(&mut self) -> Duration {
+        let doubled = FIRST_BACKOFF
+            .saturating_mul(1 << self.failures.min(16))
+            .min(MAX_BACKOFF);
+        self.failures += 1;
+        let half_ms = (doubled.as_millis() / 2) as u64;
+        Duration::from_millis(half_ms + self.next_random() % (half_ms + 1))
+    }
+
+    /// splitmix64: tiny, seedable, and good enough for jitter.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl Bridge {
+    /// The response head of the stream request `id` arrived.
+    pub fn handle_stream_open(&mut self, now: Duration, id: RequestId, status: u16) {
+        self.advance_clock(now);
+        if !matches!(self.stream.state, State::Connecting { id: c, .. } if c == id) {
+            return;
+        }
+        if status == 200 {
+            self.stream.state = State::Open {
+                id,
+                idle_deadline: self.now + self.config.stream_idle_timeout,
+            };
+            self.stream.parser = SseParser::new(self.config.max_event_bytes);
+            self.stream.failures = 0;
+            self.stats.stream_connects += 1;
+            self.log(
+                Level::Info,
+                String::from("connected to Marathon's event stream"),
+            );
+            self.request_sync("events may have been missed while the stream was down");
+        } else {
+            self.out.push_back(Output::CloseStream(id));
+            if status == 404 && self.config.events == EventSource::Auto {
+                self.stream.state = State::Off;
+                let message =
+                    "Marathon has no event stream (404 on /v2/events); using HTTP callbacks";
+                self.log(Level::Warn, String::from(message));
+                self.start_subscription();
+            } else {
+                let hint = match status {
+                    401 | 403 => "check the Marathon credentials",
+                    404 if self.config.events == EventSource::Stream => {
+                        "this Marathon has no event stream; use --events callback"
+                    }
+                    405 => "something between us and Marathon changed the Accept header",
+                    _ => "is Marathon up and elected?",
+                };
+                self.stream_down(alloc::format!("Marathon answered HTTP {status} ({hint})"));
+            }
+        }
+        self.release_requests();
+    }
+
+    /// A chunk of the stream `id`'s body arrived.
+    pub fn handle_stream_data(&mut self, now: Duration, id: RequestId, data: &[u8]) {
+        self.advance_clock(now);
+        let State::Open {
+            id: open,
+            idle_deadline,
+        } = &mut self.stream.state
+        else {
+            return;
+        };
+        if *open != id {
+            return;
+        }
+        *idle_deadline = self.now + self.config.stream_idle_timeout;
+        let skipped_before = self.stream.parser.oversize_skipped();
+        let mut events = alloc::vec::Vec::new();
+        self.stream.parser.push(data, &mut events);
+        let skipped = self.stream.parser.oversize_skipped() - skipped_before;
+        if skipped > 0 {
+            self.stats.oversize_events += skipped;
+            let limit = self.config.max_event_bytes;
+            self.log(
+                Level::Warn,
+                alloc::format!("skipped {skipped} stream events larger than {limit} bytes"),
+            );
+        }
+        for event in events {
+            match parse_event(event.data.as_bytes()) {
+                Ok(MarathonEvent::StatusUpdate(update)) => {
+                    self.stats.events += 1;
+                    self.handle_status_update(None, update);
+                }
+                Ok(MarathonEvent::AppTerminated { app_id }) => self.handle_app_terminated(&app_id),
+                Ok(MarathonEvent::Other(_)) => {}
+                Err(e) => self.log(
+                    Level::Warn,
+                    alloc::format!("skipped an unreadable stream event: {e}"),
+                ),
+            }
+        }
+        self.release_requests();
+    }
+
+    /// The stream `id` ended, cleanly (`None`) or not.
+    pub fn handle_stream_closed(
+        &mut self,
+        now: Duration,
+        id: RequestId,
+        error: Option<TransportError>,
+    ) {
+        self.advance_clock(now);
+        if self.stream.is_current(id) {
+            let why = match error {
+                Some(e) => alloc::format!("{e}"),
+                None => String::from("Marathon closed it"),
+            };
+            self.stream_down(why);
+        }
+        self.release_requests();
+    }
+
+    /// Opens the stream when its retry time has come; drops it when it went silent.
+    pub(super) fn on_stream_timer(&mut self) {
+        match self.stream.state {
+            State::Waiting { retry_at } if retry_at <= self.now => {
+                let id = self.requests.allocate_id();
+                let timeout = self.config.request_timeout;
+                let request = Request {
+                    id,
+                    target: Target::Marathon,
+                    method: Method::Get,
+                    path_and_query: String::from(STREAM_PATH),
+                    body: None,
+                    timeout,
+                };
+                self.debug(alloc::format!("{id} opening the event stream"));
+                self.out.push_back(Output::OpenStream(request));
+                self.stream.state = State::Connecting {
+                    id,
+                    deadline: self.now + timeout,
+                };
+            }
+            State::Connecting { id, deadline } if deadline <= self.now => {
+                self.out.push_back(Output::CloseStream(id));
+                self.stream_down(alloc::format!(
+                    "no answer within {} s",
+                    self.config.request_timeout.as_secs()
+                ));
+            }
+            State::Open { id, idle_deadline } if idle_deadline <= self.now => {
+                self.out.push_back(Output::CloseStream(id));
+                let idle = self.config.stream_idle_timeout.as_secs();
+                self.stream_down(alloc::format!(
+                    "silent for {idle} s, though Marathon sends a heartbeat every 10 s"
+                ));
+            }
+            _ => {}
+        }
+    }
+
+    fn stream_down(&mut self, why: String) {
+        let wait = self.stream.backoff();
+        self.log(
+            Level::Warn,
+            alloc::format!(
+                "event stream down: {why}; reconnecting in {:.1} s",
+                wait.as_secs_f32()
+            ),
+        );
+        self.stream.state = State::Waiting {
+            retry_at: self.now + wait,
+        };
+    }
+}
