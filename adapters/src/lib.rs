@@ -1,1 +1,25 @@
-//! Adapters (placeholder)
+//! # consular-adapters
+//!
+//! Real IO for the sans-IO `consular-core`: the run loop that owns the [`consular_core::Bridge`]
+//! ([`driver`]), outbound HTTP with surf over an async-h1 + rustls 0.23 backend ([`outbound`],
+//! [`h1_client`], [`tls`], [`endpoints`]), and the inbound tide server ([`server`]).
+//!
+//! The adapters translate and never decide: which requests to send, how to answer an inbound
+//! request (including `/` and 404s) and when to retry is the core's business. CLI parsing and
+//! logging setup live in the `consular` binary.
+//!
+//! Two ways in: [`run`] (server + loop, as the binary uses it) and [`drive`] (the loop alone,
+//! fed by any channel of [`server::InboundRequest`]s).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod driver;
+pub mod endpoints;
+pub mod h1_client;
+pub mod outbound;
+pub mod server;
+pub mod tls;
+
+pub use driver::{drive, run, DriverError, DriverSettings};
+pub use endpoints::{BaseUrl, EndpointError, Endpoints};
+pub use outbound::Outbound;

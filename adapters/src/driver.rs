@@ -1,0 +1,221 @@
+//! The run loop: the one owner of the [`Bridge`]. It drains the core's outputs, sends requests
+//! concurrently, routes replies to the waiting server handlers, writes log records, and feeds
+//! exactly one input back per wake-up.
+//!
+//! [`run`] binds the inbound server and drives the bridge; [`drive`] is the loop alone, for
+//! callers that bring their own inbound channel (tests, embedders). Decisions stay in the core;
+//! sending lives in [`crate::outbound`], the server in [`crate::server`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use consular_core::{Bridge, InboundId, Level, Output, Reply, RequestId, Response, TransportError};
+use smol::channel::{self, Receiver, Sender};
+use smol::{future, Executor, Timer};
+
+use crate::endpoints::Endpoints;
+use crate::outbound::Outbound;
+use crate::server::{self, BindError, InboundRequest};
+use crate::tls::{self, TlsError};
+
+/// `log` target of the core's records.
+const CORE_LOG_TARGET: &str = "consular";
+
+/// How the driver reaches the world.
+#[derive(Debug, Clone)]
+pub struct DriverSettings {
+    /// Marathon, Consul and the agents.
+    pub endpoints: Endpoints,
+    /// Extra CA certificates (PEM) trusted for https peers, besides the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Interface to listen on (`--host`).
+    pub listen_host: String,
+    /// Port to listen on (`--port`); 0 picks a free one.
+    pub listen_port: u16,
+    /// Largest inbound request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+/// Why the driver stopped without being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The inbound server could not listen.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The TLS configuration (e.g. `--ca-file`) is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The inbound server stopped accepting connections.
+    #[error("the HTTP server stopped: {0}")]
+    Server(io::Error),
+    /// The driver broke the core's API contract (a bug in this crate).
+    #[error("core API misuse: {0}")]
+    Core(#[from] consular_core::Error),
+}
+
+/// Listens on `settings.listen_host:listen_port`, then drives `bridge` until `shutdown` completes
+/// (`Ok`) or the server fails. Create the bridge with `now = Duration::ZERO` just before calling
+/// this: the driver's clock starts here.
+pub async fn run(
+    bridge: Bridge,
+    settings: DriverSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DriverError> {
+    let listener = server::bind(&settings.listen_host, settings.listen_port)?;
+    let outbound = Outbound::new(
+        settings.endpoints,
+        tls::client_config(settings.ca_file.as_deref())?,
+    );
+    let (inbound_tx, inbound_rx) = channel::unbounded();
+    let serving = async {
+        let stopped = server::serve(listener, inbound_tx, settings.max_body_bytes).await;
+        Err(DriverError::Server(stopped.err().unwrap_or_else(|| {
+            io::Error::other("the listener stopped accepting")
+        })))
+    };
+    future::or(drive(bridge, outbound, inbound_rx, shutdown), serving).await
+}
+
+/// What woke the loop.
+enum Wake {
+    Shutdown,
+    Response(RequestId, Result<Response, TransportError>),
+    Inbound(InboundRequest),
+    InboundClosed,
+    Deadline,
+}
+
+/// Drives `bridge` with requests from `inbound` until `shutdown` completes. Requests go out
+/// through `outbound`, concurrently; they are cancelled when this returns.
+pub async fn drive(
+    mut bridge: Bridge,
+    outbound: Outbound,
+    inbound: Receiver<InboundRequest>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DriverError> {
+    let epoch = Instant::now();
+    // Requests run on an executor owned by this future, so dropping it cancels them all.
+    let requests = Executor::new();
+    let (response_tx, response_rx) = channel::unbounded();
+    let mut waiting: HashMap<InboundId, Sender<Reply>> = HashMap::new();
+    let mut next_inbound = 0u64;
+    let mut inbound_open = true;
+    let mut shutdown = pin!(shutdown);
+
+    let run_loop = async {
+        loop {
+            let deadline = drain(
+                &mut bridge,
+                &requests,
+                &outbound,
+                &response_tx,
+                &mut waiting,
+            );
+            let wake = future::or(
+                async {
+                    shutdown.as_mut().await;
+                    Wake::Shutdown
+                },
+                future::or(
+                    async {
+                        // `response_tx` lives as long as this loop, so `recv` cannot fail.
+                        match response_rx.recv().await {
+                            Ok((id, result)) => Wake::Response(id, result),
+                            Err(_) => future::pending().await,
+                        }
+                    },
+                    future::or(
+                        async {
+                            if !inbound_open {
+                                return future::pending().await;
+                            }
+                            match inbound.recv().await {
+                                Ok(request) => Wake::Inbound(request),
+                                Err(_) => Wake::InboundClosed,
+                            }
+                        },
+                        async {
+                            sleep_until(epoch, deadline).await;
+                            Wake::Deadline
+                        },
+                    ),
+                ),
+            )
+            .await;
+            let now = epoch.elapsed();
+            match wake {
+                Wake::Shutdown => return Ok(()),
+                Wake::Response(id, result) => bridge.handle_response(now, id, result),
+                Wake::Inbound(request) => {
+                    let id = InboundId(next_inbound);
+                    next_inbound += 1;
+                    waiting.insert(id, request.reply);
+                    bridge.handle_inbound(now, id, &request.path, &request.body)?;
+                }
+                Wake::InboundClosed => inbound_open = false,
+                Wake::Deadline => bridge.handle_timeout(now),
+            }
+        }
+    };
+    requests.run(run_loop).await
+}
+
+/// Hands out everything the bridge has to say; returns its next deadline.
+fn drain(
+    bridge: &mut Bridge,
+    requests: &Executor<'_>,
+    outbound: &Outbound,
+    responses: &Sender<(RequestId, Result<Response, TransportError>)>,
+    waiting: &mut HashMap<InboundId, Sender<Reply>>,
+) -> Option<Duration> {
+    loop {
+        match bridge.poll_output() {
+            Output::Request(request) => {
+                let (outbound, responses) = (outbound.clone(), responses.clone());
+                requests
+                    .spawn(async move {
+                        let result = outbound.execute(&request).await;
+                        // Fails only when the driver has stopped; nobody is waiting then.
+                        let _ = responses.send((request.id, result)).await;
+                    })
+                    .detach();
+            }
+            Output::Reply(id, reply) => {
+                if let Some(reply_to) = waiting.remove(&id) {
+                    // Fails only if the HTTP client went away; the reply has nowhere to go.
+                    let _ = reply_to.try_send(reply);
+                }
+            }
+            Output::Log(record) => log::log!(
+                target: CORE_LOG_TARGET,
+                log_level(record.level),
+                "{}",
+                record.message
+            ),
+            Output::Timeout(deadline) => return deadline,
+        }
+    }
+}
+
+fn log_level(level: Level) -> log::Level {
+    match level {
+        Level::Error => log::Level::Error,
+        Level::Warn => log::Level::Warn,
+        Level::Info => log::Level::Info,
+        Level::Debug => log::Level::Debug,
+    }
+}
+
+/// Sleeps until `deadline` (measured from `epoch`), or forever if there is none.
+async fn sleep_until(epoch: Instant, deadline: Option<Duration>) {
+    match deadline.and_then(|d| epoch.checked_add(d)) {
+        Some(at) => {
+            Timer::at(at).await;
+        }
+        None => future::pending().await,
+    }
+}

@@ -1,0 +1,361 @@
+//! [`H1Client`], surf's HTTP backend: HTTP/1.1 (async-h1) over TCP (async-net) or TLS
+//! (futures-rustls with rustls 0.23), with a keep-alive pool of idle connections per peer.
+//!
+//! A connection goes back to the pool only after its response body was read to the end, the
+//! response was delimited (`Content-Length` or chunked) and did not say `Connection: close`.
+//! Anything else (errors, timeouts that drop the future, oversized bodies) closes it.
+//!
+//! Not here: URLs and credentials ([`crate::endpoints`]), the per-request timeout and the mapping
+//! to the core's types ([`crate::outbound`]), the TLS roots ([`crate::tls`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_rustls::client::TlsStream;
+use futures_rustls::TlsConnector;
+use http_client::{Error, HttpClient, Request, Response};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use smol::future;
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use smol::net::TcpStream;
+use surf::http::headers::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use surf::http::url::{Host, Url};
+use surf::http::StatusCode;
+
+/// Idle connections kept per peer; more are closed. Matches the core's default per-target limit.
+const MAX_IDLE_PER_PEER: usize = 8;
+/// Idle connections older than this are closed rather than reused, well below the idle timeouts
+/// of common servers, so a reused connection is rarely one the peer is closing at that moment.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response body read into memory. Marathon's `/v2/apps` of a big cluster is a few MiB.
+const MAX_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
+
+/// The connection to the peer could not be made: DNS, TCP connect or TLS handshake failed.
+/// [`crate::outbound`] finds it in surf's error to report `TransportError::Connect`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(pub String);
+
+/// An HTTP/1.1 client with connection reuse, for [`surf::Client::with_http_client`].
+pub struct H1Client {
+    tls: TlsConnector,
+    pool: Mutex<Pool>,
+}
+
+impl H1Client {
+    /// A client that uses `tls` for `https` URLs.
+    pub fn new(tls: Arc<ClientConfig>) -> Self {
+        H1Client {
+            tls: TlsConnector::from(tls),
+            pool: Mutex::new(Pool::default()),
+        }
+    }
+
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        // The pool is only touched between awaits and never left half-updated.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A pooled connection that is still open, or a new one.
+    async fn checkout(&self, peer: &Peer) -> Result<Conn, ConnectError> {
+        loop {
+            let idle = self.pool().take(peer, Instant::now());
+            match idle {
+                Some(conn) if conn.is_open_and_quiet().await => return Ok(conn),
+                Some(_closed) => continue,
+                None => return self.connect(peer).await,
+            }
+        }
+    }
+
+    async fn connect(&self, peer: &Peer) -> Result<Conn, ConnectError> {
+        let fail = |what: &str, e: &dyn fmt::Display| {
+            ConnectError(format!("{what} {}:{}: {e}", peer.host, peer.port))
+        };
+        let tcp = match &peer.host {
+            Host::Domain(name) => TcpStream::connect((name.as_str(), peer.port)).await,
+            Host::Ipv4(ip) => TcpStream::connect(SocketAddr::new(IpAddr::V4(*ip), peer.port)).await,
+            Host::Ipv6(ip) => TcpStream::connect(SocketAddr::new(IpAddr::V6(*ip), peer.port)).await,
+        }
+        .map_err(|e| fail("connect to", &e))?;
+        // async-h1 writes the head and the body separately; without this, Nagle's algorithm and
+        // delayed ACKs can hold the body back for tens of milliseconds.
+        tcp.set_nodelay(true)
+            .map_err(|e| fail("set TCP_NODELAY on", &e))?;
+        if !peer.tls {
+            return Ok(Conn::Plain(tcp));
+        }
+        let name = match &peer.host {
+            Host::Domain(name) => {
+                ServerName::try_from(name.clone()).map_err(|e| fail("TLS name of", &e))?
+            }
+            Host::Ipv4(ip) => ServerName::IpAddress(IpAddr::V4(*ip).into()),
+            Host::Ipv6(ip) => ServerName::IpAddress(IpAddr::V6(*ip).into()),
+        };
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| fail("TLS handshake with", &e))?;
+        Ok(Conn::Tls(Box::new(tls)))
+    }
+}
+
+impl fmt::Debug for H1Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("H1Client")
+            .field("idle_connections", &self.pool().len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[http_client::async_trait]
+impl HttpClient for H1Client {
+    async fn send(&self, req: Request) -> Result<Response, Error> {
+        let peer = Peer::of(req.url()).map_err(|e| Error::new(StatusCode::BadGateway, e))?;
+        let conn = self
+            .checkout(&peer)
+            .await
+            .map_err(|e| Error::new(StatusCode::BadGateway, e))?;
+        let shared = SharedConn::new(conn);
+        let mut res = async_h1::connect(shared.clone(), req).await?;
+        // Reading the body here (rather than handing a streaming body to surf) is what makes it
+        // safe to pool the connection: we know the response ended where its framing said.
+        let body = read_body(&mut res).await?;
+        let reusable = keeps_connection_open(&res);
+        res.set_body(body);
+        if reusable {
+            // `into_inner` fails if async-h1 still holds its handle, i.e. the body is unfinished.
+            if let Some(conn) = shared.into_inner() {
+                self.pool().put(peer, conn, Instant::now());
+            }
+        }
+        Ok(res)
+    }
+}
+
+async fn read_body(res: &mut Response) -> Result<Vec<u8>, Error> {
+    let mut body = Vec::new();
+    res.take_body()
+        .take(MAX_RESPONSE_BODY + 1)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() as u64 > MAX_RESPONSE_BODY {
+        return Err(Error::from_str(
+            StatusCode::BadGateway,
+            format!("response body larger than {MAX_RESPONSE_BODY} bytes"),
+        ));
+    }
+    Ok(body)
+}
+
+/// Whether the peer left the connection ready for another request. async-h1 only speaks
+/// HTTP/1.1 (keep-alive by default) and reads no body when there is neither `Content-Length`
+/// nor chunked encoding, so such a close-delimited response leaves unread bytes behind.
+fn keeps_connection_open(res: &Response) -> bool {
+    let says_close = res.header(CONNECTION).is_some_and(|values| {
+        values.iter().any(|v| {
+            v.as_str()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+        })
+    });
+    let status = u16::from(res.status());
+    let bodyless = (100..200).contains(&status) || status == 204 || status == 304;
+    let delimited = bodyless
+        || res.header(CONTENT_LENGTH).is_some()
+        || res
+            .header(TRANSFER_ENCODING)
+            .is_some_and(|values| values.last().as_str().eq_ignore_ascii_case("chunked"));
+    !says_close && delimited
+}
+
+/// Which pool a connection belongs to: scheme, host and port of the URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Peer {
+    tls: bool,
+    host: Host<String>,
+    port: u16,
+}
+
+impl Peer {
+    fn of(url: &Url) -> Result<Self, ConnectError> {
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => return Err(ConnectError(format!("unsupported scheme {other:?}"))),
+        };
+        let host = url
+            .host()
+            .ok_or_else(|| ConnectError(format!("no host in {url}")))?
+            .to_owned();
+        // http and https always have a known default port.
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        Ok(Peer { tls, host, port })
+    }
+}
+
+/// Idle connections by peer, newest last.
+#[derive(Default)]
+struct Pool {
+    idle: HashMap<Peer, Vec<IdleConn>>,
+}
+
+struct IdleConn {
+    conn: Conn,
+    since: Instant,
+}
+
+impl Pool {
+    /// The most recently used idle connection to `peer` that has not expired.
+    fn take(&mut self, peer: &Peer, now: Instant) -> Option<Conn> {
+        let list = self.idle.get_mut(peer)?;
+        let conn = std::iter::from_fn(|| list.pop())
+            .find(|idle| now.saturating_duration_since(idle.since) < IDLE_TIMEOUT)
+            .map(|idle| idle.conn);
+        if list.is_empty() {
+            self.idle.remove(peer);
+        }
+        conn
+    }
+
+    fn put(&mut self, peer: Peer, conn: Conn, now: Instant) {
+        // Sweep every peer, so agents that are never contacted again do not keep sockets open.
+        self.idle.retain(|_, list| {
+            list.retain(|idle| now.saturating_duration_since(idle.since) < IDLE_TIMEOUT);
+            !list.is_empty()
+        });
+        let list = self.idle.entry(peer).or_default();
+        if list.len() < MAX_IDLE_PER_PEER {
+            list.push(IdleConn { conn, since: now });
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.idle.values().map(Vec::len).sum()
+    }
+}
+
+/// One open connection, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(tcp) => tcp,
+            Conn::Tls(tls) => tls.get_ref().0,
+        }
+    }
+
+    /// An idle HTTP/1.1 connection has nothing to read. End of stream means the peer closed it;
+    /// stray bytes (e.g. a TLS alert) mean it is not in a clean state. Either way, do not reuse.
+    async fn is_open_and_quiet(&self) -> bool {
+        let mut byte = [0u8; 1];
+        future::poll_once(self.tcp().peek(&mut byte))
+            .await
+            .is_none()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Conn::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Conn::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Conn::Tls(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(tcp) => Pin::new(tcp).poll_close(cx),
+            Conn::Tls(tls) => Pin::new(tls).poll_close(cx),
+        }
+    }
+}
+
+/// A connection shared between async-h1 (which takes its stream by value and keeps it inside the
+/// response body) and the client, which takes it back once the body is done.
+#[derive(Clone)]
+struct SharedConn(Arc<Mutex<Conn>>);
+
+impl SharedConn {
+    fn new(conn: Conn) -> Self {
+        SharedConn(Arc::new(Mutex::new(conn)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Conn> {
+        // Locked only inside one poll call; nothing can observe a half-done update.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connection, if no other handle to it is left.
+    fn into_inner(self) -> Option<Conn> {
+        Arc::try_unwrap(self.0)
+            .ok()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl AsyncRead for SharedConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.lock()).poll_close(cx)
+    }
+}

@@ -1,0 +1,351 @@
+//! Test fixtures shared by the adapter tests: a tiny scripted HTTP/1.1 server on 127.0.0.1 that
+//! records each request and counts accepted connections, canned responses, and helpers to build
+//! the adapter's types. Only loopback traffic; no assertions live here.
+#![allow(dead_code)] // Each test file uses a different subset.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use consular_adapters::{BaseUrl, Endpoints, Outbound};
+use consular_core::{Bridge, Config, Method, Output, Request, Target};
+use futures_rustls::TlsAcceptor;
+use smol::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use smol::net::TcpListener;
+use smol::Timer;
+
+/// One request as the test server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the server does for one request.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    pub delay: Duration,
+    pub bytes: Vec<u8>,
+    /// Close the connection after writing, without saying so in the headers.
+    pub close_after: bool,
+}
+
+impl Canned {
+    /// A `Content-Length` framed response.
+    pub fn with_length(status: u16, body: &str) -> Self {
+        let bytes = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Canned {
+            delay: Duration::ZERO,
+            bytes: bytes.into_bytes(),
+            close_after: false,
+        }
+    }
+
+    /// A chunked response, one chunk per part.
+    pub fn chunked(status: u16, parts: &[&str]) -> Self {
+        let mut bytes = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for part in parts {
+            bytes.push_str(&format!("{:x}\r\n{part}\r\n", part.len()));
+        }
+        bytes.push_str("0\r\n\r\n");
+        Canned {
+            delay: Duration::ZERO,
+            bytes: bytes.into_bytes(),
+            close_after: false,
+        }
+    }
+
+    /// Says `Connection: close` and closes.
+    pub fn closing(status: u16, body: &str) -> Self {
+        let bytes = format!(
+            "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Canned {
+            delay: Duration::ZERO,
+            bytes: bytes.into_bytes(),
+            close_after: true,
+        }
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    pub fn then_close(mut self) -> Self {
+        self.close_after = true;
+        self
+    }
+}
+
+type Responder = Arc<dyn Fn(&Recorded) -> Canned + Send + Sync>;
+
+/// A scripted server on 127.0.0.1; stops when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    _accepting: smol::Task<()>,
+}
+
+impl TestServer {
+    pub async fn plain(respond: impl Fn(&Recorded) -> Canned + Send + Sync + 'static) -> Self {
+        Self::start(None, Arc::new(respond)).await
+    }
+
+    pub async fn tls(
+        acceptor: TlsAcceptor,
+        respond: impl Fn(&Recorded) -> Canned + Send + Sync + 'static,
+    ) -> Self {
+        Self::start(Some(acceptor), Arc::new(respond)).await
+    }
+
+    async fn start(tls: Option<TlsAcceptor>, respond: Responder) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let accepting = {
+            let (connections, requests) = (connections.clone(), requests.clone());
+            smol::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        return;
+                    };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let (requests, respond, tls) = (requests.clone(), respond.clone(), tls.clone());
+                    smol::spawn(async move {
+                        match tls {
+                            None => serve_connection(tcp, requests, respond).await,
+                            Some(acceptor) => {
+                                if let Ok(stream) = acceptor.accept(tcp).await {
+                                    serve_connection(stream, requests, respond).await;
+                                }
+                            }
+                        }
+                    })
+                    .detach();
+                }
+            })
+        };
+        TestServer {
+            addr,
+            connections,
+            requests,
+            _accepting: accepting,
+        }
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn base(&self, scheme: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}", self.addr.port())
+    }
+}
+
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    respond: Responder,
+) {
+    let mut stream = BufReader::new(stream);
+    loop {
+        let Some(request) = read_request(&mut stream).await else {
+            return;
+        };
+        requests.lock().unwrap().push(request.clone());
+        let canned = respond(&request);
+        Timer::after(canned.delay).await;
+        if stream.get_mut().write_all(&canned.bytes).await.is_err() {
+            return;
+        }
+        let _ = stream.get_mut().flush().await;
+        if canned.close_after {
+            let _ = stream.get_mut().close().await;
+            return;
+        }
+    }
+}
+
+async fn read_request<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Option<Recorded> {
+    let mut line = String::new();
+    if stream.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_owned();
+    let target = words.next()?.to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).await.ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(Recorded {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// An [`Outbound`] with Marathon and Consul both at `base`, default TLS roots.
+pub fn outbound(marathon: &str, consul: &str) -> Outbound {
+    outbound_with(
+        Endpoints::new(
+            BaseUrl::parse(marathon).unwrap(),
+            BaseUrl::parse(consul).unwrap(),
+        ),
+        None,
+    )
+}
+
+pub fn outbound_with(endpoints: Endpoints, ca_file: Option<&std::path::Path>) -> Outbound {
+    Outbound::new(
+        endpoints,
+        consular_adapters::tls::client_config(ca_file).unwrap(),
+    )
+}
+
+/// A core request with the given fields. The core allocates request ids and offers no way to make
+/// one, so the id is borrowed from the first request of a real bridge (its callback
+/// subscription); the outbound path never looks at it.
+pub fn request(target: Target, method: Method, path: &str, body: Option<&[u8]>) -> Request {
+    let config = Config {
+        callback_url: Some("http://127.0.0.1:7000/events?registration=consular".to_owned()),
+        ..Config::default()
+    };
+    let mut bridge = Bridge::new(config, Duration::ZERO);
+    let mut request = loop {
+        match bridge.poll_output() {
+            Output::Request(request) => break request,
+            Output::Timeout(_) => panic!("the bridge emitted no request to borrow an id from"),
+            _ => {}
+        }
+    };
+    request.target = target;
+    request.method = method;
+    request.path_and_query = path.to_owned();
+    request.body = body.map(<[u8]>::to_vec);
+    request.timeout = Duration::from_secs(5);
+    request
+}
+
+/// A response as a raw HTTP client saw it.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Lower-cased names.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_text(&self) -> &str {
+        std::str::from_utf8(&self.body).unwrap()
+    }
+}
+
+/// Sends `method path` with `body` (and `Connection: close`) to `addr` over a fresh connection and
+/// reads the response to the end. Any method works, unlike with the core's [`Method`].
+pub async fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> RawResponse {
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    raw_exchange(addr, [head.as_bytes(), body].concat()).await
+}
+
+/// Writes `request` as is and parses the response (Content-Length framed, or read to the end).
+pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>) -> RawResponse {
+    let mut stream = smol::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).await.unwrap();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap();
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    match length {
+        Some(length) => {
+            body.resize(length, 0);
+            reader.read_exact(&mut body).await.unwrap();
+        }
+        None => {
+            reader.read_to_end(&mut body).await.unwrap();
+        }
+    }
+    RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

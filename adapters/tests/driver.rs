@@ -1,0 +1,199 @@
+//! The run loop with a real `consular_core::Bridge`: inbound requests get the core's replies
+//! through the server, the core's outbound requests go out and their responses come back in
+//! order, the shutdown future ends the loop with `Ok`, and a taken port fails `run` up front.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, outbound, raw_http, Canned, TestServer};
+use consular_adapters::server::{self, DEFAULT_MAX_BODY_BYTES};
+use consular_adapters::{drive, run, BaseUrl, DriverError, DriverSettings, Endpoints};
+use consular_core::{Bridge, Config, InboundId, Output, Reply};
+use smol::channel;
+use smol::future;
+
+fn settings(port: u16, marathon: &str) -> DriverSettings {
+    DriverSettings {
+        endpoints: Endpoints::new(
+            BaseUrl::parse(marathon).unwrap(),
+            BaseUrl::parse(marathon).unwrap(),
+        ),
+        ca_file: None,
+        listen_host: "127.0.0.1".to_owned(),
+        listen_port: port,
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+    }
+}
+
+/// What a bridge in its initial state replies to one inbound request, computed without IO.
+fn reply_of_fresh_bridge(path: &str, body: &[u8]) -> Reply {
+    let mut bridge = Bridge::new(Config::default(), Duration::ZERO);
+    bridge
+        .handle_inbound(Duration::ZERO, InboundId(0), path, body)
+        .unwrap();
+    loop {
+        match bridge.poll_output() {
+            Output::Reply(_, reply) => return reply,
+            Output::Timeout(_) => panic!("the core did not answer {path} at once"),
+            _ => {}
+        }
+    }
+}
+
+/// Waits until `done` holds, for at most five seconds.
+async fn eventually(mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < give_up, "condition not reached in 5 s");
+        smol::Timer::after(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn run_serves_the_cores_replies_and_stops_on_shutdown() {
+    smol::block_on(async {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}").parse().unwrap();
+        let bridge = Bridge::new(Config::default(), Duration::ZERO);
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let driver = run(bridge, settings(port, "http://127.0.0.1:9"), async move {
+            let _ = stopped.recv().await;
+        });
+        let client = async {
+            // Whatever the core answers is what the client gets, byte for byte, as JSON.
+            for (method, sent, path, body) in [
+                ("GET", "/?ignored=1", "/", &b""[..]),
+                ("DELETE", "/events/", "/events/", b""),
+                (
+                    "POST",
+                    "/events?registration=x",
+                    "/events",
+                    br#"{"eventType": "api_post_event"}"#,
+                ),
+                ("PUT", "/events", "/events", b"not json"),
+            ] {
+                let response = raw_http(addr, method, sent, body).await;
+                let expected = reply_of_fresh_bridge(path, body);
+                assert_eq!(
+                    (response.status, response.body.as_slice()),
+                    (expected.status, expected.body.as_slice()),
+                    "{method} {sent}"
+                );
+                assert_eq!(response.header("content-type"), Some("application/json"));
+            }
+
+            let oversize = raw_http(
+                addr,
+                "POST",
+                "/events",
+                &vec![b' '; DEFAULT_MAX_BODY_BYTES + 1],
+            )
+            .await;
+            assert_eq!(oversize.status, 413);
+
+            stop.send(()).await.unwrap();
+        };
+        // The server needs a moment to listen; the client retries by waiting for the port.
+        let (result, ()) = future::zip(driver, async {
+            eventually(|| std::net::TcpStream::connect(addr).is_ok()).await;
+            client.await
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+    });
+}
+
+#[test]
+fn drive_sends_the_cores_requests_and_feeds_back_their_responses() {
+    smol::block_on(async {
+        let marathon = TestServer::plain(|seen| match seen.method.as_str() {
+            "GET" => Canned::with_length(200, r#"{"callbackUrls": []}"#),
+            _ => Canned::with_length(200, r#"{"message": "registered"}"#),
+        })
+        .await;
+        let callback = "http://127.0.0.1:7000/events?registration=consular";
+        let config = Config {
+            callback_url: Some(callback.to_owned()),
+            ..Config::default()
+        };
+        let bridge = Bridge::new(config, Duration::ZERO);
+        let out = outbound(&marathon.base("http"), &marathon.base("http"));
+        let (_inbound_tx, inbound_rx) = channel::unbounded();
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let driver = drive(bridge, out, inbound_rx, async move {
+            let _ = stopped.recv().await;
+        });
+        let (result, ()) = future::zip(driver, async {
+            // The subscription POST is only sent after the GET's response reached the core.
+            eventually(|| marathon.requests().len() >= 2).await;
+            stop.send(()).await.unwrap();
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+
+        let seen = marathon.requests();
+        assert_eq!(seen[0].method, "GET");
+        assert_eq!(seen[0].target, "/v2/eventSubscriptions");
+        assert_eq!(seen[1].method, "POST");
+        assert_eq!(
+            seen[1].target,
+            format!("/v2/eventSubscriptions?callbackUrl={callback}")
+        );
+    });
+}
+
+#[test]
+fn drive_keeps_running_after_the_inbound_side_closes() {
+    smol::block_on(async {
+        let bridge = Bridge::new(Config::default(), Duration::ZERO);
+        let out = outbound("http://127.0.0.1:9", "http://127.0.0.1:9");
+        let (inbound_tx, inbound_rx) = channel::unbounded::<server::InboundRequest>();
+        drop(inbound_tx);
+        // With nothing to do and no inbound side, only the shutdown future ends the loop; it must
+        // neither spin nor return early.
+        let result = future::or(
+            async { Some(drive(bridge, out, inbound_rx, future::pending()).await) },
+            async {
+                smol::Timer::after(Duration::from_millis(200)).await;
+                None
+            },
+        )
+        .await;
+        assert!(result.is_none(), "drive returned early: {result:?}");
+    });
+}
+
+#[test]
+fn run_fails_up_front_when_the_port_is_taken() {
+    smol::block_on(async {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let bridge = Bridge::new(Config::default(), Duration::ZERO);
+        let result = run(
+            bridge,
+            settings(port, "http://127.0.0.1:9"),
+            future::pending(),
+        )
+        .await;
+        match result {
+            Err(error @ DriverError::Bind(_)) => assert!(
+                error.to_string().contains(&format!("127.0.0.1:{port}")),
+                "{error}"
+            ),
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn the_run_future_can_be_spawned_on_multi_threaded_executors() {
+    fn assert_send<T: Send>(_: &T) {}
+    let bridge = Bridge::new(Config::default(), Duration::ZERO);
+    let driver = run(
+        bridge,
+        settings(free_port(), "http://127.0.0.1:9"),
+        future::pending(),
+    );
+    assert_send(&driver);
+}
