@@ -1,6 +1,6 @@
 //! The run loop: the one owner of the [`Bridge`]. It drains the core's outputs, sends requests
-//! concurrently, routes replies to the waiting server handlers, writes log records, and feeds
-//! exactly one input back per wake-up.
+//! and follows event streams concurrently, routes replies to the waiting server handlers, writes
+//! log records, and feeds exactly one input back per wake-up.
 //!
 //! [`run`] binds the inbound server and drives the bridge; [`drive`] is the loop alone, for
 //! callers that bring their own inbound channel (tests, embedders). Decisions stay in the core;
@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use consular_core::{Bridge, InboundId, Level, Output, Reply, RequestId, Response, TransportError};
+use consular_core::{
+    Bridge, InboundId, Level, Output, Reply, Request, RequestId, Response, TransportError,
+};
 use smol::channel::{self, Receiver, Sender};
-use smol::{future, Executor, Timer};
+use smol::{future, Executor, Task, Timer};
 
 use crate::endpoints::Endpoints;
 use crate::outbound::Outbound;
@@ -80,13 +82,34 @@ pub async fn run(
     future::or(drive(bridge, outbound, inbound_rx, shutdown), serving).await
 }
 
+/// What a spawned request or stream task reports back to the loop.
+#[derive(Debug)]
+enum TaskEvent {
+    Response(RequestId, Result<Response, TransportError>),
+    StreamOpen(RequestId, u16),
+    StreamData(RequestId, Vec<u8>),
+    StreamClosed(RequestId, Option<TransportError>),
+}
+
 /// What woke the loop.
 enum Wake {
     Shutdown,
-    Response(RequestId, Result<Response, TransportError>),
+    Task(TaskEvent),
     Inbound(InboundRequest),
     InboundClosed,
     Deadline,
+}
+
+/// Everything the loop owns besides the bridge.
+struct Io<'a> {
+    /// Runs request and stream tasks; owned by the loop, so they all end with it.
+    tasks: &'a Executor<'static>,
+    outbound: Outbound,
+    events: Sender<TaskEvent>,
+    /// Reply channels of inbound requests the core has not answered yet.
+    waiting: HashMap<InboundId, Sender<Reply>>,
+    /// Open event streams; dropping a task cancels it and closes its connection.
+    streams: HashMap<RequestId, Task<()>>,
 }
 
 /// Drives `bridge` with requests from `inbound` until `shutdown` completes. Requests go out
@@ -98,23 +121,22 @@ pub async fn drive(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
     let epoch = Instant::now();
-    // Requests run on an executor owned by this future, so dropping it cancels them all.
-    let requests = Executor::new();
-    let (response_tx, response_rx) = channel::unbounded();
-    let mut waiting: HashMap<InboundId, Sender<Reply>> = HashMap::new();
+    let tasks = Executor::new();
+    let (events_tx, events_rx) = channel::unbounded();
+    let mut io = Io {
+        tasks: &tasks,
+        outbound,
+        events: events_tx,
+        waiting: HashMap::new(),
+        streams: HashMap::new(),
+    };
     let mut next_inbound = 0u64;
     let mut inbound_open = true;
     let mut shutdown = pin!(shutdown);
 
     let run_loop = async {
         loop {
-            let deadline = drain(
-                &mut bridge,
-                &requests,
-                &outbound,
-                &response_tx,
-                &mut waiting,
-            );
+            let deadline = io.drain(&mut bridge);
             let wake = future::or(
                 async {
                     shutdown.as_mut().await;
@@ -122,9 +144,9 @@ pub async fn drive(
                 },
                 future::or(
                     async {
-                        // `response_tx` lives as long as this loop, so `recv` cannot fail.
-                        match response_rx.recv().await {
-                            Ok((id, result)) => Wake::Response(id, result),
+                        // `io.events` lives as long as this loop, so `recv` cannot fail.
+                        match events_rx.recv().await {
+                            Ok(event) => Wake::Task(event),
                             Err(_) => future::pending().await,
                         }
                     },
@@ -149,11 +171,23 @@ pub async fn drive(
             let now = epoch.elapsed();
             match wake {
                 Wake::Shutdown => return Ok(()),
-                Wake::Response(id, result) => bridge.handle_response(now, id, result),
+                Wake::Task(TaskEvent::Response(id, result)) => {
+                    bridge.handle_response(now, id, result)
+                }
+                Wake::Task(TaskEvent::StreamOpen(id, status)) => {
+                    bridge.handle_stream_open(now, id, status)
+                }
+                Wake::Task(TaskEvent::StreamData(id, data)) => {
+                    bridge.handle_stream_data(now, id, &data)
+                }
+                Wake::Task(TaskEvent::StreamClosed(id, error)) => {
+                    io.streams.remove(&id);
+                    bridge.handle_stream_closed(now, id, error)
+                }
                 Wake::Inbound(request) => {
                     let id = InboundId(next_inbound);
                     next_inbound += 1;
-                    waiting.insert(id, request.reply);
+                    io.waiting.insert(id, request.reply);
                     bridge.handle_inbound(now, id, &request.path, &request.body)?;
                 }
                 Wake::InboundClosed => inbound_open = false,
@@ -161,44 +195,83 @@ pub async fn drive(
             }
         }
     };
-    requests.run(run_loop).await
+    tasks.run(run_loop).await
 }
 
-/// Hands out everything the bridge has to say; returns its next deadline.
-fn drain(
-    bridge: &mut Bridge,
-    requests: &Executor<'_>,
-    outbound: &Outbound,
-    responses: &Sender<(RequestId, Result<Response, TransportError>)>,
-    waiting: &mut HashMap<InboundId, Sender<Reply>>,
-) -> Option<Duration> {
-    loop {
-        match bridge.poll_output() {
-            Output::Request(request) => {
-                let (outbound, responses) = (outbound.clone(), responses.clone());
-                requests
-                    .spawn(async move {
-                        let result = outbound.execute(&request).await;
-                        // Fails only when the driver has stopped; nobody is waiting then.
-                        let _ = responses.send((request.id, result)).await;
-                    })
-                    .detach();
-            }
-            Output::Reply(id, reply) => {
-                if let Some(reply_to) = waiting.remove(&id) {
-                    // Fails only if the HTTP client went away; the reply has nowhere to go.
-                    let _ = reply_to.try_send(reply);
+impl Io<'_> {
+    /// Carries out everything the bridge has to say; returns its next deadline.
+    fn drain(&mut self, bridge: &mut Bridge) -> Option<Duration> {
+        loop {
+            match bridge.poll_output() {
+                Output::Request(request) => {
+                    let (outbound, events) = (self.outbound.clone(), self.events.clone());
+                    self.tasks
+                        .spawn(async move {
+                            let result = outbound.execute(&request).await;
+                            // Fails only when the loop has stopped; nobody is waiting then.
+                            let _ = events.send(TaskEvent::Response(request.id, result)).await;
+                        })
+                        .detach();
                 }
+                Output::OpenStream(request) => {
+                    let id = request.id;
+                    let task = self.tasks.spawn(follow_stream(
+                        self.outbound.clone(),
+                        request,
+                        self.events.clone(),
+                    ));
+                    self.streams.insert(id, task);
+                }
+                Output::CloseStream(id) => {
+                    self.streams.remove(&id);
+                }
+                Output::Reply(id, reply) => {
+                    if let Some(reply_to) = self.waiting.remove(&id) {
+                        // Fails only if the HTTP client went away; the reply has nowhere to go.
+                        let _ = reply_to.try_send(reply);
+                    }
+                }
+                Output::Log(record) => log::log!(
+                    target: CORE_LOG_TARGET,
+                    log_level(record.level),
+                    "{}",
+                    record.message
+                ),
+                Output::Timeout(deadline) => return deadline,
             }
-            Output::Log(record) => log::log!(
-                target: CORE_LOG_TARGET,
-                log_level(record.level),
-                "{}",
-                record.message
-            ),
-            Output::Timeout(deadline) => return deadline,
         }
     }
+}
+
+/// Opens the stream `request` and reports its head, each piece of its body, and its end.
+async fn follow_stream(outbound: Outbound, request: Request, events: Sender<TaskEvent>) {
+    let id = request.id;
+    let mut stream = match outbound.open_stream(&request).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            let _ = events.send(TaskEvent::StreamClosed(id, Some(error))).await;
+            return;
+        }
+    };
+    if events
+        .send(TaskEvent::StreamOpen(id, stream.status()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let end = loop {
+        match stream.next_chunk().await {
+            Ok(Some(data)) => {
+                if events.send(TaskEvent::StreamData(id, data)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break None,
+            Err(error) => break Some(error),
+        }
+    };
+    let _ = events.send(TaskEvent::StreamClosed(id, end)).await;
 }
 
 fn log_level(level: Level) -> log::Level {

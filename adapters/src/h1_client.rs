@@ -3,7 +3,9 @@
 //!
 //! A connection goes back to the pool only after its response body was read to the end, the
 //! response was delimited (`Content-Length` or chunked) and did not say `Connection: close`.
-//! Anything else (errors, timeouts that drop the future, oversized bodies) closes it.
+//! Anything else (errors, timeouts that drop the future, oversized bodies) closes it. A request
+//! marked with [`StreamBody`] gets its response as soon as the head is in, with a body that streams
+//! from a connection of its own, closed when the body is dropped.
 //!
 //! Not here: URLs and credentials ([`crate::endpoints`]), the per-request timeout and the mapping
 //! to the core's types ([`crate::outbound`]), the TLS roots ([`crate::tls`]).
@@ -42,6 +44,11 @@ const MAX_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConnectError(pub String);
+
+/// Request extension (`surf::Request::set_ext`): return the response once its head is in and let
+/// the body stream, for responses that never end (Marathon's event stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamBody;
 
 /// An HTTP/1.1 client with connection reuse, for [`surf::Client::with_http_client`].
 pub struct H1Client {
@@ -124,8 +131,13 @@ impl HttpClient for H1Client {
             .checkout(&peer)
             .await
             .map_err(|e| Error::new(StatusCode::BadGateway, e))?;
+        let streaming = req.ext().get::<StreamBody>().is_some();
         let shared = SharedConn::new(conn);
         let mut res = async_h1::connect(shared.clone(), req).await?;
+        if streaming {
+            // The body owns the connection from here on; it is closed, not pooled, when dropped.
+            return Ok(res);
+        }
         // Reading the body here (rather than handing a streaming body to surf) is what makes it
         // safe to pool the connection: we know the response ended where its framing said.
         let body = read_body(&mut res).await?;

@@ -1,20 +1,28 @@
 //! [`Outbound`] sends one core [`Request`] and reports its outcome as the core expects it:
-//! a [`Response`] with any status and the whole body, or a [`TransportError`].
+//! a [`Response`] with any status and the whole body, or a [`TransportError`]. It also opens
+//! Marathon's event stream, whose body is handed on piece by piece ([`StreamingResponse`]).
 //!
 //! It adds the JSON headers every consular request carries, the peer's credentials, and enforces
-//! the request's timeout (connect, TLS, request and whole response). Connections and pooling live
+//! the request's timeout (connect, TLS, request and whole response; for a stream, the head). Connections and pooling live
 //! in [`crate::h1_client`]; URLs in [`crate::endpoints`]. Retries and fallbacks are the core's call.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use consular_core::{Method, Request, Response, TransportError};
 use rustls::ClientConfig;
-use smol::future;
-use smol::Timer;
+use smol::io::AsyncReadExt;
+use smol::{future, Timer};
 use surf::http::{Body, Method as HttpMethod};
 
 use crate::endpoints::Endpoints;
-use crate::h1_client::{ConnectError, H1Client};
+use crate::h1_client::{ConnectError, H1Client, StreamBody};
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+/// Largest piece of a streaming body handed on at once.
+const STREAM_CHUNK_BYTES: usize = 16 * 1024;
 
 /// Sends the core's requests over surf with the [`H1Client`] backend. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -34,15 +42,42 @@ impl Outbound {
 
     /// Sends `request` and waits for the whole response, at most `request.timeout`.
     pub async fn execute(&self, request: &Request) -> Result<Response, TransportError> {
-        let exchange = self.exchange(request);
-        let deadline = async {
-            Timer::after(request.timeout).await;
-            Err(TransportError::Timeout)
-        };
-        future::or(exchange, deadline).await
+        within(request.timeout, async {
+            let http = self.http_request(request, JSON)?;
+            let mut response = self.client.send(http).await.map_err(transport_error)?;
+            let body = response.body_bytes().await.map_err(transport_error)?;
+            Ok(Response {
+                status: response.status().into(),
+                body,
+            })
+        })
+        .await
     }
 
-    async fn exchange(&self, request: &Request) -> Result<Response, TransportError> {
+    /// Sends `request` asking for `text/event-stream` and waits at most `request.timeout` for the
+    /// response head; the body then streams for as long as the peer keeps it open.
+    pub async fn open_stream(
+        &self,
+        request: &Request,
+    ) -> Result<StreamingResponse, TransportError> {
+        within(request.timeout, async {
+            let mut http = self.http_request(request, EVENT_STREAM)?;
+            http.set_ext(StreamBody);
+            let mut response = self.client.send(http).await.map_err(transport_error)?;
+            Ok(StreamingResponse {
+                status: response.status().into(),
+                body: response.take_body(),
+            })
+        })
+        .await
+    }
+
+    /// The surf request for `request`: URL and credentials of its target, JSON content type.
+    fn http_request(
+        &self,
+        request: &Request,
+        accept: &str,
+    ) -> Result<surf::Request, TransportError> {
         let destination = self
             .endpoints
             .destination(&request.target, &request.path_and_query)
@@ -52,18 +87,51 @@ impl Outbound {
             http.set_body(Body::from_bytes(body.clone()));
         }
         // After the body: setting a body would otherwise pick its own content type.
-        http.insert_header("Content-Type", "application/json");
-        http.insert_header("Accept", "application/json");
+        http.insert_header("Content-Type", JSON);
+        http.insert_header("Accept", accept);
         for (name, value) in destination.headers {
             http.insert_header(name, value);
         }
-        let mut response = self.client.send(http).await.map_err(transport_error)?;
-        let body = response.body_bytes().await.map_err(transport_error)?;
-        Ok(Response {
-            status: response.status().into(),
-            body,
-        })
+        Ok(http)
     }
+}
+
+/// A response whose body is still arriving, from [`Outbound::open_stream`].
+#[derive(Debug)]
+pub struct StreamingResponse {
+    status: u16,
+    body: Body,
+}
+
+impl StreamingResponse {
+    /// The response's status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The next piece of the body as soon as some of it arrives; `None` once the body ended.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        let mut buffer = vec![0; STREAM_CHUNK_BYTES];
+        let read = self
+            .body
+            .read(&mut buffer)
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        buffer.truncate(read);
+        Ok((read > 0).then_some(buffer))
+    }
+}
+
+/// `future`, or [`TransportError::Timeout`] once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    future: impl Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    let deadline = async {
+        Timer::after(timeout).await;
+        Err(TransportError::Timeout)
+    };
+    future::or(future, deadline).await
 }
 
 fn http_method(method: Method) -> HttpMethod {

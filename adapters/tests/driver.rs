@@ -1,6 +1,7 @@
 //! The run loop with a real `consular_core::Bridge`: inbound requests get the core's replies
 //! through the server, the core's outbound requests go out and their responses come back in
-//! order, the shutdown future ends the loop with `Ok`, and a taken port fails `run` up front.
+//! order, Marathon's event stream is followed piece by piece, the shutdown future ends the loop
+//! with `Ok`, and a taken port fails `run` up front.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, outbound, raw_http, Canned, TestServer};
 use consular_adapters::server::{self, DEFAULT_MAX_BODY_BYTES};
 use consular_adapters::{drive, run, BaseUrl, DriverError, DriverSettings, Endpoints};
-use consular_core::{Bridge, Config, InboundId, Output, Reply};
+use consular_core::{Bridge, Config, EventSource, InboundId, Output, Reply};
 use smol::channel;
 use smol::future;
 
@@ -140,6 +141,67 @@ fn drive_sends_the_cores_requests_and_feeds_back_their_responses() {
             seen[1].target,
             format!("/v2/eventSubscriptions?callbackUrl={callback}")
         );
+    });
+}
+
+#[test]
+fn drive_follows_the_event_stream_and_acts_on_its_events() {
+    smol::block_on(async {
+        let event = r#"{"eventType": "status_update_event", "taskStatus": "TASK_RUNNING", "appId": "/my-app", "taskId": "my-app.1", "host": "127.0.0.1", "ports": [31000]}"#;
+        let frame = format!("event: status_update_event\ndata: {event}\n\n");
+        // Head and one event, then the connection stays open, as Marathon's stream does.
+        let stream_head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{frame}\r\n",
+            frame.len()
+        );
+        // One server plays Marathon and, as the agent on 127.0.0.1, Consul.
+        let peers = TestServer::plain(move |seen| {
+            if seen.target.starts_with("/v2/events") {
+                Canned {
+                    delay: Duration::ZERO,
+                    bytes: stream_head.clone().into_bytes(),
+                    close_after: false,
+                }
+            } else if seen.target == "/v2/apps" {
+                Canned::with_length(200, r#"{"apps": []}"#)
+            } else if seen.target.starts_with("/v2/apps/") {
+                Canned::with_length(404, r#"{"message": "App not found"}"#)
+            } else {
+                Canned::with_length(200, "{}")
+            }
+        })
+        .await;
+        let config = Config {
+            events: EventSource::Stream,
+            ..Config::default()
+        };
+        let bridge = Bridge::new(config, Duration::ZERO);
+        let out = outbound(&peers.base("http"), &peers.base("http"));
+        let (_inbound_tx, inbound_rx) = channel::unbounded();
+        let (stop, stopped) = channel::bounded::<()>(1);
+        let driver = drive(bridge, out, inbound_rx, async move {
+            let _ = stopped.recv().await;
+        });
+        let registered = |seen: &[common::Recorded]| {
+            seen.iter().any(|r| {
+                r.method == "PUT"
+                    && r.target == "/v1/agent/service/register"
+                    && String::from_utf8_lossy(&r.body).contains("my-app.1")
+            })
+        };
+        let (result, ()) = future::zip(driver, async {
+            eventually(|| registered(&peers.requests())).await;
+            stop.send(()).await.unwrap();
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let seen = peers.requests();
+        let stream = seen
+            .iter()
+            .find(|r| r.target.starts_with("/v2/events"))
+            .unwrap();
+        assert_eq!(stream.method, "GET");
+        assert_eq!(stream.header("accept"), Some("text/event-stream"));
     });
 }
 
