@@ -1,1 +1,77 @@
-fn main() {}
+//! `consular`: parses the command line, sets up logging, and runs the bridge until SIGINT or
+//! SIGTERM. Flags live in `cli.rs`, the log format in `logging.rs`, everything that talks to the
+//! network in `consular-adapters`, and every decision in `consular-core`.
+//!
+//! Exit codes: 0 after a signal, `--help` or `--version`; 2 for a bad command line or log file;
+//! 1 when the bridge cannot run (e.g. the port is taken).
+#![forbid(unsafe_code)]
+
+mod cli;
+mod logging;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use async_signal::{Signal, Signals};
+use consular_core::Bridge;
+use smol::stream::StreamExt;
+
+use crate::cli::{Command, RunArgs};
+
+fn main() -> ExitCode {
+    let token = std::env::var("CONSUL_HTTP_TOKEN").ok();
+    match cli::parse(std::env::args_os().skip(1).collect(), token) {
+        Ok(Command::Run(args)) => run(*args),
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("consular {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("consular: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if let Err(error) = logging::init(args.logfile.as_deref(), args.debug) {
+        let path = args.logfile.as_deref().unwrap_or_else(|| "-".as_ref());
+        eprintln!("consular: --logfile: cannot open {path:?}: {error}");
+        return ExitCode::from(2);
+    }
+    let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("consular: cannot handle SIGINT/SIGTERM: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            log::info!("received {signal:?}, shutting down");
+        }
+    };
+    let settings = args.driver_settings();
+    log::info!(
+        "consular {} starting: Marathon {}, Consul {}, HTTP server on {}:{}",
+        env!("CARGO_PKG_VERSION"),
+        settings.endpoints.marathon(),
+        settings.endpoints.consul(),
+        settings.listen_host,
+        settings.listen_port,
+    );
+    // The driver's clock starts when `run` starts, so the bridge starts at zero.
+    let bridge = Bridge::new(args.config(), Duration::ZERO);
+    match smol::block_on(consular_adapters::run(bridge, settings, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            log::error!("{error}");
+            eprintln!("consular: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

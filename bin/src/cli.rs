@@ -1,0 +1,638 @@
+//! The command line: consular 1.3.0's flags (plus `--consul-token`, `--ca-file`, `--events` and
+//! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
+//! and the adapters' [`DriverSettings`].
+//!
+//! Parsing is pure: the environment (`CONSUL_HTTP_TOKEN`) comes in as an argument, and nothing is
+//! opened or bound here. Every bad value is one [`CliError`] line naming the flag and the reason.
+//! Running the command lives in `main.rs`, logging in `logging.rs`.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use consular_adapters::server::DEFAULT_MAX_BODY_BYTES;
+use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
+use consular_core::encoding::callback_url;
+use consular_core::{Config, EventSource};
+use pico_args::Arguments;
+
+/// `--help` output.
+pub const USAGE: &str = "\
+Usage: consular [OPTIONS]
+
+  Keeps Consul's service catalog in step with Marathon (a drop-in for consular 1.3.0).
+
+Options:
+  --scheme [http|https]      Scheme of the callback URL registered at Marathon.  [default: http]
+  --host TEXT                Interface to listen on, also the host in the callback URL.
+                             [default: localhost]
+  --port INTEGER             Port to listen on, also the port in the callback URL.  [default: 7000]
+  --consul TEXT              Consul's URL; its scheme and port also reach the agents.
+                             [default: http://localhost:8500]
+  --marathon TEXT            Marathon's URL; user:password@ in it becomes Basic auth.
+                             [default: http://localhost:8080]
+  --registration-id TEXT     Tags our services; must be unique for each consular process.
+                             [default: consular]
+  --sync-interval INTEGER    Seconds between full syncs; 0 turns them off.  [default: 0]
+  --purge / --no-purge       During syncs, deregister our services whose tasks are gone and
+                             delete the KV entries of deleted apps.  [default: no-purge]
+  --logfile FILENAME         Append the log to this file instead of standard output.
+  --debug / --no-debug       Log every request.  [default: no-debug]
+  --timeout INTEGER          Seconds to wait for each Marathon or Consul request.  [default: 5]
+  --fallback / --no-fallback Register on --consul when the task host's agent fails.
+                             ONLY USE IF YOU KNOW WHAT YOU ARE DOING.  [default: no-fallback]
+  --fallback-timeout INTEGER Seconds to wait for that fallback registration.  [default: 2]
+  --events [callback|stream|auto]
+                             Where Marathon's events come from: HTTP callbacks to /events, the
+                             /v2/events stream, or the stream with callbacks if Marathon has
+                             none.  [default: callback]
+  --consul-token TEXT        Consul ACL token for every Consul request.
+                             [default: $CONSUL_HTTP_TOKEN]
+  --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
+  --version                  Show the version and exit.
+  --help                     Show this message and exit.
+";
+
+/// Seconds accepted by the time flags: a year, far below where the core's clock arithmetic could
+/// overflow.
+const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the bridge (boxed: the flags dwarf the other variants).
+    Run(Box<RunArgs>),
+    /// Print [`USAGE`].
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// The flags of a bridge run, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    /// `--scheme`: `http` or `https`, only used in the callback URL.
+    pub scheme: String,
+    /// `--host`
+    pub host: String,
+    /// `--port`
+    pub port: u16,
+    /// `--consul`
+    pub consul: BaseUrl,
+    /// `--marathon`
+    pub marathon: BaseUrl,
+    /// `--registration-id`
+    pub registration_id: String,
+    /// `--sync-interval`; zero turns syncs off.
+    pub sync_interval: Duration,
+    /// `--purge/--no-purge`
+    pub purge: bool,
+    /// `--logfile`; `None` logs to standard output.
+    pub logfile: Option<PathBuf>,
+    /// `--debug/--no-debug`
+    pub debug: bool,
+    /// `--timeout`
+    pub timeout: Duration,
+    /// `--fallback/--no-fallback`
+    pub fallback: bool,
+    /// `--fallback-timeout`
+    pub fallback_timeout: Duration,
+    /// `--events`
+    pub events: EventSource,
+    /// `--consul-token`, else `$CONSUL_HTTP_TOKEN`.
+    pub consul_token: Option<String>,
+    /// `--ca-file`
+    pub ca_file: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The core's configuration for these flags.
+    pub fn config(&self) -> Config {
+        Config {
+            registration_id: self.registration_id.clone(),
+            callback_url: Some(callback_url(
+                &self.scheme,
+                &self.host,
+                self.port,
+                &self.registration_id,
+            )),
+            sync_interval: self.sync_interval,
+            purge: self.purge,
+            request_timeout: self.timeout,
+            fallback: self.fallback,
+            fallback_timeout: self.fallback_timeout,
+            debug: self.debug,
+            events: self.events,
+            ..Config::default()
+        }
+    }
+
+    /// How the adapters reach Marathon, Consul and the listening address.
+    pub fn driver_settings(&self) -> DriverSettings {
+        DriverSettings {
+            endpoints: Endpoints::new(self.marathon.clone(), self.consul.clone())
+                .with_consul_token(self.consul_token.clone()),
+            ca_file: self.ca_file.clone(),
+            listen_host: self.host.clone(),
+            listen_port: self.port,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// A command line that cannot be run, as one line: `--port: expected …, got "abc"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(String);
+
+impl CliError {
+    fn flag(flag: &str, why: impl fmt::Display) -> Self {
+        CliError(format!("{flag}: {why}"))
+    }
+
+    fn invalid(flag: &str, expected: &str, got: &str) -> Self {
+        CliError::flag(flag, format!("expected {expected}, got {got:?}"))
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Parses the arguments after the program name. `consul_token_env` is `$CONSUL_HTTP_TOKEN`.
+pub fn parse(args: Vec<OsString>, consul_token_env: Option<String>) -> Result<Command, CliError> {
+    let mut args = Arguments::from_vec(args);
+    // Subcommands (`demo`, …) are matched here, before the flags of a run.
+    if let Some(word) = first_word(&mut args)? {
+        return Err(CliError(format!(
+            "unexpected argument {word:?} (see --help)"
+        )));
+    }
+    if args.contains("--help") {
+        return Ok(Command::Help);
+    }
+    if args.contains("--version") {
+        return Ok(Command::Version);
+    }
+    parse_run(args, consul_token_env).map(|run| Command::Run(Box::new(run)))
+}
+
+/// The first argument if it is not a flag.
+fn first_word(args: &mut Arguments) -> Result<Option<String>, CliError> {
+    args.subcommand()
+        .map_err(|_| CliError("arguments must be UTF-8 text".to_owned()))
+}
+
+fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<RunArgs, CliError> {
+    let scheme = match value(&mut args, "--scheme")?.as_deref() {
+        None | Some("http") => "http".to_owned(),
+        Some("https") => "https".to_owned(),
+        Some(other) => return Err(CliError::invalid("--scheme", "http or https", other)),
+    };
+    let host = text(&mut args, "--host", "localhost")?;
+    let port = match value(&mut args, "--port")? {
+        None => 7000,
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| CliError::invalid("--port", "an integer from 1 to 65535", &port))?,
+    };
+    let consul = url(&mut args, "--consul", "http://localhost:8500")?;
+    let marathon = url(&mut args, "--marathon", "http://localhost:8080")?;
+    let registration_id = text(&mut args, "--registration-id", "consular")?;
+    let sync_interval = seconds(&mut args, "--sync-interval", 0, 0)?;
+    let logfile = value(&mut args, "--logfile")?.map(PathBuf::from);
+    let timeout = seconds(&mut args, "--timeout", 5, 1)?;
+    let fallback_timeout = seconds(&mut args, "--fallback-timeout", 2, 1)?;
+    let events = match value(&mut args, "--events")?.as_deref() {
+        None | Some("callback") => EventSource::Callback,
+        Some("stream") => EventSource::Stream,
+        Some("auto") => EventSource::Auto,
+        Some(other) => {
+            return Err(CliError::invalid(
+                "--events",
+                "callback, stream or auto",
+                other,
+            ))
+        }
+    };
+    let consul_token = value(&mut args, "--consul-token")?
+        .or(consul_token_env)
+        .filter(|token| !token.is_empty());
+    let ca_file = value(&mut args, "--ca-file")?.map(PathBuf::from);
+
+    // What is left are switches and mistakes, in command-line order: the last switch wins.
+    let (mut purge, mut debug, mut fallback) = (false, false, false);
+    for arg in args.finish() {
+        let arg = arg.to_string_lossy();
+        match arg.as_ref() {
+            "--purge" => purge = true,
+            "--no-purge" => purge = false,
+            "--debug" => debug = true,
+            "--no-debug" => debug = false,
+            "--fallback" => fallback = true,
+            "--no-fallback" => fallback = false,
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(RunArgs {
+        scheme,
+        host,
+        port,
+        consul,
+        marathon,
+        registration_id,
+        sync_interval,
+        purge,
+        logfile,
+        debug,
+        timeout,
+        fallback,
+        fallback_timeout,
+        events,
+        consul_token,
+        ca_file,
+    })
+}
+
+/// Why a leftover argument is not accepted.
+fn unexpected(arg: &str) -> CliError {
+    const SWITCHES: [&str; 6] = [
+        "--purge",
+        "--no-purge",
+        "--debug",
+        "--no-debug",
+        "--fallback",
+        "--no-fallback",
+    ];
+    match arg.split_once('=') {
+        Some((flag, _)) if SWITCHES.contains(&flag) => {
+            CliError::flag(flag, format!("takes no value, got {arg:?}"))
+        }
+        _ if arg.starts_with('-') => CliError::flag(arg, "unknown option (see --help)"),
+        _ => CliError(format!("unexpected argument {arg:?} (see --help)")),
+    }
+}
+
+/// The value of `--flag value` or `--flag=value`, if given; giving it twice is a mistake.
+fn value(args: &mut Arguments, flag: &'static str) -> Result<Option<String>, CliError> {
+    let next = |args: &mut Arguments| {
+        args.opt_value_from_str::<_, String>(flag)
+            .map_err(|e| match e {
+                pico_args::Error::OptionWithoutAValue(_) => {
+                    CliError::flag(flag, "expected a value")
+                }
+                _ => CliError::flag(flag, "expected UTF-8 text"),
+            })
+    };
+    let first = next(args)?;
+    if first.is_some() && next(args)?.is_some() {
+        return Err(CliError::flag(flag, "given more than once"));
+    }
+    Ok(first)
+}
+
+/// A non-empty text value, or `default`.
+fn text(args: &mut Arguments, flag: &'static str, default: &str) -> Result<String, CliError> {
+    match value(args, flag)? {
+        None => Ok(default.to_owned()),
+        Some(v) if v.trim().is_empty() => Err(CliError::invalid(flag, "a non-empty value", &v)),
+        Some(v) => Ok(v),
+    }
+}
+
+/// An http(s) URL, or `default`.
+fn url(args: &mut Arguments, flag: &'static str, default: &str) -> Result<BaseUrl, CliError> {
+    let given = value(args, flag)?;
+    BaseUrl::parse(given.as_deref().unwrap_or(default)).map_err(|e| CliError::flag(flag, e))
+}
+
+/// Whole seconds from `min` to [`MAX_SECONDS`], or `default`.
+fn seconds(
+    args: &mut Arguments,
+    flag: &'static str,
+    default: u64,
+    min: u64,
+) -> Result<Duration, CliError> {
+    let secs = match value(args, flag)? {
+        None => default,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|s| (min..=MAX_SECONDS).contains(s))
+            .ok_or_else(|| {
+                let expected = format!("a whole number of seconds from {min} to {MAX_SECONDS}");
+                CliError::invalid(flag, &expected, &v)
+            })?,
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Command, CliError> {
+        parse(args.iter().map(OsString::from).collect(), None)
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        match parse_args(args) {
+            Ok(Command::Run(run)) => *run,
+            other => panic!("{args:?}: expected a run, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse_args(args) {
+            Err(e) => e.to_string(),
+            other => panic!("{args:?}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_consular_1_3_0s() {
+        let run = run_args(&[]);
+        assert_eq!(run.scheme, "http");
+        assert_eq!(run.host, "localhost");
+        assert_eq!(run.port, 7000);
+        assert_eq!(run.consul.to_string(), "http://localhost:8500");
+        assert_eq!(run.marathon.to_string(), "http://localhost:8080");
+        assert_eq!(run.registration_id, "consular");
+        assert_eq!(run.sync_interval, Duration::ZERO);
+        assert!(!run.purge);
+        assert_eq!(run.logfile, None);
+        assert!(!run.debug);
+        assert_eq!(run.timeout, Duration::from_secs(5));
+        assert!(!run.fallback);
+        assert_eq!(run.fallback_timeout, Duration::from_secs(2));
+        assert_eq!(run.events, EventSource::Callback);
+        assert_eq!(run.consul_token, None);
+        assert_eq!(run.ca_file, None);
+
+        let config = run.config();
+        assert_eq!(
+            config.callback_url.as_deref(),
+            Some("http://localhost:7000/events?registration=consular")
+        );
+        assert_eq!(
+            config,
+            Config {
+                callback_url: config.callback_url.clone(),
+                ..Config::default()
+            }
+        );
+        let settings = run.driver_settings();
+        assert_eq!(
+            (settings.listen_host.as_str(), settings.listen_port),
+            ("localhost", 7000)
+        );
+        assert_eq!(settings.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn every_flag_is_read_and_reaches_the_config() {
+        let run = run_args(&[
+            "--scheme",
+            "https",
+            "--host",
+            "Consular.Example",
+            "--port",
+            "7001",
+            "--consul",
+            "https://consul.example:8501/ignored",
+            "--marathon",
+            "http://u:p@marathon.example:8080/marathon",
+            "--registration-id",
+            "host-1",
+            "--sync-interval",
+            "300",
+            "--purge",
+            "--logfile",
+            "/var/log/consular.log",
+            "--debug",
+            "--timeout",
+            "7",
+            "--fallback",
+            "--fallback-timeout",
+            "3",
+            "--events",
+            "auto",
+            "--consul-token",
+            "secret",
+            "--ca-file",
+            "/etc/ssl/ca.pem",
+        ]);
+        assert_eq!(run.logfile, Some(PathBuf::from("/var/log/consular.log")));
+        assert_eq!(run.ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        assert_eq!(run.consul_token.as_deref(), Some("secret"));
+        assert_eq!(run.consul.to_string(), "https://consul.example:8501");
+        assert_eq!(run.marathon.to_string(), "http://marathon.example:8080");
+
+        let config = run.config();
+        assert_eq!(config.registration_id, "host-1");
+        assert_eq!(
+            config.callback_url.as_deref(),
+            Some("https://consular.example:7001/events?registration=host-1")
+        );
+        assert_eq!(config.sync_interval, Duration::from_secs(300));
+        assert!(config.purge);
+        assert!(config.debug);
+        assert_eq!(config.request_timeout, Duration::from_secs(7));
+        assert!(config.fallback);
+        assert_eq!(config.fallback_timeout, Duration::from_secs(3));
+        assert_eq!(config.events, EventSource::Auto);
+
+        let settings = run.driver_settings();
+        assert_eq!(settings.listen_host, "Consular.Example");
+        assert_eq!(settings.listen_port, 7001);
+        assert_eq!(settings.ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        assert_eq!(
+            settings.endpoints.marathon().to_string(),
+            "http://marathon.example:8080"
+        );
+    }
+
+    #[test]
+    fn equals_form_works_for_every_value_flag() {
+        let run = run_args(&[
+            "--scheme=https",
+            "--host=0.0.0.0",
+            "--port=8000",
+            "--consul=http://c:1",
+            "--marathon=http://m:2",
+            "--registration-id=a=b",
+            "--sync-interval=10",
+            "--logfile=log.txt",
+            "--timeout=9",
+            "--fallback-timeout=4",
+            "--events=stream",
+            "--consul-token=t",
+            "--ca-file=ca.pem",
+        ]);
+        assert_eq!(run.scheme, "https");
+        assert_eq!(run.host, "0.0.0.0");
+        assert_eq!(run.port, 8000);
+        assert_eq!(run.consul.to_string(), "http://c:1");
+        assert_eq!(run.marathon.to_string(), "http://m:2");
+        assert_eq!(run.registration_id, "a=b");
+        assert_eq!(run.sync_interval, Duration::from_secs(10));
+        assert_eq!(run.logfile, Some(PathBuf::from("log.txt")));
+        assert_eq!(run.timeout, Duration::from_secs(9));
+        assert_eq!(run.fallback_timeout, Duration::from_secs(4));
+        assert_eq!(run.events, EventSource::Stream);
+        assert_eq!(run.consul_token.as_deref(), Some("t"));
+        assert_eq!(run.ca_file, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn the_last_of_a_switch_pair_wins() {
+        let run = run_args(&["--purge", "--no-purge", "--no-debug", "--debug"]);
+        assert!(!run.purge);
+        assert!(run.debug);
+        let run = run_args(&["--no-fallback", "--fallback", "--sync-interval", "0"]);
+        assert!(run.fallback);
+        assert_eq!(run.sync_interval, Duration::ZERO);
+    }
+
+    #[test]
+    fn the_token_flag_beats_the_environment_and_empty_means_none() {
+        let from_env = |args: &[&str], env: Option<&str>| match parse(
+            args.iter().map(OsString::from).collect(),
+            env.map(str::to_owned),
+        ) {
+            Ok(Command::Run(run)) => run.consul_token,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from_env(&[], Some("env")).as_deref(), Some("env"));
+        assert_eq!(
+            from_env(&["--consul-token", "flag"], Some("env")).as_deref(),
+            Some("flag")
+        );
+        assert_eq!(from_env(&[], Some("")), None);
+        assert_eq!(from_env(&[], None), None);
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse_args(&["--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(&["--port", "abc", "--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(&["--version"]), Ok(Command::Version));
+        for flag in [
+            "--scheme",
+            "--host",
+            "--port",
+            "--consul",
+            "--marathon",
+            "--registration-id",
+            "--sync-interval",
+            "--purge",
+            "--logfile",
+            "--debug",
+            "--timeout",
+            "--fallback",
+            "--fallback-timeout",
+            "--events",
+            "--consul-token",
+            "--ca-file",
+            "--version",
+        ] {
+            assert!(USAGE.contains(flag), "{flag} is not in the help");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_one_line_naming_the_flag_and_why() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--port", "abc"],
+                r#"--port: expected an integer from 1 to 65535, got "abc""#,
+            ),
+            (
+                &["--port=0"],
+                r#"--port: expected an integer from 1 to 65535, got "0""#,
+            ),
+            (
+                &["--port", "65536"],
+                r#"--port: expected an integer from 1 to 65535, got "65536""#,
+            ),
+            (
+                &["--port", "-1"],
+                r#"--port: expected an integer from 1 to 65535, got "-1""#,
+            ),
+            (
+                &["--timeout", "-5"],
+                r#"--timeout: expected a whole number of seconds from 1 to 31536000, got "-5""#,
+            ),
+            (
+                &["--timeout", "0"],
+                r#"--timeout: expected a whole number of seconds from 1 to 31536000, got "0""#,
+            ),
+            (
+                &["--fallback-timeout", "1.5"],
+                r#"--fallback-timeout: expected a whole number of seconds from 1 to 31536000, got "1.5""#,
+            ),
+            (
+                &["--sync-interval", "-1"],
+                r#"--sync-interval: expected a whole number of seconds from 0 to 31536000, got "-1""#,
+            ),
+            (
+                &["--sync-interval", "99999999999999999999"],
+                r#"--sync-interval: expected a whole number of seconds from 0 to 31536000, got "99999999999999999999""#,
+            ),
+            (
+                &["--consul", "localhost:8500"],
+                r#"--consul: expected an http or https URL, got "localhost:8500" (scheme "localhost" is not supported)"#,
+            ),
+            (
+                &["--marathon=not a url"],
+                r#"--marathon: expected an http or https URL, got "not a url" (relative URL without a base)"#,
+            ),
+            (
+                &["--scheme", "ftp"],
+                r#"--scheme: expected http or https, got "ftp""#,
+            ),
+            (
+                &["--events", "sse"],
+                r#"--events: expected callback, stream or auto, got "sse""#,
+            ),
+            (
+                &["--host", ""],
+                r#"--host: expected a non-empty value, got """#,
+            ),
+            (
+                &["--registration-id= "],
+                r#"--registration-id: expected a non-empty value, got " ""#,
+            ),
+            (&["--port"], "--port: expected a value"),
+            (&["--port="], "--port: expected a value"),
+            (
+                &["--port", "1", "--port", "2"],
+                "--port: given more than once",
+            ),
+            (
+                &["--frobnicate"],
+                "--frobnicate: unknown option (see --help)",
+            ),
+            (
+                &["--purge=yes"],
+                r#"--purge: takes no value, got "--purge=yes""#,
+            ),
+            (
+                &["--debug", "extra"],
+                r#"unexpected argument "extra" (see --help)"#,
+            ),
+            (&["run"], r#"unexpected argument "run" (see --help)"#),
+        ];
+        for (args, expected) in cases {
+            let message = error(args);
+            assert_eq!(&message, expected, "{args:?}");
+            assert!(!message.contains('\n'), "{args:?}: more than one line");
+        }
+    }
+}
