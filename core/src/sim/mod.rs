@@ -3,3 +3,9 @@
 
 pub mod consul;
 pub mod marathon;
+
+pub use consul::{KvEntry, RequestCounts, SimConsul, SimService};
+pub use marathon::{
+    sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimMarathon, SimResponse, SimTask,
+    SimTaskFailure,
+};
