@@ -243,17 +243,21 @@ impl fmt::Debug for Endpoints {
 /// A Marathon task host as a URL host: validated (a host like `a@b` or `a/b` would otherwise
 /// change the URL's meaning), lower-cased, IPv6 in brackets.
 fn agent_host(host: &str) -> Result<String, EndpointError> {
-    let bracketed = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Host::parse(&bracketed)
+    Host::parse(&with_brackets(host))
         .map(|parsed| parsed.to_string())
         .map_err(|e| EndpointError::InvalidAgentHost {
             host: host.to_owned(),
             reason: e.to_string(),
         })
+}
+
+/// `host` as it goes before `:port`: an IPv6 address gets brackets, anything else stays as is.
+pub(crate) fn with_brackets(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
 }
 
 #[cfg(test)]

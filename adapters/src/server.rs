@@ -6,7 +6,7 @@
 //! consumes the channel is [`crate::driver`]'s business; tests may answer it themselves.
 
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 
 use consular_core::encoding::json_ascii_string;
 use consular_core::Reply;
@@ -15,6 +15,8 @@ use smol::io::AsyncReadExt;
 use tide::http::headers::CONNECTION;
 use tide::http::StatusCode;
 use tide::{Body, Middleware, Next, Request, Response};
+
+use crate::endpoints::with_brackets;
 
 /// Bodies larger than this are refused unless configured otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -51,14 +53,30 @@ fn likely_cause(error: &io::Error) -> &'static str {
 }
 
 /// Binds `host:port` (like `--host`/`--port`), so that a failure is reported before anything runs.
+/// A host name binds its first IPv4 address if it has one, as consular 1.3.0 (Twisted) did:
+/// `localhost` is 127.0.0.1 there, and that is where Marathon posts its callbacks.
 pub fn bind(host: &str, port: u16) -> Result<TcpListener, BindError> {
-    let address = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+    let address = format!("{}:{port}", with_brackets(host));
+    let fail = |source| BindError {
+        address: address.clone(),
+        source,
     };
-    TcpListener::bind((host.trim_start_matches('[').trim_end_matches(']'), port))
-        .map_err(|source| BindError { address, source })
+    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
+    let candidates: Vec<SocketAddr> = (unbracketed, port)
+        .to_socket_addrs()
+        .map_err(fail)?
+        .collect();
+    let chosen = candidates
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(candidates.first())
+        .ok_or_else(|| {
+            fail(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the host has no address",
+            ))
+        })?;
+    TcpListener::bind(chosen).map_err(fail)
 }
 
 /// Serves HTTP on `listener` until the future is dropped, handing each request to `inbound`.

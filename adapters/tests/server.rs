@@ -164,3 +164,9 @@ fn a_taken_port_is_a_bind_error_naming_the_address() {
         "{message}"
     );
 }
+
+#[test]
+fn host_names_bind_their_ipv4_address() {
+    let listener = server::bind("localhost", 0).unwrap();
+    assert!(listener.local_addr().unwrap().is_ipv4(), "{listener:?}");
+}
