@@ -9,3 +9,5 @@ pub use marathon::{
     sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimMarathon, SimResponse, SimTask,
     SimTaskFailure,
 };
+
+pub mod world;
