@@ -43,10 +43,10 @@ Options:
   --fallback / --no-fallback Register on --consul when the task host's agent fails.
                              ONLY USE IF YOU KNOW WHAT YOU ARE DOING.  [default: no-fallback]
   --fallback-timeout INTEGER Seconds to wait for that fallback registration.  [default: 2]
-  --events [callback|stream|auto]
-                             Where Marathon's events come from: HTTP callbacks to /events, the
-                             /v2/events stream, or the stream with callbacks if Marathon has
-                             none.  [default: callback]
+  --events [sse|callback|auto]
+                             Where Marathon's events come from: the /v2/events stream (sse),
+                             HTTP callbacks to /events, or the stream with callbacks if Marathon
+                             has none.  [default: auto]
   --consul-token TEXT        Consul ACL token for every Consul request.
                              [default: $CONSUL_HTTP_TOKEN]
   --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
@@ -210,13 +210,13 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
     let timeout = seconds(&mut args, "--timeout", 5, 1)?;
     let fallback_timeout = seconds(&mut args, "--fallback-timeout", 2, 1)?;
     let events = match value(&mut args, "--events")?.as_deref() {
-        None | Some("callback") => EventSource::Callback,
-        Some("stream") => EventSource::Stream,
-        Some("auto") => EventSource::Auto,
+        Some("callback") => EventSource::Callback,
+        Some("sse") => EventSource::Stream,
+        None | Some("auto") => EventSource::Auto,
         Some(other) => {
             return Err(CliError::invalid(
                 "--events",
-                "callback, stream or auto",
+                "sse, callback or auto",
                 other,
             ))
         }
@@ -371,7 +371,7 @@ mod tests {
         assert_eq!(run.timeout, Duration::from_secs(5));
         assert!(!run.fallback);
         assert_eq!(run.fallback_timeout, Duration::from_secs(2));
-        assert_eq!(run.events, EventSource::Callback);
+        assert_eq!(run.events, EventSource::Auto);
         assert_eq!(run.consul_token, None);
         assert_eq!(run.ca_file, None);
 
@@ -384,6 +384,8 @@ mod tests {
             config,
             Config {
                 callback_url: config.callback_url.clone(),
+                // The one default that differs from 1.3.0: the event stream where Marathon has one.
+                events: EventSource::Auto,
                 ..Config::default()
             }
         );
@@ -471,7 +473,7 @@ mod tests {
             "--logfile=log.txt",
             "--timeout=9",
             "--fallback-timeout=4",
-            "--events=stream",
+            "--events=sse",
             "--consul-token=t",
             "--ca-file=ca.pem",
         ]);
@@ -598,8 +600,8 @@ mod tests {
                 r#"--scheme: expected http or https, got "ftp""#,
             ),
             (
-                &["--events", "sse"],
-                r#"--events: expected callback, stream or auto, got "sse""#,
+                &["--events", "stream"],
+                r#"--events: expected sse, callback or auto, got "stream""#,
             ),
             (
                 &["--host", ""],
