@@ -99,10 +99,14 @@ impl Bridge {
 
     fn start_chain(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) {
         self.tasks.epoch += 1;
-        let epoch = self.tasks.epoch;
-        self.tasks
-            .touched_tasks
-            .insert(update.task_id.clone(), epoch);
+        // Only a sync in flight can be undone by this update; with none, remembering it would only
+        // grow memory with every event.
+        if self.sync.is_running() {
+            let epoch = self.tasks.epoch;
+            self.tasks
+                .touched_tasks
+                .insert(update.task_id.clone(), epoch);
+        }
         self.tasks.next_chain += 1;
         let chain_id = ChainId(self.tasks.next_chain);
         let agent = agent_host(&update.host);
@@ -169,10 +173,11 @@ impl Bridge {
                 on_fallback,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Ok(()) => {
-                    let epoch = self.tasks.epoch;
-                    self.tasks
-                        .touched_apps
-                        .insert(service.registration.name.clone(), epoch);
+                    if self.sync.is_running() {
+                        let epoch = self.tasks.epoch;
+                        let name = service.registration.name.clone();
+                        self.tasks.touched_apps.insert(name, epoch);
+                    }
                     self.send(
                         awaiting,
                         Target::Marathon,
@@ -306,5 +311,42 @@ impl Bridge {
                 self.tasks.busy.remove(&update.task_id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Bridge, Config, InboundId, Output, Response};
+    use core::time::Duration;
+
+    #[test]
+    fn without_a_sync_in_flight_updates_leave_no_trace() {
+        let mut bridge = Bridge::new(Config::default(), Duration::ZERO);
+        for i in 0..100u64 {
+            let body = alloc::format!(
+                r#"{{"eventType":"status_update_event","taskStatus":"TASK_KILLED","taskId":"t{i}","host":"h"}}"#
+            );
+            bridge
+                .handle_inbound(Duration::ZERO, InboundId(i), "/events", body.as_bytes())
+                .unwrap();
+            let mut answered = alloc::vec::Vec::new();
+            loop {
+                match bridge.poll_output() {
+                    Output::Request(r) => answered.push(r.id),
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+            for id in answered {
+                let ok = Response {
+                    status: 200,
+                    body: alloc::vec::Vec::new(),
+                };
+                bridge.handle_response(Duration::ZERO, id, Ok(ok));
+            }
+        }
+        assert!(bridge.tasks.touched_tasks.is_empty());
+        assert!(bridge.tasks.busy.is_empty());
+        assert_eq!(bridge.stats().deregistered, 100);
     }
 }
