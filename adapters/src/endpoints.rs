@@ -1,10 +1,10 @@
 //! Where each [`Target`] of the core lives on the network: parsing the `--marathon` and `--consul`
 //! URLs, building the URL of one request, and the credentials headers that go with it.
 //!
-//! Only the scheme and authority of a configured URL are used; its path, query and fragment are
-//! dropped, as consular 1.3.0 did. Userinfo on `--marathon` becomes `Authorization: Basic`; userinfo
-//! on `--consul` is dropped, and an optional ACL token becomes `X-Consul-Token` on Consul and agent
-//! requests. Sending requests lives in [`crate::outbound`]; nothing here does IO.
+//! Of `--consul` only the scheme and authority are used, as consular 1.3.0 did. `--marathon` keeps its
+//! path as a prefix too (DC/OS serves Marathon under `/service/marathon`). Userinfo on `--marathon`
+//! becomes `Authorization: Basic`, or a DC/OS token `Authorization: token=…`; userinfo on `--consul`
+//! is dropped, and an optional ACL token becomes `X-Consul-Token` on Consul and agent requests. Sending requests lives in [`crate::outbound`]; nothing here does IO.
 
 use std::fmt;
 
@@ -54,10 +54,12 @@ pub struct BaseUrl {
     port: Option<u16>,
     /// Username and password, percent-decoded. Never printed.
     userinfo: Option<(String, String)>,
+    /// The path without its trailing `/` (empty for none); only Marathon's is used.
+    path: String,
 }
 
 impl BaseUrl {
-    /// Parses an `http` or `https` URL. Its path, query and fragment are ignored.
+    /// Parses an `http` or `https` URL. Its query and fragment are ignored.
     pub fn parse(input: &str) -> Result<Self, EndpointError> {
         let url = Url::parse(input).map_err(|e| EndpointError::NotAUrl {
             input: input.to_owned(),
@@ -86,6 +88,7 @@ impl BaseUrl {
             host,
             port: url.port(),
             userinfo,
+            path: url.path().trim_end_matches('/').to_owned(),
         })
     }
 
@@ -167,6 +170,7 @@ pub struct Endpoints {
     marathon: BaseUrl,
     consul: BaseUrl,
     consul_token: Option<String>,
+    marathon_token: Option<String>,
 }
 
 impl Endpoints {
@@ -176,7 +180,15 @@ impl Endpoints {
             marathon,
             consul,
             consul_token: None,
+            marathon_token: None,
         }
+    }
+
+    /// Sends `token` to Marathon as DC/OS does (`Authorization: token=<token>`), instead of any
+    /// Basic auth from the `--marathon` userinfo.
+    pub fn with_marathon_token(mut self, token: Option<String>) -> Self {
+        self.marathon_token = token;
+        self
     }
 
     /// Sends `token` as `X-Consul-Token` to the main Consul endpoint and to every agent.
@@ -204,11 +216,13 @@ impl Endpoints {
         let mut headers = Vec::new();
         let origin = match target {
             Target::Marathon => {
-                if let Some((user, password)) = &self.marathon.userinfo {
+                if let Some(token) = &self.marathon_token {
+                    headers.push(("Authorization", format!("token={token}")));
+                } else if let Some((user, password)) = &self.marathon.userinfo {
                     let auth = BasicAuth::new(user, password);
                     headers.push(("Authorization", auth.value().as_str().to_owned()));
                 }
-                self.marathon.origin()
+                format!("{}{}", self.marathon.origin(), self.marathon.path)
             }
             Target::Consul => self.consul.origin(),
             Target::Agent(host) => self.consul.origin_with_host(&agent_host(host)?),
@@ -236,6 +250,7 @@ impl fmt::Debug for Endpoints {
             .field("marathon", &self.marathon)
             .field("consul", &self.consul)
             .field("has_consul_token", &self.consul_token.is_some())
+            .field("has_marathon_token", &self.marathon_token.is_some())
             .finish()
     }
 }
@@ -276,14 +291,14 @@ mod tests {
     }
 
     #[test]
-    fn paths_of_configured_urls_are_dropped() {
+    fn consul_drops_its_path_and_marathon_keeps_it_as_a_prefix() {
         let e = endpoints(
             "http://marathon.example:8080/marathon?x=1#frag",
             "https://consul.example:8501/ui/",
         );
         assert_eq!(
             url(&e, Target::Marathon, "/v2/apps"),
-            "http://marathon.example:8080/v2/apps"
+            "http://marathon.example:8080/marathon/v2/apps"
         );
         assert_eq!(
             url(&e, Target::Consul, "/v1/kv/consular/?keys&separator=/"),
@@ -328,6 +343,29 @@ mod tests {
             url(&e, Target::Agent("[fe80::2]".into()), "/x"),
             "http://[fe80::2]:8500/x"
         );
+    }
+
+    #[test]
+    fn marathon_keeps_its_path_prefix_and_takes_a_dcos_token() {
+        let e = endpoints(
+            "https://u:p@master.example/service/marathon/",
+            "http://c:8500/ignored",
+        )
+        .with_marathon_token(Some("eyJ0".into()));
+        let d = e
+            .destination(&Target::Marathon, "/v2/apps?embed=apps.tasks")
+            .unwrap();
+        assert_eq!(
+            d.url.as_str(),
+            "https://master.example/service/marathon/v2/apps?embed=apps.tasks"
+        );
+        assert_eq!(d.headers, vec![("Authorization", "token=eyJ0".to_owned())]);
+        assert!(
+            !format!("{e:?}").contains("eyJ0"),
+            "the token never reaches logs"
+        );
+        let d = e.destination(&Target::Consul, "/v1/kv/x").unwrap();
+        assert_eq!(d.url.as_str(), "http://c:8500/v1/kv/x");
     }
 
     #[test]

@@ -49,6 +49,7 @@ Options:
                              has none.  [default: auto]
   --consul-token TEXT        Consul ACL token for every Consul request.
                              [default: $CONSUL_HTTP_TOKEN]
+  --marathon-token TEXT      DC/OS ACS token, sent to Marathon as Authorization: token=....
   --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
   --version                  Show the version and exit.
   --help                     Show this message and exit.
@@ -102,6 +103,8 @@ pub struct RunArgs {
     pub events: EventSource,
     /// `--consul-token`, else `$CONSUL_HTTP_TOKEN`.
     pub consul_token: Option<String>,
+    /// `--marathon-token`: a DC/OS token for Marathon.
+    pub marathon_token: Option<String>,
     /// `--ca-file`
     pub ca_file: Option<PathBuf>,
 }
@@ -132,7 +135,8 @@ impl RunArgs {
     pub fn driver_settings(&self) -> DriverSettings {
         DriverSettings {
             endpoints: Endpoints::new(self.marathon.clone(), self.consul.clone())
-                .with_consul_token(self.consul_token.clone()),
+                .with_consul_token(self.consul_token.clone())
+                .with_marathon_token(self.marathon_token.clone()),
             ca_file: self.ca_file.clone(),
             listen_host: self.host.clone(),
             listen_port: self.port,
@@ -224,6 +228,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
     let consul_token = value(&mut args, "--consul-token")?
         .or(consul_token_env)
         .filter(|token| !token.is_empty());
+    let marathon_token = value(&mut args, "--marathon-token")?.filter(|token| !token.is_empty());
     let ca_file = value(&mut args, "--ca-file")?.map(PathBuf::from);
 
     // What is left are switches and mistakes, in command-line order: the last switch wins.
@@ -256,6 +261,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
         fallback_timeout,
         events,
         consul_token,
+        marathon_token,
         ca_file,
     })
 }
@@ -427,9 +433,12 @@ mod tests {
             "auto",
             "--consul-token",
             "secret",
+            "--marathon-token",
+            "dcos-jwt",
             "--ca-file",
             "/etc/ssl/ca.pem",
         ]);
+        assert_eq!(run.marathon_token.as_deref(), Some("dcos-jwt"));
         assert_eq!(run.logfile, Some(PathBuf::from("/var/log/consular.log")));
         assert_eq!(run.ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
         assert_eq!(run.consul_token.as_deref(), Some("secret"));
