@@ -2,8 +2,11 @@
 //!
 //! * [`consul`]: a real Consul 1.8.7 cluster on loopback (a dev server and client agents on 127.0.0.2, 127.0.0.3 …)
 //!   plus small blocking HTTP helpers for talking to it.
+//! * [`bridge`]: the real `consular` binary as a subprocess (free port, log captured to a temp file and its tail
+//!   printed when a test fails, killed on drop).
 
 // Each test file is its own crate and uses only part of these helpers; without this, every unused one warns.
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod consul;
