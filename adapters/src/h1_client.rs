@@ -5,7 +5,8 @@
 //! response was delimited (`Content-Length` or chunked) and did not say `Connection: close`.
 //! Anything else (errors, timeouts that drop the future, oversized bodies) closes it. A request
 //! marked with [`StreamBody`] gets its response as soon as the head is in, with a body that streams
-//! from a connection of its own, closed when the body is dropped.
+//! from a connection of its own, closed when the body is dropped; that body may also be one that
+//! ends only when the connection closes, as Marathon's event stream is (no length, not chunked).
 //!
 //! Not here: URLs and credentials ([`crate::endpoints`]), the per-request timeout and the mapping
 //! to the core's types ([`crate::outbound`]), the TLS roots ([`crate::tls`]).
@@ -25,11 +26,11 @@ use http_client::{Error, HttpClient, Request, Response};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use smol::future;
-use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use smol::net::TcpStream;
 use surf::http::headers::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use surf::http::url::{Host, Url};
-use surf::http::StatusCode;
+use surf::http::{Body, StatusCode};
 
 /// Idle connections kept per peer; more are closed. Matches the core's default per-target limit.
 const MAX_IDLE_PER_PEER: usize = 8;
@@ -133,11 +134,18 @@ impl HttpClient for H1Client {
             .map_err(|e| Error::new(StatusCode::BadGateway, e))?;
         let streaming = req.ext().get::<StreamBody>().is_some();
         let shared = SharedConn::new(conn);
-        let mut res = async_h1::connect(shared.clone(), req).await?;
         if streaming {
+            let mut res = async_h1::connect(HeadFirst::new(shared.clone()), req).await?;
+            // async-h1 gives a response framed by neither `Content-Length` nor chunked encoding an
+            // empty body. Marathon's event stream is such a response: its body is everything until
+            // the connection closes. `HeadFirst` left all of it unread on the connection.
+            if !is_delimited(&res) {
+                res.set_body(Body::from_reader(BufReader::new(shared), None));
+            }
             // The body owns the connection from here on; it is closed, not pooled, when dropped.
             return Ok(res);
         }
+        let mut res = async_h1::connect(shared.clone(), req).await?;
         // Reading the body here (rather than handing a streaming body to surf) is what makes it
         // safe to pool the connection: we know the response ended where its framing said.
         let body = read_body(&mut res).await?;
@@ -179,14 +187,19 @@ fn keeps_connection_open(res: &Response) -> bool {
                 .any(|t| t.trim().eq_ignore_ascii_case("close"))
         })
     });
+    !says_close && is_delimited(res)
+}
+
+/// Whether the response's body ends where its head says (or it has none), rather than when the
+/// connection closes.
+fn is_delimited(res: &Response) -> bool {
     let status = u16::from(res.status());
     let bodyless = (100..200).contains(&status) || status == 204 || status == 304;
-    let delimited = bodyless
+    bodyless
         || res.header(CONTENT_LENGTH).is_some()
         || res
             .header(TRANSFER_ENCODING)
-            .is_some_and(|values| values.last().as_str().eq_ignore_ascii_case("chunked"));
-    !says_close && delimited
+            .is_some_and(|values| values.last().as_str().eq_ignore_ascii_case("chunked"))
 }
 
 /// Which pool a connection belongs to: scheme, host and port of the URL.
@@ -369,5 +382,63 @@ impl AsyncWrite for SharedConn {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut *self.lock()).poll_close(cx)
+    }
+}
+
+/// Hands async-h1 the response head one byte at a time, then gets out of the way. async-h1 reads
+/// the head through a buffer of its own, which it drops when the body has no framing it knows; a
+/// byte-wise head leaves nothing in that buffer, so the body can be read from the connection.
+/// Only used to open streams, where the head is small and read once.
+struct HeadFirst {
+    conn: SharedConn,
+    /// The last four bytes read while in the head.
+    last: [u8; 4],
+    head_done: bool,
+}
+
+impl HeadFirst {
+    fn new(conn: SharedConn) -> Self {
+        HeadFirst {
+            conn,
+            last: [0; 4],
+            head_done: false,
+        }
+    }
+}
+
+impl AsyncRead for HeadFirst {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.head_done || buf.is_empty() {
+            return Pin::new(&mut this.conn).poll_read(cx, buf);
+        }
+        let read = Pin::new(&mut this.conn).poll_read(cx, &mut buf[..1]);
+        if let Poll::Ready(Ok(1)) = read {
+            this.last = [this.last[1], this.last[2], this.last[3], buf[0]];
+            this.head_done = &this.last == b"\r\n\r\n";
+        }
+        read
+    }
+}
+
+impl AsyncWrite for HeadFirst {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().conn).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().conn).poll_close(cx)
     }
 }
