@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod h1_client;
 pub mod outbound;
 pub mod server;
+pub mod simulator;
 pub mod tls;
 
 pub use driver::{drive, run, DriverError, DriverSettings};
