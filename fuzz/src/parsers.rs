@@ -1,0 +1,134 @@
+//! The `parsers` harness: every parser of Marathon and Consul payloads on arbitrary bytes, and the
+//! encoders on arbitrary text. Parsers must never panic and must uphold what they promise on
+//! success; encoders must round-trip: `base64_decode(base64_encode(x)) == x`, a decoded value
+//! re-encodes to text that decodes to it again, `json_ascii_string` is ASCII JSON that reads back
+//! as the same string, and `encode_path` is URL-safe and percent-decodes back to its input.
+
+use consular_core::consul::{
+    parse_agent_services, parse_catalog_nodes, parse_kv_entries, txn_body, TxnOp,
+};
+use consular_core::encoding::{
+    base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
+};
+use consular_core::marathon::{
+    parse_app, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
+};
+
+/// Runs every parser and encoder on `bytes`.
+pub fn run(bytes: &[u8]) {
+    parsers(bytes);
+    encoders(bytes);
+}
+
+fn parsers(bytes: &[u8]) {
+    if let Ok(apps) = parse_apps(bytes) {
+        for app in &apps {
+            for task in app.tasks.iter().flatten() {
+                let _ = task.is_running();
+            }
+        }
+    }
+    let _ = parse_app(bytes);
+    let _ = parse_tasks(bytes);
+    match parse_event(bytes) {
+        Ok(MarathonEvent::StatusUpdate(update)) => {
+            assert!(
+                !update.task_id.is_empty(),
+                "a status update without a task id"
+            );
+            assert!(!update.host.is_empty(), "a status update without a host");
+            if update.state == TaskState::Running {
+                assert!(update.app_id.is_some(), "RUNNING without an app id");
+            }
+        }
+        Ok(MarathonEvent::AppTerminated { app_id }) => {
+            assert!(!app_id.is_empty(), "app_terminated_event without an app id")
+        }
+        Ok(MarathonEvent::Other(_)) => {}
+        // Error messages become 400 replies and log lines: formatting them must not panic.
+        Err(e) => drop(e.to_string()),
+    }
+    if let Ok(services) = parse_agent_services(bytes) {
+        for service in &services {
+            assert_ne!(service.port, Some(0), "port 0 means no port");
+        }
+    }
+    let _ = parse_catalog_nodes(bytes);
+    if let Ok(entries) = parse_kv_entries(bytes) {
+        // A txn built from what was read must be well-formed JSON.
+        let ops: Vec<TxnOp> = entries
+            .into_iter()
+            .map(|e| TxnOp::Set {
+                key: e.key,
+                value: e.value,
+                index: e.modify_index,
+            })
+            .take(64)
+            .collect();
+        let body = txn_body(&ops);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).expect("txn bodies are JSON");
+        assert_eq!(parsed.as_array().map(Vec::len), Some(ops.len()));
+    }
+}
+
+fn encoders(bytes: &[u8]) {
+    let encoded = base64_encode(bytes);
+    assert_eq!(
+        base64_decode(&encoded).as_deref(),
+        Some(bytes),
+        "base64 does not round-trip"
+    );
+    let text = String::from_utf8_lossy(bytes);
+    if let Some(decoded) = base64_decode(&text) {
+        let again = base64_encode(&decoded);
+        assert_eq!(
+            base64_decode(&again),
+            Some(decoded),
+            "re-encoding changed the value"
+        );
+    }
+
+    let json = json_ascii_string(&text);
+    assert!(
+        json.is_ascii(),
+        "json_ascii_string left non-ASCII: {json:?}"
+    );
+    let back: String = serde_json::from_str(&json).expect("json_ascii_string is a JSON string");
+    assert_eq!(back, text, "json_ascii_string does not read back");
+
+    let path = encode_path(&text);
+    assert!(
+        path.bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#')),
+        "not a safe path: {path:?}"
+    );
+    assert_eq!(percent_decode(&path), text.as_bytes(), "{path:?}");
+    let query = encode_query_value(&text);
+    assert!(
+        query
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'#' | b'&')),
+        "not a safe query value: {query:?}"
+    );
+    assert_eq!(percent_decode(&query), text.as_bytes(), "{query:?}");
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+            out.push(byte.unwrap_or_else(|| panic!("a % without two hex digits in {s:?}")));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
