@@ -1,6 +1,6 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--ca-file`, `--events` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
-//! and the adapters' [`DriverSettings`].
+//! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
 //! Parsing is pure: the environment (`CONSUL_HTTP_TOKEN`) comes in as an argument, and nothing is
 //! opened or bound here. Every bad value is one [`CliError`] line naming the flag and the reason.
@@ -20,8 +20,10 @@ use pico_args::Arguments;
 /// `--help` output.
 pub const USAGE: &str = "\
 Usage: consular [OPTIONS]
+       consular demo [--help]
 
   Keeps Consul's service catalog in step with Marathon (a drop-in for consular 1.3.0).
+  `consular demo` shows it at work against a simulated Marathon and Consul.
 
 Options:
   --scheme [http|https]      Scheme of the callback URL registered at Marathon.  [default: http]
@@ -55,6 +57,23 @@ Options:
   --help                     Show this message and exit.
 ";
 
+/// `demo --help` output.
+pub const DEMO_USAGE: &str = "\
+Usage: consular demo [OPTIONS]
+
+  Runs consular against a simulated Marathon 1.10 and a stand-in Consul (a server agent on
+  127.0.0.1 and client agents on 127.0.0.2 and 127.0.0.3, one port), all on loopback, and plays
+  a scripted scenario (apps, tasks, failures, scaling, labels) until Ctrl-C.
+
+Options:
+  --consul URL               Use this real Consul instead of the stand-in; demo tasks run on
+                             host 127.0.0.1, so they register with the agent there.
+  --consul-port INTEGER      Port of the stand-in Consul.  [default: 8500, else a free one]
+  --port INTEGER             Port consular listens on.  [default: 7000, else a free one]
+  --step-seconds INTEGER     Seconds between scenario steps.  [default: 2]
+  --help                     Show this message and exit.
+";
+
 /// Seconds accepted by the time flags: a year, far below where the core's clock arithmetic could
 /// overflow.
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
@@ -64,6 +83,10 @@ const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 pub enum Command {
     /// Run the bridge (boxed: the flags dwarf the other variants).
     Run(Box<RunArgs>),
+    /// Run the demo.
+    Demo(DemoArgs),
+    /// Print [`DEMO_USAGE`].
+    DemoHelp,
     /// Print [`USAGE`].
     Help,
     /// Print the version.
@@ -145,6 +168,19 @@ impl RunArgs {
     }
 }
 
+/// The flags of `consular demo`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DemoArgs {
+    /// `--consul`: a real Consul; `None` starts the stand-in.
+    pub consul: Option<BaseUrl>,
+    /// `--consul-port`; `None`: 8500 if free, else any free port.
+    pub consul_port: Option<u16>,
+    /// `--port`; `None`: 7000 if free, else any free port.
+    pub port: Option<u16>,
+    /// `--step-seconds`
+    pub step: Duration,
+}
+
 /// A command line that cannot be run, as one line: `--port: expected …, got "abc"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CliError(String);
@@ -172,9 +208,13 @@ pub fn parse(args: Vec<OsString>, consul_token_env: Option<String>) -> Result<Co
     let mut args = Arguments::from_vec(args);
     // Subcommands (`demo`, …) are matched here, before the flags of a run.
     if let Some(word) = first_word(&mut args)? {
-        return Err(CliError(format!(
-            "unexpected argument {word:?} (see --help)"
-        )));
+        return match word.as_str() {
+            "demo" if args.contains("--help") => Ok(Command::DemoHelp),
+            "demo" => parse_demo(args).map(Command::Demo),
+            _ => Err(CliError(format!(
+                "unexpected argument {word:?} (see --help)"
+            ))),
+        };
     }
     if args.contains("--help") {
         return Ok(Command::Help);
@@ -198,14 +238,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
         Some(other) => return Err(CliError::invalid("--scheme", "http or https", other)),
     };
     let host = text(&mut args, "--host", "localhost")?;
-    let port = match value(&mut args, "--port")? {
-        None => 7000,
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| CliError::invalid("--port", "an integer from 1 to 65535", &port))?,
-    };
+    let port = port(&mut args, "--port")?.unwrap_or(7000);
     let consul = url(&mut args, "--consul", "http://localhost:8500")?;
     let marathon = url(&mut args, "--marathon", "http://localhost:8080")?;
     let registration_id = text(&mut args, "--registration-id", "consular")?;
@@ -266,6 +299,30 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
     })
 }
 
+fn parse_demo(mut args: Arguments) -> Result<DemoArgs, CliError> {
+    let consul = value(&mut args, "--consul")?
+        .map(|given| BaseUrl::parse(&given).map_err(|e| CliError::flag("--consul", e)))
+        .transpose()?;
+    let consul_port = port(&mut args, "--consul-port")?;
+    if consul.is_some() && consul_port.is_some() {
+        return Err(CliError::flag(
+            "--consul-port",
+            "is for the stand-in Consul; --consul names a real one",
+        ));
+    }
+    let port = port(&mut args, "--port")?;
+    let step = seconds(&mut args, "--step-seconds", 2, 1)?;
+    if let Some(arg) = args.finish().first() {
+        return Err(unexpected(&arg.to_string_lossy()));
+    }
+    Ok(DemoArgs {
+        consul,
+        consul_port,
+        port,
+        step,
+    })
+}
+
 /// Why a leftover argument is not accepted.
 fn unexpected(arg: &str) -> CliError {
     const SWITCHES: [&str; 6] = [
@@ -301,6 +358,19 @@ fn value(args: &mut Arguments, flag: &'static str) -> Result<Option<String>, Cli
         return Err(CliError::flag(flag, "given more than once"));
     }
     Ok(first)
+}
+
+/// A port from 1 to 65535, if given.
+fn port(args: &mut Arguments, flag: &'static str) -> Result<Option<u16>, CliError> {
+    value(args, flag)?
+        .map(|given| {
+            given
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| CliError::invalid(flag, "an integer from 1 to 65535", &given))
+        })
+        .transpose()
 }
 
 /// A non-empty text value, or `default`.
@@ -527,6 +597,68 @@ mod tests {
         );
         assert_eq!(from_env(&[], Some("")), None);
         assert_eq!(from_env(&[], None), None);
+    }
+
+    #[test]
+    fn demo_takes_its_own_flags() {
+        let demo = |args: &[&str]| match parse_args(args) {
+            Ok(Command::Demo(demo)) => demo,
+            other => panic!("{args:?}: expected a demo, got {other:?}"),
+        };
+        assert_eq!(
+            demo(&["demo"]),
+            DemoArgs {
+                consul: None,
+                consul_port: None,
+                port: None,
+                step: Duration::from_secs(2),
+            }
+        );
+        let given = demo(&[
+            "demo",
+            "--consul-port=8600",
+            "--port",
+            "7001",
+            "--step-seconds",
+            "1",
+        ]);
+        assert_eq!(given.consul_port, Some(8600));
+        assert_eq!(given.port, Some(7001));
+        assert_eq!(given.step, Duration::from_secs(1));
+        let real = demo(&["demo", "--consul", "http://127.0.0.1:8500"]);
+        assert_eq!(real.consul.unwrap().to_string(), "http://127.0.0.1:8500");
+
+        assert_eq!(parse_args(&["demo", "--help"]), Ok(Command::DemoHelp));
+        for flag in [
+            "--consul",
+            "--consul-port",
+            "--port",
+            "--step-seconds",
+            "--help",
+        ] {
+            assert!(DEMO_USAGE.contains(flag), "{flag} is not in the demo help");
+        }
+        let errors: &[(&[&str], &str)] = &[
+            (
+                &["demo", "--step-seconds", "0"],
+                r#"--step-seconds: expected a whole number of seconds from 1 to 31536000, got "0""#,
+            ),
+            (
+                &["demo", "--consul", "http://c:1", "--consul-port", "1"],
+                "--consul-port: is for the stand-in Consul; --consul names a real one",
+            ),
+            (
+                &["demo", "--marathon", "http://m:1"],
+                "--marathon: unknown option (see --help)",
+            ),
+            (
+                &["demo", "extra"],
+                r#"unexpected argument "extra" (see --help)"#,
+            ),
+        ];
+        for (args, expected) in errors {
+            assert_eq!(&error(args), expected, "{args:?}");
+        }
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! `consular`: parses the command line, sets up logging, and runs the bridge until SIGINT or
-//! SIGTERM. Flags live in `cli.rs`, the log format in `logging.rs`, everything that talks to the
-//! network in `consular-adapters`, and every decision in `consular-core`.
+//! SIGTERM. Flags live in `cli.rs`, the log format in `logging.rs`, `consular demo` in `demo.rs`,
+//! everything that talks to the network in `consular-adapters`, and every decision in
+//! `consular-core`.
 //!
 //! Exit codes: 0 after a signal, `--help` or `--version`; 2 for a bad command line or log file;
 //! 1 when the bridge cannot run (e.g. the port is taken).
 #![forbid(unsafe_code)]
 
 mod cli;
+mod demo;
 mod logging;
 
+use std::future::Future;
+use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,6 +26,11 @@ fn main() -> ExitCode {
     let token = std::env::var("CONSUL_HTTP_TOKEN").ok();
     match cli::parse(std::env::args_os().skip(1).collect(), token) {
         Ok(Command::Run(args)) => run(*args),
+        Ok(Command::Demo(args)) => demo::run(args),
+        Ok(Command::DemoHelp) => {
+            print!("{}", cli::DEMO_USAGE);
+            ExitCode::SUCCESS
+        }
         Ok(Command::Help) => {
             print!("{}", cli::USAGE);
             ExitCode::SUCCESS
@@ -43,16 +52,11 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("consular: --logfile: cannot open {path:?}: {error}");
         return ExitCode::from(2);
     }
-    let mut signals = match Signals::new([Signal::Int, Signal::Term]) {
-        Ok(signals) => signals,
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
         Err(error) => {
             eprintln!("consular: cannot handle SIGINT/SIGTERM: {error}");
             return ExitCode::FAILURE;
-        }
-    };
-    let shutdown = async move {
-        if let Some(Ok(signal)) = signals.next().await {
-            log::info!("received {signal:?}, shutting down");
         }
     };
     let settings = args.driver_settings();
@@ -74,4 +78,15 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Completes on the first SIGINT or SIGTERM. Handling starts now, so a signal that comes before
+/// the future is first polled still counts.
+fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
+    Ok(async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            log::info!("received {signal:?}, shutting down");
+        }
+    })
 }
