@@ -516,3 +516,28 @@ fn the_bridge_follows_the_simulated_marathon_stream_into_the_simulated_consul() 
         .iter()
         .any(|(method, path)| method == "GET" && path.starts_with("/v2/events")));
 }
+
+#[test]
+fn dropping_the_servers_closes_their_listeners_and_connections() {
+    let marathon = marathon(MarathonVersion::V1_10);
+    let consul = two_agent_consul();
+    let marathon_addr = marathon.addr();
+    let agent_addrs: Vec<SocketAddr> = ["127.0.0.1", "127.0.0.2"]
+        .iter()
+        .map(|ip| format!("{ip}:{}", consul.port()).parse().unwrap())
+        .collect();
+    smol::block_on(async {
+        let mut client = SseClient::open(marathon_addr, "/v2/events").await;
+        client.next_frame().await.unwrap();
+        drop(marathon);
+        assert!(client.at_end().await);
+        assert!(TcpStream::connect(marathon_addr).await.is_err());
+        drop(consul);
+        for addr in agent_addrs {
+            assert!(
+                TcpStream::connect(addr).await.is_err(),
+                "{addr} still listens"
+            );
+        }
+    });
+}
