@@ -41,7 +41,6 @@ fn find<'r>(requests: &'r [Request], target: &Target, path: &str) -> &'r Request
 /// address as listed. Drivers that key connections or limits by target see two agents, and the
 /// per-target in-flight limit is split between them.
 #[test]
-#[ignore = "bug: a purge deregisters on Target::Agent(node address as listed), not lower-cased (core/src/bridge/sync.rs Wait::AgentServices keeps the catalog's spelling)"]
 fn a_purge_deregisters_on_the_same_lower_cased_agent_it_listed() {
     let config = Config {
         sync_interval: Duration::from_secs(10),

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Answer, Awaiting, Bridge};
-use crate::consul::service_name;
+use crate::consul::{agent_host, service_name};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_kv_entries, AGENT_SERVICES_PATH,
     CATALOG_NODES_PATH, KV_ROOT,
@@ -258,7 +258,9 @@ impl Bridge {
                     Some(Ok(addresses)) => {
                         round.reads_pending += addresses.len();
                         for address in addresses {
-                            let target = Target::Agent(address.to_ascii_lowercase());
+                            // One spelling for listing and purging, as `Target::Agent` wants it.
+                            let address = agent_host(&address);
+                            let target = Target::Agent(address.clone());
                             let path = String::from(AGENT_SERVICES_PATH);
                             self.send(
                                 awaiting(Wait::AgentServices(address)),
