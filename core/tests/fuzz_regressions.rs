@@ -1,7 +1,6 @@
 //! Regressions found by the fuzz targets in `fuzz/`, replayed as plain calls so they run with
 //! `cargo test` on stable. A test marked `#[ignore = "bug: …"]` reproduces a bug that is not fixed
-//! yet: the fix removes the `ignore` (and, in `fuzz/src/bridge_ops.rs`, the matching check leaves
-//! the `CONSULAR_FUZZ_KNOWN_BUGS` gate).
+//! yet: the fix removes the `ignore`.
 
 use std::time::Duration;
 
@@ -35,11 +34,11 @@ fn find<'r>(requests: &'r [Request], target: &Target, path: &str) -> &'r Request
         .unwrap_or_else(|| panic!("no request for {target} {path} in {requests:#?}"))
 }
 
-/// fuzz/bridge_ops (with `CONSULAR_FUZZ_KNOWN_BUGS=1`): the catalog lists a node whose address has
-/// upper-case letters. The sync lists its services on `Target::Agent("node-1")` (lower-cased, as
-/// `Target::Agent` documents), but the purge deregisters on `Target::Agent("Node-1")`: the
-/// address as listed. Drivers that key connections or limits by target see two agents, and the
-/// per-target in-flight limit is split between them.
+/// Found by fuzz/bridge_ops, fixed in 1d50534: the catalog lists a node whose address has
+/// upper-case letters. The sync listed its services on `Target::Agent("node-1")` (lower-cased, as
+/// `Target::Agent` documents) but purged on `Target::Agent("Node-1")`, the address as listed, so
+/// drivers that key connections or limits by target saw two agents, and the per-target in-flight
+/// limit was split between them.
 #[test]
 fn a_purge_deregisters_on_the_same_lower_cased_agent_it_listed() {
     let config = Config {

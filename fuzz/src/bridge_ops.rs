@@ -17,6 +17,7 @@
 //! - no `PUT /v1/agent/service/deregister/<id>` unless `<id>` was listed by an agent with our
 //!   `consular-reg-id=<id>` tag or named by an event (the only two reasons to deregister);
 //! - no KV write or delete outside `consular/`, and transactions use only index-checked verbs;
+//! - agent targets are lower-cased, as [`Target::Agent`] documents;
 //! - `handle_timeout(now)` makes progress: the next wake-up is later than `now` after a few calls;
 //! - in-flight plus queued requests stay under [`PENDING_BOUND`] (a leak would grow past it).
 //!
@@ -556,13 +557,6 @@ fn kv_entries_json(s: &mut Seeded) -> Value {
     json!(entries)
 }
 
-/// Known core bugs, reported and awaiting a fix: their checks run only with
-/// `CONSULAR_FUZZ_KNOWN_BUGS=1`, so the smoke runs stay green and find the next bug instead.
-fn check_known_bugs() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("CONSULAR_FUZZ_KNOWN_BUGS").is_some_and(|v| v == "1"))
-}
-
 fn trace_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("CONSULAR_FUZZ_TRACE").is_some())
@@ -1013,14 +1007,12 @@ impl Harness {
             request.timeout
         );
         if let Target::Agent(host) = &request.target {
-            if check_known_bugs() {
-                assert_eq!(
-                    host,
-                    &host.to_ascii_lowercase(),
-                    "agent targets are lower-cased ({})",
-                    describe(request)
-                );
-            }
+            assert_eq!(
+                host,
+                &host.to_ascii_lowercase(),
+                "agent targets are lower-cased ({})",
+                describe(request)
+            );
         }
         if let Some(id) = path.strip_prefix("/v1/agent/service/deregister/") {
             assert_eq!(request.method, Method::Put, "{}", describe(request));
