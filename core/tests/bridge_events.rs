@@ -341,3 +341,37 @@ fn the_callback_is_subscribed_once_and_retried_with_backoff() {
     assert!(t.logged("already registered"));
     t.expect_no_request();
 }
+
+#[test]
+fn two_tasks_of_one_app_sync_its_labels_once_then_once_more_not_concurrently() {
+    let mut t = Transcript::new(config());
+    let first = t.event(&status_event("TASK_RUNNING", "web.1", "/web", "h1", "[1]"));
+    let second = t.event(&status_event("TASK_RUNNING", "web.2", "/web", "h2", "[2]"));
+    let r1 = t.take(Method::Put, agent("h1"), "/v1/agent/service/register");
+    let r2 = t.take(Method::Put, agent("h2"), "/v1/agent/service/register");
+    t.respond(&r1, 200, "");
+    t.respond(&r2, 200, "");
+    assert_eq!(
+        t.reply(second).0,
+        200,
+        "the second leaves the labels to the sync in progress"
+    );
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.expect_no_request();
+    t.respond(&app, 200, r#"{"app":{"id":"/web","labels":{"a":"1"}}}"#);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 404, "");
+    let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
+    t.respond(&txn, 200, r#"{"Results":[{"KV":{}}],"Errors":null}"#);
+    // It was asked again while working, so it reads the app once more; now nothing differs.
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&app, 200, r#"{"app":{"id":"/web","labels":{"a":"1"}}}"#);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(
+        &kv,
+        200,
+        r#"[{"Key":"consular/web/a","Value":"IjEi","ModifyIndex":9}]"#,
+    );
+    t.expect_no_request();
+    assert_eq!(t.reply(first), (200, r#"{"status": "ok"}"#.into()));
+}

@@ -60,6 +60,8 @@ pub(super) struct Tasks {
     pub(super) epoch: u64,
     pub(super) touched_tasks: BTreeMap<String, u64>,
     pub(super) touched_apps: BTreeMap<String, u64>,
+    /// Apps whose labels an update is syncing, and whether another update asked for it meanwhile.
+    label_syncs: BTreeMap<String, bool>,
 }
 
 impl Tasks {
@@ -173,11 +175,18 @@ impl Bridge {
                 on_fallback,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Ok(()) => {
+                    let name = service.registration.name.clone();
                     if self.sync.is_running() {
                         let epoch = self.tasks.epoch;
-                        let name = service.registration.name.clone();
-                        self.tasks.touched_apps.insert(name, epoch);
+                        self.tasks.touched_apps.insert(name.clone(), epoch);
                     }
+                    if let Some(again) = self.tasks.label_syncs.get_mut(&name) {
+                        // Another update of this app is syncing its labels; it re-reads once when
+                        // done, so this one need not race it (and lose with a stale index).
+                        *again = true;
+                        return self.finish_chain(chain.reply_to, chain.update, None);
+                    }
+                    self.tasks.label_syncs.insert(name, false);
                     self.send(
                         awaiting,
                         Target::Marathon,
@@ -219,17 +228,23 @@ impl Bridge {
                 (Some(404), _) => {
                     let message = alloc::format!("app {app_id} no longer exists in Marathon; its labels are left as they are");
                     self.log(Level::Warn, message);
-                    return self.finish_chain(chain.reply_to, chain.update, None);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, None);
                 }
                 (_, Some(Err(e))) => {
-                    return self.finish_chain(
+                    return self.labels_done(
+                        chain_id,
                         chain.reply_to,
                         chain.update,
                         Some(alloc::format!("reading app {app_id}: {e}")),
                     )
                 }
                 (_, None) => {
-                    return self.finish_chain(chain.reply_to, chain.update, Some(answer.failure()))
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        Some(answer.failure()),
+                    )
                 }
             },
             Step::ReadLabels { app } => {
@@ -237,14 +252,16 @@ impl Bridge {
                     (_, Some(Ok(entries))) => entries,
                     (Some(404), _) => Vec::new(),
                     (_, Some(Err(e))) => {
-                        return self.finish_chain(
+                        return self.labels_done(
+                            chain_id,
                             chain.reply_to,
                             chain.update,
                             Some(alloc::format!("{e}")),
                         )
                     }
                     (_, None) => {
-                        return self.finish_chain(
+                        return self.labels_done(
+                            chain_id,
                             chain.reply_to,
                             chain.update,
                             Some(answer.failure()),
@@ -254,7 +271,7 @@ impl Bridge {
                 let name = service_name(&app.id);
                 let ops = plan_app_labels(&name, &app.labels, &current);
                 if ops.is_empty() {
-                    return self.finish_chain(chain.reply_to, chain.update, None);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, None);
                 }
                 self.log(
                     Level::Info,
@@ -274,7 +291,7 @@ impl Bridge {
                         pending: pending - 1,
                     }
                 } else {
-                    return self.finish_chain(chain.reply_to, chain.update, chain.error);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, chain.error);
                 }
             }
             Step::Deregister { agent } => {
@@ -285,6 +302,41 @@ impl Bridge {
             }
         };
         self.tasks.chains.insert(chain_id, chain);
+    }
+
+    /// The label sync of a chain ended. If another update of the app asked for one meanwhile, the
+    /// chain reads the app again; otherwise it finishes.
+    fn labels_done(
+        &mut self,
+        chain_id: ChainId,
+        reply_to: Option<InboundId>,
+        update: StatusUpdate,
+        error: Option<String>,
+    ) {
+        let name = service_name(update.app_id.as_deref().unwrap_or_default());
+        if self.tasks.label_syncs.get(&name) == Some(&true) {
+            self.tasks.label_syncs.insert(name, false);
+            let path = app_path(update.app_id.as_deref().unwrap_or_default());
+            let timeout = self.config.request_timeout;
+            self.send(
+                Awaiting::Task(chain_id),
+                Target::Marathon,
+                Method::Get,
+                path,
+                None,
+                timeout,
+            );
+            let chain = Chain {
+                reply_to,
+                update,
+                step: Step::FetchApp,
+                error: None,
+            };
+            self.tasks.chains.insert(chain_id, chain);
+            return;
+        }
+        self.tasks.label_syncs.remove(&name);
+        self.finish_chain(reply_to, update, error);
     }
 
     /// Replies (502 if `error`), then starts the next queued update of the same task.
