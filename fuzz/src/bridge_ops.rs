@@ -22,7 +22,9 @@
 //! - in-flight plus queued requests stay under [`PENDING_BOUND`] (a leak would grow past it).
 //!
 //! At the end every outstanding request is failed and timers are fired until the bridge is idle:
-//! every inbound request must then have had exactly one reply and nothing may stay queued.
+//! every inbound request must then have had exactly one reply and nothing may stay queued. The
+//! ops then run again, [`PASSES`] times in all, and the bridge's size after the last pass must
+//! not have grown past a small slack over the pass before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -44,6 +46,8 @@ pub const DRAIN_BOUND: usize = 10_000;
 /// In-flight plus queued requests the bridge may hold. Inputs are a few kilobytes, so only a leak
 /// or an amplification loop gets near it.
 pub const PENDING_BOUND: usize = 4_096;
+/// How many times the ops of one input run (see [`run`]).
+pub const PASSES: usize = 3;
 /// Ops decoded from one input at most, so one input runs in milliseconds.
 const MAX_OPS: usize = 512;
 /// Late-response candidates kept (the most recently answered request ids).
@@ -595,15 +599,34 @@ pub struct Harness {
 }
 
 /// Decodes `bytes` and runs the scenario with every check; panics on a breach.
+///
+/// The ops run [`PASSES`] times in a row, each pass ending idle, so a short input stands for a
+/// long run: the bridge's state after the last pass may not be much larger than after the one
+/// before (its `Debug` text is the size proxy), or something leaks per pass.
 pub fn run(bytes: &[u8]) {
     let Some(scenario) = Scenario::decode(bytes) else {
         return;
     };
     let mut harness = Harness::new(scenario.config);
-    for op in &scenario.ops {
-        harness.apply(op);
+    let mut sizes = Vec::new();
+    for pass in 0..PASSES {
+        if harness.trace {
+            eprintln!("pass {pass}");
+        }
+        for op in &scenario.ops {
+            harness.apply(op);
+        }
+        harness.finish();
+        sizes.push(format!("{:?}", harness.bridge).len());
     }
-    harness.finish();
+    // Counters gain digits and the same ids may land in different tables pass to pass; a leak
+    // grows by at least a request or a task record per pass, every pass.
+    let slack = 512 + bytes.len();
+    let (before, after) = (sizes[PASSES - 2], sizes[PASSES - 1]);
+    assert!(
+        after <= before + slack,
+        "the bridge grew from {before} to {after} bytes of Debug text in one more pass: {sizes:?}"
+    );
 }
 
 impl Harness {
