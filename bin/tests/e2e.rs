@@ -301,7 +301,12 @@ fn callback_task_running_registers_the_1_3_0_body_on_the_task_hosts_agent_and_la
         |m| {
             m.put_app(
                 "/my-group/web",
-                &[("domain", "web.example.org"), ("owner", "team é")],
+                &[
+                    ("domain", "web.example.org"),
+                    ("owner", "team é"),
+                    ("empty", ""),
+                    ("nested/key", "n"),
+                ],
             )
         },
         &["--events", "callback"],
@@ -334,11 +339,14 @@ fn callback_task_running_registers_the_1_3_0_body_on_the_task_hosts_agent_and_la
     assert!(world.service(AGENT_3, &task).is_none());
     assert!(world.service(SERVER, &task).is_none());
 
-    // Labels: JSON strings (ASCII-escaped, as Python's json.dumps wrote them) under consular/<app-name>/.
+    // Labels: JSON strings (ASCII-escaped, as Python's json.dumps wrote them) under consular/<app-name>/. A `/`
+    // in a label key nests, as in 1.3.0; an empty value is `""` (1.3.0 stored an empty body, a documented fix).
     world.wait_kv(
         "consular/",
         &[
             ("consular/my-group-web/domain", r#""web.example.org""#),
+            ("consular/my-group-web/empty", r#""""#),
+            ("consular/my-group-web/nested/key", r#""n""#),
             ("consular/my-group-web/owner", r#""team \u00e9""#),
         ],
     );
@@ -523,6 +531,82 @@ fn sync_at_startup_registers_every_running_task_and_writes_every_apps_labels() {
         BTreeSet::from([tasks[1].1.clone()]),
         "the killing task {killing} must not be registered"
     );
+}
+
+#[test]
+fn sync_skips_only_the_apps_whose_consul_names_clash() {
+    // `/a/b` and `/a-b` both become the Consul name `a-b`. 1.3.0 aborted the whole sync on that; this bridge skips
+    // the two clashing apps (which one would own `consular/a-b/`?) and syncs every other app.
+    let mut ok = String::new();
+    let mut clashing = Vec::new();
+    let world = World::start(
+        1,
+        MarathonVersion::V1_4,
+        |m| {
+            m.put_app("/a/b", &[("k", "from /a/b")]);
+            m.put_app("/a-b", &[("k", "from /a-b")]);
+            m.put_app("/ok", &[("k", "ok")]);
+            clashing.push(run_task(m, "/a/b", "127.0.0.2", &[31000]));
+            clashing.push(run_task(m, "/a-b", "127.0.0.2", &[31001]));
+            ok = run_task(m, "/ok", "127.0.0.2", &[31002]);
+        },
+        &["--events", "callback", "--sync-interval", "1"],
+    );
+    world.wait_our_services(AGENT_2, &[&ok]);
+    world.wait_kv("consular/", &[("consular/ok/k", r#""ok""#)]);
+    world.wait_two_more_syncs();
+    assert_eq!(
+        world.our_services(AGENT_2),
+        BTreeSet::from([ok]),
+        "the clashing apps' tasks {clashing:?} must be left out"
+    );
+    assert_eq!(
+        world.kv_under("consular/"),
+        [("consular/ok/k".to_string(), r#""ok""#.to_string())]
+    );
+}
+
+#[test]
+fn sync_with_purge_removes_nothing_while_marathon_cannot_be_read() {
+    let mut ids = Vec::new();
+    let world = World::start(
+        1,
+        MarathonVersion::V1_4,
+        |m| {
+            m.put_app("/web", &[("k", "v")]);
+            ids.push(run_task(m, "/web", "127.0.0.2", &[31000]));
+            ids.push(run_task(m, "/web", "127.0.0.2", &[31001]));
+        },
+        &["--events", "callback", "--sync-interval", "1", "--purge"],
+    );
+    world.wait_our_services(AGENT_2, &[&ids[0], &ids[1]]);
+    world.wait_kv("consular/", &[("consular/web/k", r#""v""#)]);
+
+    // A task dies and the app's labels go without an event reaching the bridge (they are dropped), so only a sync
+    // could act on them; and Marathon loses its leader, so every read answers 503.
+    world.marathon.with(|m| {
+        m.set_task_state(&ids[0], "TASK_KILLED");
+        m.put_app("/web", &[]);
+        m.take_events();
+        m.no_leader = true;
+    });
+    // Each round still begins with `GET /v2/apps`; it is answered 503.
+    world.wait_two_more_syncs();
+    assert_eq!(
+        world.our_services(AGENT_2),
+        BTreeSet::from([ids[0].clone(), ids[1].clone()]),
+        "a sync that could not read Marathon purged services"
+    );
+    assert_eq!(
+        world.kv_under("consular/"),
+        [("consular/web/k".to_string(), r#""v""#.to_string())],
+        "a sync that could not read Marathon changed KV"
+    );
+
+    // The leader is back: the next sync does what the failed ones held back, which shows they could have.
+    world.marathon.with(|m| m.no_leader = false);
+    world.wait_our_services(AGENT_2, &[&ids[1]]);
+    world.wait_kv("consular/", &[]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -900,6 +984,16 @@ fn events_endpoint_answers_bad_input_with_400_and_a_json_error_and_keeps_serving
             r#"{"eventType": "app_terminated_event"}"#,
         ),
     ];
+    // 1.3.0's exact reply for an event without a type, kept byte for byte.
+    assert_eq!(
+        world
+            .consular
+            .post_event(br#"{"taskStatus": "TASK_RUNNING"}"#),
+        (
+            400,
+            r#"{"error": "Event type None not supported."}"#.to_string()
+        )
+    );
     for (what, body) in cases {
         let (status, text) = world.consular.post_event(body.as_bytes());
         assert_eq!(status, 400, "{what}: {text}");
