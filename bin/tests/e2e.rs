@@ -78,13 +78,7 @@ impl Peers {
     /// Starts `consular` with `flags` and returns once it is connected to its event source: subscribed as a
     /// callback (`--events callback`) or with one open event stream (`--events sse`).
     fn launch(self, flags: &[&str]) -> World {
-        let Peers { marathon, cluster } = self;
-        let consular = Consular::start(&marathon.url(), &cluster.server_url(), flags);
-        let world = World {
-            consular,
-            marathon,
-            cluster,
-        };
+        let world = self.launch_unconnected(flags);
         if flags.windows(2).any(|w| w == ["--events", "callback"]) {
             let url = world.consular.callback_url();
             wait_until("consular to subscribe its callback URL", DEADLINE, || {
@@ -96,6 +90,17 @@ impl Peers {
             });
         }
         world
+    }
+
+    /// Starts `consular` with `flags` and returns once it serves HTTP, connected to its event source or not.
+    fn launch_unconnected(self, flags: &[&str]) -> World {
+        let Peers { marathon, cluster } = self;
+        let consular = Consular::start(&marathon.url(), &cluster.server_url(), flags);
+        World {
+            consular,
+            marathon,
+            cluster,
+        }
     }
 }
 
@@ -350,6 +355,40 @@ fn callback_task_running_registers_the_1_3_0_body_on_the_task_hosts_agent_and_la
             ("consular/my-group-web/owner", r#""team \u00e9""#),
         ],
     );
+}
+
+#[test]
+fn callback_subscription_is_retried_until_marathon_accepts_it() {
+    // Marathon started without `--event_subscriber http_callback`: /v2/eventSubscriptions answers 400. 1.3.0 tried
+    // once and never again; this bridge retries with backoff.
+    let peers = Peers::start(1, MarathonVersion::V1_4, |m| {
+        m.put_app("/web", &[]);
+        m.callbacks_enabled = false;
+    });
+    let world = peers.launch_unconnected(&["--events", "callback"]);
+    let attempts = || {
+        world
+            .marathon
+            .requests()
+            .iter()
+            .filter(|(_, path)| path.starts_with("/v2/eventSubscriptions"))
+            .count()
+    };
+    wait_until("a refused subscription attempt", DEADLINE, || {
+        attempts() >= 1
+    });
+    assert!(world.marathon.with(|m| m.subscriptions().is_empty()));
+
+    world.marathon.with(|m| m.callbacks_enabled = true);
+    let url = world.consular.callback_url();
+    wait_until("the subscription to be retried", DEADLINE, || {
+        world.marathon.with(|m| m.subscriptions().contains(&url))
+    });
+    // And events arrive through it.
+    let task = world
+        .marathon
+        .with(|m| run_task(m, "/web", "127.0.0.2", &[31000]));
+    world.wait_registered(AGENT_2, &task);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1063,4 +1102,32 @@ fn stream_app_removal_deregisters_its_tasks_and_deletes_its_kv_but_not_a_prefix_
         "consular/",
         &[("consular/web2/domain", r#""web2.example""#)],
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Also: SIGTERM stops the bridge cleanly
+// ---------------------------------------------------------------------------------------------------------------
+
+#[test]
+fn sigterm_stops_the_bridge_with_status_0_and_leaves_consul_as_it_was() {
+    let mut world = World::start(
+        1,
+        MarathonVersion::V1_10,
+        |m| m.put_app("/web", &[]),
+        &["--events", "sse", "--sync-interval", "0"],
+    );
+    let task = world
+        .marathon
+        .with(|m| run_task(m, "/web", "127.0.0.2", &[31000]));
+    world.wait_registered(AGENT_2, &task);
+
+    let status = world.consular.terminate(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", world.consular.log_tail(20));
+    // It let go of Marathon's stream and of its port, and deregistered nothing on the way out (1.3.0 did not
+    // either: a restart must not blink the services).
+    wait_until("the event stream to close", DEADLINE, || {
+        world.marathon.open_streams() == 0
+    });
+    assert!(consul::get(world.consular.addr(), "/").is_err());
+    assert_eq!(world.our_services(AGENT_2), BTreeSet::from([task]));
 }

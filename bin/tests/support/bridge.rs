@@ -5,13 +5,15 @@
 //! log) to a temp file, and returns once it answers `GET /` on its port. Dropping it kills the process; if the
 //! test is panicking, the tail of its log is printed first, so a failed assertion comes with what the bridge did.
 //!
+//! [`Consular::terminate`] sends SIGTERM and returns the exit status, for tests of a clean shutdown.
+//!
 //! `--debug` is always on: it makes the bridge log every request it sends and its answer, which is what one needs
 //! to read a failure. It changes nothing else.
 
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -156,6 +158,31 @@ impl Consular {
                 "consular is not running (exit status {status:?}):\n{}",
                 self.log_tail(TAIL_LINES)
             );
+        }
+    }
+
+    /// Sends SIGTERM (through `kill`, to stay free of `unsafe` and extra crates) and waits up to `timeout` for the
+    /// process to exit; returns its exit status. Panics with the log if it is still running then.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("consular is running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("waiting for consular") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "consular did not exit within {timeout:?} of SIGTERM:\n{}",
+                self.log_tail(TAIL_LINES)
+            );
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
