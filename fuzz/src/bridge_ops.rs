@@ -18,6 +18,8 @@
 //!   `consular-reg-id=<id>` tag or named by an event (the only two reasons to deregister);
 //! - no KV write or delete outside `consular/`, and transactions use only index-checked verbs;
 //! - agent targets are lower-cased, as [`Target::Agent`] documents;
+//! - registrations carry our tag first; label values written are JSON strings; Marathon is only
+//!   read, except for the callback subscription;
 //! - `handle_timeout(now)` makes progress: the next wake-up is later than `now` after a few calls;
 //! - in-flight plus queued requests stay under [`PENDING_BOUND`] (a leak would grow past it).
 //!
@@ -30,8 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use consular_core::consul::{parse_agent_services, REG_ID_TAG_PREFIX};
-use consular_core::encoding::{base64_encode, encode_path};
+use consular_core::consul::{parse_agent_services, REGISTER_PATH, REG_ID_TAG_PREFIX};
+use consular_core::encoding::{base64_decode, base64_encode, encode_path};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
     Bridge, Config, EventSource, InboundId, Method, Output, Request, RequestId, Response, Target,
@@ -1080,7 +1082,42 @@ impl Harness {
                     verb == "cas" || verb == "delete-cas",
                     "txn verb {verb:?} is not index-checked"
                 );
+                if verb == "cas" {
+                    // Label values are JSON strings, so templates can read them with parseJSON.
+                    let value = op["KV"]["Value"].as_str().and_then(base64_decode);
+                    let value = value.expect("a cas op carries a base64 value");
+                    let label = serde_json::from_slice::<Value>(&value);
+                    assert!(
+                        label.is_ok_and(|v| v.is_string()),
+                        "label value {:?} of {key} is not a JSON string",
+                        String::from_utf8_lossy(&value)
+                    );
+                }
             }
+        }
+        if path == REGISTER_PATH {
+            assert_eq!(request.method, Method::Put, "{}", describe(request));
+            let body = request.body.as_deref().unwrap_or_default();
+            let registration: Value =
+                serde_json::from_slice(body).expect("a registration body is JSON");
+            let tags = registration["Tags"].as_array().cloned().unwrap_or_default();
+            assert!(
+                tags.first().and_then(Value::as_str) == Some(self.our_tag.as_str()),
+                "a registration without our tag first: {registration}"
+            );
+            let id = registration["ID"].as_str().unwrap_or_default();
+            assert!(
+                !id.is_empty(),
+                "a registration without an id: {registration}"
+            );
+        }
+        if request.target == Target::Marathon && request.method != Method::Get {
+            assert!(
+                request.method == Method::Post
+                    && path.starts_with("/v2/eventSubscriptions?callbackUrl="),
+                "Marathon is only read, except to subscribe our callback: {}",
+                describe(request)
+            );
         }
     }
 }
