@@ -207,7 +207,10 @@ fn agents_get_the_consul_port_and_credentials_go_where_they_belong() {
         assert_eq!(seen[0].target, "/v1/agent/service/register");
         assert_eq!(seen[0].header("x-consul-token"), Some("acl-token"));
         assert_eq!(seen[0].header("authorization"), None);
-        assert_eq!(seen[1].target, "/marathon/v2/apps", "--marathon's path is a prefix");
+        assert_eq!(
+            seen[1].target, "/marathon/v2/apps",
+            "--marathon's path is a prefix"
+        );
         assert_eq!(seen[1].header("x-consul-token"), None);
         // base64("marathon-user:pw")
         assert_eq!(
