@@ -77,6 +77,29 @@ impl Answer {
         }
     }
 
+    /// The 2xx body parsed with `parse`; `Ok(None)` for a 404; otherwise what went wrong: the
+    /// status, the transport error, or why the body does not parse.
+    fn parsed<T, E: core::fmt::Display>(
+        &self,
+        parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<Option<T>, String> {
+        match (self.body(), self.status()) {
+            (Some(body), _) => parse(body)
+                .map(Some)
+                .map_err(|e| alloc::format!("{}: {e}", self.sent.describe())),
+            (None, Some(404)) => Ok(None),
+            (None, _) => Err(self.failure()),
+        }
+    }
+
+    /// As [`Answer::parsed`], where a 404 is a failure too.
+    fn required<T, E: core::fmt::Display>(
+        &self,
+        parse: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<T, String> {
+        self.parsed(parse)?.ok_or_else(|| self.failure())
+    }
+
     fn status(&self) -> Option<u16> {
         self.result.as_ref().ok().map(|r| r.status)
     }

@@ -184,16 +184,10 @@ impl Bridge {
         match wait {
             Wait::Apps => {
                 round.reads_pending -= 1;
-                let apps = match answer.body().map(parse_apps) {
-                    Some(Ok(apps)) => apps,
-                    Some(Err(e)) => {
+                let apps = match answer.required(parse_apps) {
+                    Ok(apps) => apps,
+                    Err(e) => {
                         return self.abort_sync(alloc::format!("cannot list Marathon apps: {e}"))
-                    }
-                    None => {
-                        return self.abort_sync(alloc::format!(
-                            "cannot list Marathon apps: {}",
-                            answer.failure()
-                        ))
                     }
                 };
                 // A Marathon that ignores `embed=apps.tasks` needs one tasks request per app.
@@ -218,17 +212,10 @@ impl Bridge {
             }
             Wait::AppTasks(i) => {
                 round.reads_pending -= 1;
-                let tasks = match (answer.status(), answer.body().map(parse_tasks)) {
-                    (_, Some(Ok(tasks))) => tasks,
+                let tasks = match answer.parsed(parse_tasks) {
                     // Marathon 0.15 answers 404 for an app without tasks (marathon#3881).
-                    (Some(404), _) => Vec::new(),
-                    (_, Some(Err(e))) => {
-                        return self.abort_sync(alloc::format!("cannot list tasks: {e}"))
-                    }
-                    (_, None) => {
-                        return self
-                            .abort_sync(alloc::format!("cannot list tasks: {}", answer.failure()))
-                    }
+                    Ok(tasks) => tasks.unwrap_or_default(),
+                    Err(e) => return self.abort_sync(alloc::format!("cannot list tasks: {e}")),
                 };
                 if let Some(app) = round.apps.as_mut().and_then(|apps| apps.get_mut(i)) {
                     app.tasks = Some(tasks);
@@ -236,17 +223,10 @@ impl Bridge {
             }
             Wait::Kv => {
                 round.reads_pending -= 1;
-                round.consul.kv = match (answer.status(), answer.body().map(parse_kv_entries)) {
-                    (_, Some(Ok(entries))) => Some(entries),
-                    (Some(404), _) => Some(Vec::new()),
-                    (_, Some(Err(e))) => {
+                round.consul.kv = match answer.parsed(parse_kv_entries) {
+                    Ok(entries) => Some(entries.unwrap_or_default()),
+                    Err(e) => {
                         round.notes.push(alloc::format!("labels not synced: {e}"));
-                        None
-                    }
-                    (_, None) => {
-                        round
-                            .notes
-                            .push(alloc::format!("labels not synced: {}", answer.failure()));
                         None
                     }
                 };
@@ -254,8 +234,8 @@ impl Bridge {
             }
             Wait::Nodes => {
                 round.reads_pending -= 1;
-                match answer.body().map(parse_catalog_nodes) {
-                    Some(Ok(addresses)) => {
+                match answer.required(parse_catalog_nodes) {
+                    Ok(addresses) => {
                         round.reads_pending += addresses.len();
                         for address in addresses {
                             // One spelling for listing and purging, as `Target::Agent` wants it.
@@ -272,14 +252,13 @@ impl Bridge {
                             );
                         }
                     }
-                    Some(Err(e)) => round_unlisted(round, alloc::format!("{e}")),
-                    None => round_unlisted(round, answer.failure()),
+                    Err(e) => round_unlisted(round, e),
                 }
             }
             Wait::AgentServices(agent) => {
                 round.reads_pending -= 1;
-                match answer.body().map(parse_agent_services) {
-                    Some(Ok(services)) => {
+                match answer.required(parse_agent_services) {
+                    Ok(services) => {
                         round
                             .consul
                             .services
@@ -288,8 +267,7 @@ impl Bridge {
                                 registration,
                             }))
                     }
-                    Some(Err(e)) => round_unlisted(round, alloc::format!("agent {agent}: {e}")),
-                    None => round_unlisted(round, answer.failure()),
+                    Err(e) => round_unlisted(round, e),
                 }
             }
             Wait::Register(service, on_fallback) => {

@@ -5,7 +5,6 @@
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{
@@ -212,60 +211,30 @@ impl Bridge {
                     )
                 }
             },
-            Step::FetchApp => match (answer.status(), answer.body().map(parse_app)) {
-                (_, Some(Ok(app))) => {
+            Step::FetchApp => match answer.parsed(parse_app) {
+                Ok(Some(app)) => {
                     let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
-                    self.send(
-                        awaiting,
-                        Target::Consul,
-                        Method::Get,
-                        kv_tree_path(&prefix),
-                        None,
-                        timeout,
-                    );
+                    let path = kv_tree_path(&prefix);
+                    self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
                     Step::ReadLabels { app }
                 }
-                (Some(404), _) => {
-                    let message = alloc::format!("app {app_id} no longer exists in Marathon; its labels are left as they are");
+                Ok(None) => {
+                    let message = alloc::format!(
+                        "app {app_id} no longer exists in Marathon; its labels are left as they are"
+                    );
                     self.log(Level::Warn, message);
                     return self.labels_done(chain_id, chain.reply_to, chain.update, None);
                 }
-                (_, Some(Err(e))) => {
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        Some(alloc::format!("reading app {app_id}: {e}")),
-                    )
-                }
-                (_, None) => {
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        Some(answer.failure()),
-                    )
+                Err(e) => {
+                    let error = Some(alloc::format!("reading app {app_id}: {e}"));
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, error);
                 }
             },
             Step::ReadLabels { app } => {
-                let current = match (answer.status(), answer.body().map(parse_kv_entries)) {
-                    (_, Some(Ok(entries))) => entries,
-                    (Some(404), _) => Vec::new(),
-                    (_, Some(Err(e))) => {
-                        return self.labels_done(
-                            chain_id,
-                            chain.reply_to,
-                            chain.update,
-                            Some(alloc::format!("{e}")),
-                        )
-                    }
-                    (_, None) => {
-                        return self.labels_done(
-                            chain_id,
-                            chain.reply_to,
-                            chain.update,
-                            Some(answer.failure()),
-                        )
+                let current = match answer.parsed(parse_kv_entries) {
+                    Ok(entries) => entries.unwrap_or_default(),
+                    Err(e) => {
+                        return self.labels_done(chain_id, chain.reply_to, chain.update, Some(e))
                     }
                 };
                 let name = service_name(&app.id);
