@@ -3,6 +3,7 @@
 
 pub mod consul;
 pub mod marathon;
+pub mod scenario;
 
 pub use consul::{KvEntry, RequestCounts, SimConsul, SimService};
 pub use marathon::{
