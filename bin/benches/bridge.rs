@@ -1228,19 +1228,10 @@ fn load_average() -> String {
         .join(" ")
 }
 
-/// Today's UTC date, `YYYY-MM-DD` (Howard Hinnant's days-to-civil algorithm; no date crate).
+/// Today's UTC date, `YYYY-MM-DD`, from the simulator's ISO-8601 formatter (no date crate).
 fn today() -> String {
-    let days = SystemTime::now()
+    let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+        .map_or(0, |d| d.as_millis() as u64);
+    consular_core::sim::marathon::iso8601(millis)[..10].to_owned()
 }
