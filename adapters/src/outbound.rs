@@ -16,11 +16,13 @@ use smol::io::AsyncReadExt;
 use smol::{future, Timer};
 use surf::http::{Body, Method as HttpMethod};
 
-use crate::endpoints::Endpoints;
+use crate::endpoints::{Destination, Endpoints};
 use crate::h1_client::{ConnectError, H1Client, StreamBody};
 
 const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
+/// Redirects followed when opening a stream (a standby Marathon 1.7+ redirects to the leader).
+const MAX_STREAM_REDIRECTS: usize = 5;
 /// Largest piece of a streaming body handed on at once.
 const STREAM_CHUNK_BYTES: usize = 16 * 1024;
 
@@ -55,19 +57,37 @@ impl Outbound {
     }
 
     /// Sends `request` asking for `text/event-stream` and waits at most `request.timeout` for the
-    /// response head; the body then streams for as long as the peer keeps it open.
+    /// response head, following redirects (a standby Marathon sends the stream to its leader);
+    /// the body then streams for as long as the peer keeps it open.
     pub async fn open_stream(
         &self,
         request: &Request,
     ) -> Result<StreamingResponse, TransportError> {
         within(request.timeout, async {
-            let mut http = self.http_request(request, EVENT_STREAM)?;
-            http.set_ext(StreamBody);
-            let mut response = self.client.send(http).await.map_err(transport_error)?;
-            Ok(StreamingResponse {
-                status: response.status().into(),
-                body: response.take_body(),
-            })
+            let mut destination = self.destination(request)?;
+            for _ in 0..=MAX_STREAM_REDIRECTS {
+                let mut http = http_request(request, destination.clone(), EVENT_STREAM);
+                http.set_ext(StreamBody);
+                let mut response = self.client.send(http).await.map_err(transport_error)?;
+                let status: u16 = response.status().into();
+                let location = response.header("Location").map(|l| l.as_str().to_owned());
+                match location.filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308)) {
+                    Some(location) => {
+                        destination.url = destination.url.join(&location).map_err(|e| {
+                            TransportError::Io(format!("bad redirect to {location:?}: {e}"))
+                        })?;
+                    }
+                    None => {
+                        return Ok(StreamingResponse {
+                            status,
+                            body: response.take_body(),
+                        })
+                    }
+                }
+            }
+            Err(TransportError::Io(format!(
+                "more than {MAX_STREAM_REDIRECTS} redirects"
+            )))
         })
         .await
     }
@@ -78,22 +98,29 @@ impl Outbound {
         request: &Request,
         accept: &str,
     ) -> Result<surf::Request, TransportError> {
-        let destination = self
-            .endpoints
-            .destination(&request.target, &request.path_and_query)
-            .map_err(|e| TransportError::Connect(e.to_string()))?;
-        let mut http = surf::Request::new(http_method(request.method), destination.url);
-        if let Some(body) = &request.body {
-            http.set_body(Body::from_bytes(body.clone()));
-        }
-        // After the body: setting a body would otherwise pick its own content type.
-        http.insert_header("Content-Type", JSON);
-        http.insert_header("Accept", accept);
-        for (name, value) in destination.headers {
-            http.insert_header(name, value);
-        }
-        Ok(http)
+        Ok(http_request(request, self.destination(request)?, accept))
     }
+
+    fn destination(&self, request: &Request) -> Result<Destination, TransportError> {
+        self.endpoints
+            .destination(&request.target, &request.path_and_query)
+            .map_err(|e| TransportError::Connect(e.to_string()))
+    }
+}
+
+/// `request` sent to `destination`, with its credentials and a JSON content type.
+fn http_request(request: &Request, destination: Destination, accept: &str) -> surf::Request {
+    let mut http = surf::Request::new(http_method(request.method), destination.url);
+    if let Some(body) = &request.body {
+        http.set_body(Body::from_bytes(body.clone()));
+    }
+    // After the body: setting a body would otherwise pick its own content type.
+    http.insert_header("Content-Type", JSON);
+    http.insert_header("Accept", accept);
+    for (name, value) in destination.headers {
+        http.insert_header(name, value);
+    }
+    http
 }
 
 /// A response whose body is still arriving, from [`Outbound::open_stream`].

@@ -237,3 +237,43 @@ fn an_invalid_agent_host_is_a_connect_error_without_traffic() {
         assert_eq!(server.connections(), 0);
     });
 }
+
+/// A standby Marathon (1.7+) answers `/v2/events` with a redirect to the leader; the stream is
+/// opened there, credentials included.
+#[test]
+fn an_event_stream_follows_a_standbys_redirect_to_the_leader() {
+    use consular_adapters::simulator::MarathonServer;
+    use consular_core::sim::marathon::{MarathonVersion, SimMarathon};
+
+    smol::block_on(async {
+        let leader = MarathonServer::start(SimMarathon::new(MarathonVersion::V1_10)).unwrap();
+        let location = format!("{}/v2/events", leader.url());
+        let standby = TestServer::plain(move |_| Canned {
+            delay: Duration::ZERO,
+            bytes: format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+            close_after: false,
+        })
+        .await;
+        let endpoints = Endpoints::new(
+            BaseUrl::parse(&format!("http://u:p@{}", standby.addr)).unwrap(),
+            BaseUrl::parse("http://127.0.0.1:1").unwrap(),
+        );
+        let out = outbound_with(endpoints, None);
+        let events = request(Target::Marathon, Method::Get, "/v2/events", None);
+        let mut stream = out.open_stream(&events).await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let first = stream
+            .next_chunk()
+            .await
+            .unwrap()
+            .expect("the leader's stream");
+        assert!(String::from_utf8_lossy(&first).contains("event_stream_attached"));
+        assert_eq!(
+            standby.requests()[0].header("authorization"),
+            Some("Basic dTpw")
+        );
+    });
+}
