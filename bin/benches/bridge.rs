@@ -14,20 +14,27 @@
 //!    the project's own keep-alive client ([`Outbound`]) with the bridge's in-flight limit (8 per
 //!    agent, and 8 on the main Consul endpoint).
 //! 2. **bridge cold sync** of the same world: from spawning `consular` to Consul holding every
-//!    service on its agent and every key.
+//!    service on its agent and every key. Rows 1 and 2 alternate three times (medians reported):
+//!    Consul's client agents fsync every registration, so a single round is at the disk's mercy.
 //! 3. **cold sync of 1,000 × 10 × 3** into an empty Consul: time, and requests (Marathon's counted
-//!    by the simulator, Consul's from the bridge's `--debug` log, one line per answered request).
+//!    by the simulator, Consul's from the bridge's `--debug` log, one line per answered request);
+//!    beside it the floor client writing the same world.
 //! 4. **warm sync** of the same world: the bridge restarted; its first sync's time, reads and
 //!    writes (from the `--debug` lines between "syncing apps" and "sync done").
 //! 5. **event → registration latency**: 1,000 new tasks marked `TASK_RUNNING` one after another in
 //!    the simulator (delivered on the event stream); each timed until `GET
 //!    /v1/agent/service/<id>` on its agent, tight-polled with a keep-alive client, answers 200.
+//!    After each event the benchmark times a registration of its own on the same agent: Consul
+//!    alone, the floor of this row. Rows 3b and 5b repeat rows 3 and 5 against the simulated
+//!    Consul (`ConsulServer`, in memory), which answers in about 0.1 ms: what remains is the
+//!    bridge's own share.
 //! 6. **core** rows: measured by `core/benches/core.rs`, which this file includes as a module
 //!    (the one place those are measured).
 //! 7. **peak RSS** (`VmHWM`) of the bridge after the 10,000-task cold sync, and the size of the
 //!    stripped binary.
 //!
-//! Targets are reported, never asserted. A run takes a few minutes on 2 cores.
+//! Targets are reported, never asserted. A run takes about two minutes on 2 cores, after the
+//! release build. `BRIDGE_BENCH_LOGS=<dir>` keeps each bridge's log for a closer look.
 
 #[allow(dead_code)] // Each benchmark uses part of the test helper.
 #[path = "../tests/support/consul.rs"]
@@ -85,7 +92,9 @@ const POLL: Duration = Duration::from_millis(20);
 fn main() {
     let began = Instant::now();
     let machine = machine();
-    progress(&format!("machine: {machine}"));
+    // The machine may be shared: the load before and after says how quiet it was.
+    let load_before = load_average();
+    progress(&format!("machine: {machine}; load average {load_before}"));
     let cluster = ConsulCluster::start(HOSTS.len() - 1);
     for (i, host) in HOSTS.iter().enumerate() {
         assert_eq!(cluster.agent_ip(i).to_string(), *host, "agent layout");
@@ -325,7 +334,7 @@ fn main() {
     );
 
     println!(
-        "{} · {machine} · load average now {} · whole run {:.0} s",
+        "{} · {machine} · load average {load_before} before, {} after · whole run {:.0} s",
         today(),
         load_average(),
         began.elapsed().as_secs_f64()

@@ -4,12 +4,17 @@
 //!
 //! - **status events per second**: `status_update_event` (`TASK_RUNNING`) bodies fed through
 //!   [`Bridge::handle_inbound`], each request the core asks for answered at once with a canned
-//!   200 (register → empty body, the app read → the app as Marathon 1.10 sends it, the label read →
-//!   labels that already match, so no KV write follows), until the event's reply comes out;
+//!   200 (register → empty body, the app read → the app as Marathon 1.10 sends it, its 10 tasks
+//!   embedded, the label read → labels that already match, so no KV write follows), until the
+//!   event's reply comes out; timed in 5 rounds (median and best);
 //! - **planning a 10,000-task sync**: [`desired_state`] + [`plan_sync`] for 1,000 apps × 10 tasks
 //!   × 3 labels, against an empty Consul (everything to write) and a complete one (nothing);
 //! - **a whole 10,000-task sync through the state machine**, cold and warm, every request answered
 //!   at once from canned bodies: the core's CPU share of a real sync.
+//!
+//! Repeated timings report the median and the minimum: the work is identical each time, so the
+//! gap between them is other load on the machine. `-- events|plan|sync` runs one measurement
+//! alone (for a profiler); `CORE_BENCH_EVENTS` sets the number of events.
 //!
 //! The same measurements are printed in the `consular` crate's benchmark table
 //! (`bin/benches/bridge.rs` includes this file as a module and calls the `pub` functions), so they
