@@ -90,6 +90,13 @@ const EVENT_DEADLINE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(20);
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks too, in a debug build and without `--bench`.
+    // This one needs minutes and a Consul cluster, and the end-to-end tests already run the
+    // bridge against one, so a test run only says how to run it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("bridge benchmark skipped: run it with cargo bench -p consular --bench bridge");
+        return;
+    }
     let began = Instant::now();
     let machine = machine();
     // The machine may be shared: the load before and after says how quiet it was.

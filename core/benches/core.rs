@@ -167,17 +167,17 @@ pub struct Throughput {
 /// spread rather than as a lower number.
 pub const THROUGHPUT_ROUNDS: u64 = 5;
 
-/// Feeds `events` `status_update_event` (`TASK_RUNNING`) bodies of the 1,000 × 10 world through
-/// one bridge, answering every request at once, and times it. Panics if any event's reply is
-/// not `200`, since the number would then measure an error path.
-pub fn status_event_throughput(events: u64) -> Throughput {
+/// Feeds `events` `status_update_event` (`TASK_RUNNING`) bodies of the `apps` × 10 × 3 world
+/// through one bridge, answering every request at once, and times it. Panics if any event's
+/// reply is not `200`, since the number would then measure an error path.
+pub fn status_event_throughput(apps: usize, events: u64) -> Throughput {
     let BenchWorld {
         mut marathon,
         running_events: bodies,
-    } = bench_world(1_000, 10, 3);
+    } = bench_world(apps, 10, 3);
     let mut consul = sim_consul();
     let mut canned = Canned::new();
-    for a in 0..1_000 {
+    for a in 0..apps {
         let app_id = app_id(a);
         let name = service_name(&app_id);
         let app = marathon.app(&app_id).expect("app exists").clone();
@@ -537,7 +537,7 @@ pub struct CoreReport {
 /// Runs every core measurement, with progress on stderr.
 pub fn measure_core() -> CoreReport {
     eprintln!("core: status events through the state machine …");
-    let throughput = status_event_throughput(200_000);
+    let throughput = status_event_throughput(1_000, 200_000);
     eprintln!("core: planning a 10,000-task sync …");
     let plan = plan_times(1_000, 10, 21);
     eprintln!("core: whole 10,000-task syncs through the state machine …");
@@ -606,9 +606,16 @@ pub fn core_rows(report: &CoreReport) -> Vec<(String, String, String, Option<boo
 /// `cargo bench -p consular-core --bench core [-- events|plan|sync …]`: with names, runs only
 /// those measurements (for profiling one of them); `CORE_BENCH_EVENTS` overrides the number of
 /// events (callgrind runs about 50 times slower).
+///
+/// `cargo test --all-targets` runs this too, in a debug build and without `--bench`: then every
+/// measurement runs once on a tiny world, as a test that the benchmark still works.
 #[allow(dead_code)] // `main` is unused where the bridge benchmark includes this file as a module.
 fn main() {
-    // Cargo passes `--bench` to benchmarks without the libtest harness.
+    // Cargo passes `--bench` to benchmarks without the libtest harness, and not to tests.
+    if !std::env::args().any(|a| a == "--bench") {
+        smoke_test();
+        return;
+    }
     let only: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
@@ -624,14 +631,26 @@ fn main() {
                     .ok()
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(200_000);
-                let t = status_event_throughput(events);
-                println!("{t:?}");
+                println!("{:?}", status_event_throughput(1_000, events));
             }
             "plan" => println!("{:?}", plan_times(1_000, 10, 21)),
             "sync" => println!("{:?}", sync_times(1_000, 10, 5)),
             other => panic!("unknown measurement {other:?}: events, plan or sync"),
         }
     }
+}
+
+/// Every measurement once on 10 apps × 2 tasks, checking what the numbers rely on: events get
+/// `200` (checked inside), a warm plan writes nothing, a warm sync reads only.
+fn smoke_test() {
+    let throughput = status_event_throughput(10, THROUGHPUT_ROUNDS * 20);
+    assert_eq!(throughput.requests, THROUGHPUT_ROUNDS * 20 * 3);
+    let plan = plan_times(10, 2, 1);
+    assert_eq!((plan.cold_registrations, plan.warm_writes), (20, 0));
+    let sync = sync_times(10, 2, 1);
+    // The reads: Marathon, KV, the node list and one per agent.
+    assert_eq!(sync.warm_requests, 3 + HOSTS.len());
+    println!("core benchmark smoke run: ok (cargo bench -p consular-core --bench core measures)");
 }
 
 fn print_rows(rows: &[(String, String, String, Option<bool>)]) {
