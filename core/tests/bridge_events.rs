@@ -375,3 +375,58 @@ fn two_tasks_of_one_app_sync_its_labels_once_then_once_more_not_concurrently() {
     t.expect_no_request();
     assert_eq!(t.reply(first), (200, r#"{"status": "ok"}"#.into()));
 }
+
+#[test]
+fn tasks_of_an_app_version_whose_labels_match_skip_the_label_sync() {
+    let mut t = Transcript::new(config());
+    let running = |task: &str, version: &str| {
+        status_event("TASK_RUNNING", task, "/web", "h1", "[1]").replace(
+            r#""slaveId""#,
+            &format!(r#""version":"{version}","slaveId""#),
+        )
+    };
+    let register = |t: &mut Transcript, task: &str, version: &str| {
+        let event = t.event(&running(task, version));
+        let r = t.expect(Method::Put, agent("h1"), "/v1/agent/service/register");
+        t.respond(&r, 200, "");
+        event
+    };
+    let v1 = r#"{"app":{"id":"/web","labels":{"a":"1"},"version":"v1","tasks":[]}}"#;
+    let v2 = r#"{"app":{"id":"/web","labels":{"a":"2"},"version":"v2","tasks":[]}}"#;
+    let kv_a1 = r#"[{"Key":"consular/web/a","Value":"IjEi","ModifyIndex":9}]"#;
+
+    // The first task of version v1 reads the app and finds its labels in place.
+    let first = register(&mut t, "web.1", "v1");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&app, 200, v1);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 200, kv_a1);
+    assert_eq!(t.reply(first).0, 200);
+
+    // More tasks of v1 only register.
+    let again = register(&mut t, "web.1b", "v1");
+    assert_eq!(t.reply(again).0, 200);
+    t.expect_no_request();
+
+    // A new version (the labels changed) reads the app again; a failed write is not remembered.
+    let third = register(&mut t, "web.2", "v2");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&app, 200, v2);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 200, kv_a1);
+    let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
+    t.respond(&txn, 500, "rpc error");
+    assert_eq!(t.reply(third).0, 502);
+
+    let fourth = register(&mut t, "web.3", "v2");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&app, 200, v2);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 200, kv_a1);
+    let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
+    t.respond(&txn, 200, r#"{"Results":[{"KV":{}}],"Errors":null}"#);
+    assert_eq!(t.reply(fourth).0, 200);
+    let fifth = register(&mut t, "web.4", "v2");
+    assert_eq!(t.reply(fifth).0, 200);
+    t.expect_no_request();
+}

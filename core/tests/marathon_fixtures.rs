@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use consular_core::marathon::{
-    parse_app, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task, TaskState,
+    parse_app_labels, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task,
+    TaskState,
 };
 
 fn dir() -> PathBuf {
@@ -124,16 +125,10 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
     assert_eq!(apps[0].id, "/myapp");
     let apps = parse_apps(&read("apps_list_v1.1.json")).expect("apps_list_v1.1.json");
     assert!(!apps.is_empty() && apps.iter().all(|a| a.id.starts_with('/')));
-    let app =
-        parse_app(&read("app_show_embed_tasks_v1.1.json")).expect("app_show_embed_tasks_v1.1.json");
-    let tasks = app
-        .tasks
-        .expect("Marathon always embeds tasks in /v2/apps/<id>");
-    assert_eq!(tasks[0].ports, [31045]);
-    assert!(
-        tasks[0].state.is_none() && tasks[0].is_running(),
-        "1.1: no `state`, started means running"
-    );
+    let app = parse_app_labels(&read("app_show_embed_tasks_v1.1.json"))
+        .expect("app_show_embed_tasks_v1.1.json");
+    assert_eq!(app.id, "/toggle");
+    assert_eq!(app.version.as_deref(), Some("2014-09-12T23:28:21.737Z"));
     let definition: App =
         serde_json::from_slice(&read("app_definition.json")).expect("app_definition.json");
     assert!(definition.tasks.is_none(), "an app definition has no tasks");
@@ -151,6 +146,11 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
             "{name}"
         );
     }
+    let tasks = parse_tasks(&read("app_tasks_v1.1.json")).expect("app_tasks_v1.1.json");
+    assert!(
+        tasks.iter().all(|t| t.state.is_none() && t.is_running()),
+        "1.1: no `state`, started means running"
+    );
     let task: Task =
         serde_json::from_slice(&read("task_with_ip_addresses_v1.10_test.json")).unwrap();
     assert_eq!(task.state.as_deref(), Some("TASK_STAGING"));

@@ -11,7 +11,7 @@ use consular_core::encoding::{
     base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
 };
 use consular_core::marathon::{
-    parse_app, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
+    parse_app_labels, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
 };
 
 /// Runs every parser and encoder on `bytes`.
@@ -28,7 +28,7 @@ fn parsers(bytes: &[u8]) {
             }
         }
     }
-    let _ = parse_app(bytes);
+    let _ = parse_app_labels(bytes);
     let _ = parse_tasks(bytes);
     match parse_event(bytes) {
         Ok(MarathonEvent::StatusUpdate(update)) => {

@@ -1,7 +1,8 @@
 //! A task's status update, end to end: RUNNING registers the task on its host's agent, then reads
-//! the app and makes its KV labels match; stop states deregister it. Updates of one task run one
-//! after another, in arrival order, and a RUNNING that arrives after the task ended is stale and
-//! ignored. Tasks and apps touched here are remembered so a concurrent sync does not undo them.
+//! the app and makes its KV labels match (unless they were made to match for the app version the
+//! task runs); stop states deregister it. Updates of one task run one after another, in arrival
+//! order, and a RUNNING that arrives after the task ended is stale and ignored. Tasks and apps
+//! touched here are remembered so a concurrent sync does not undo them.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -11,11 +12,14 @@ use crate::consul::{
     agent_host, kv_tree_path, parse_kv_entries, service_name, Registration, KV_ROOT,
 };
 use crate::io::{InboundId, Level, Method, Target};
-use crate::marathon::{app_path, parse_app, App, StatusUpdate, TaskAction};
+use crate::marathon::{app_path, parse_app_labels, AppLabels, StatusUpdate, TaskAction};
 use crate::plan::{plan_app_labels, DesiredService};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
 const ENDED_TASKS_REMEMBERED: usize = 16_384;
+/// Apps whose synced label version is remembered. Syncs prune the list to Marathon's apps; without
+/// syncs it is cleared when full, which costs only an app read per app.
+const APP_VERSIONS_REMEMBERED: usize = 16_384;
 
 /// Identifies one status update being worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -29,10 +33,11 @@ enum Step {
     },
     FetchApp,
     ReadLabels {
-        app: App,
+        app: AppLabels,
     },
     WriteLabels {
         pending: usize,
+        app_version: Option<String>,
     },
     Deregister {
         agent: String,
@@ -59,8 +64,21 @@ pub(super) struct Tasks {
     pub(super) epoch: u64,
     pub(super) touched_tasks: BTreeMap<String, u64>,
     pub(super) touched_apps: BTreeMap<String, u64>,
-    /// Apps whose labels an update is syncing, and whether another update asked for it meanwhile.
-    label_syncs: BTreeMap<String, bool>,
+    /// Apps whose labels an update is syncing, by service name.
+    label_syncs: BTreeMap<String, LabelSync>,
+    /// The app version whose labels an update last made KV match, by service name. Marathon gives
+    /// every change of an app a new version, so a task of that version needs no label sync: a
+    /// rolling start of N tasks reads the app once, not N times. Pruned to Marathon's apps by
+    /// every sync, so it holds at most one entry per app, and [`APP_VERSIONS_REMEMBERED`] at most.
+    pub(super) labels_synced: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct LabelSync {
+    /// The app version of the update syncing the labels.
+    app_version: Option<String>,
+    /// An update of another (or unknown) version arrived meanwhile: read the app once more.
+    again: bool,
 }
 
 impl Tasks {
@@ -179,13 +197,22 @@ impl Bridge {
                         let epoch = self.tasks.epoch;
                         self.tasks.touched_apps.insert(name.clone(), epoch);
                     }
-                    if let Some(again) = self.tasks.label_syncs.get_mut(&name) {
-                        // Another update of this app is syncing its labels; it re-reads once when
-                        // done, so this one need not race it (and lose with a stale index).
-                        *again = true;
+                    let version = chain.update.app_version.as_ref();
+                    if version.is_some() && self.tasks.labels_synced.get(&name) == version {
                         return self.finish_chain(chain.reply_to, chain.update, None);
                     }
-                    self.tasks.label_syncs.insert(name, false);
+                    if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
+                        // Another update of this app is syncing its labels; it re-reads once when
+                        // done (unless it syncs this same version), so this one need not race it
+                        // (and lose with a stale index).
+                        sync.again |= version.is_none() || sync.app_version.as_ref() != version;
+                        return self.finish_chain(chain.reply_to, chain.update, None);
+                    }
+                    let sync = LabelSync {
+                        app_version: chain.update.app_version.clone(),
+                        again: false,
+                    };
+                    self.tasks.label_syncs.insert(name, sync);
                     self.send(
                         awaiting,
                         Target::Marathon,
@@ -211,7 +238,7 @@ impl Bridge {
                     )
                 }
             },
-            Step::FetchApp => match answer.parsed(parse_app) {
+            Step::FetchApp => match answer.parsed(parse_app_labels) {
                 Ok(Some(app)) => {
                     let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
                     let path = kv_tree_path(&prefix);
@@ -223,10 +250,10 @@ impl Bridge {
                         "app {app_id} no longer exists in Marathon; its labels are left as they are"
                     );
                     self.log(Level::Warn, message);
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, None);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, Ok(None));
                 }
                 Err(e) => {
-                    let error = Some(alloc::format!("reading app {app_id}: {e}"));
+                    let error = Err(alloc::format!("reading app {app_id}: {e}"));
                     return self.labels_done(chain_id, chain.reply_to, chain.update, error);
                 }
             },
@@ -234,22 +261,29 @@ impl Bridge {
                 let current = match answer.parsed(parse_kv_entries) {
                     Ok(entries) => entries.unwrap_or_default(),
                     Err(e) => {
-                        return self.labels_done(chain_id, chain.reply_to, chain.update, Some(e))
+                        return self.labels_done(chain_id, chain.reply_to, chain.update, Err(e))
                     }
                 };
                 let name = service_name(&app.id);
                 let ops = plan_app_labels(&name, &app.labels, &current);
                 if ops.is_empty() {
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, None);
+                    let synced = Ok(app.version);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
                 }
                 self.log(
                     Level::Info,
                     alloc::format!("syncing {} label keys of {name}", ops.len()),
                 );
                 let pending = self.send_kv_ops(&ops, |n| Awaiting::TaskKv(chain_id, n));
-                Step::WriteLabels { pending }
+                Step::WriteLabels {
+                    pending,
+                    app_version: app.version,
+                }
             }
-            Step::WriteLabels { pending } => {
+            Step::WriteLabels {
+                pending,
+                app_version,
+            } => {
                 if !self.kv_ops_done(kv_ops, &answer) {
                     chain.error.get_or_insert_with(|| {
                         alloc::format!("writing labels: {}", answer.failure())
@@ -258,9 +292,11 @@ impl Bridge {
                 if pending > 1 {
                     Step::WriteLabels {
                         pending: pending - 1,
+                        app_version,
                     }
                 } else {
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, chain.error);
+                    let synced = chain.error.map_or(Ok(app_version), Err);
+                    return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
                 }
             }
             Step::Deregister { agent } => {
@@ -273,18 +309,32 @@ impl Bridge {
         self.tasks.chains.insert(chain_id, chain);
     }
 
-    /// The label sync of a chain ended. If another update of the app asked for one meanwhile, the
+    /// The label sync of a chain ended: `Ok` with the app version whose labels KV now holds (if
+    /// Marathon said), or the error. If another update of the app asked for a sync meanwhile, the
     /// chain reads the app again; otherwise it finishes.
     fn labels_done(
         &mut self,
         chain_id: ChainId,
         reply_to: Option<InboundId>,
         update: StatusUpdate,
-        error: Option<String>,
+        synced: Result<Option<String>, String>,
     ) {
         let name = service_name(update.app_id.as_deref().unwrap_or_default());
-        if self.tasks.label_syncs.get(&name) == Some(&true) {
-            self.tasks.label_syncs.insert(name, false);
+        match &synced {
+            Ok(Some(version)) => {
+                let synced = &mut self.tasks.labels_synced;
+                if synced.len() >= APP_VERSIONS_REMEMBERED && !synced.contains_key(&name) {
+                    synced.clear();
+                }
+                synced.insert(name.clone(), version.clone());
+            }
+            // Unknown now: a failed write may have left some keys behind.
+            _ => {
+                self.tasks.labels_synced.remove(&name);
+            }
+        }
+        if let Some(sync) = self.tasks.label_syncs.get_mut(&name).filter(|s| s.again) {
+            sync.again = false;
             let path = app_path(update.app_id.as_deref().unwrap_or_default());
             let timeout = self.config.request_timeout;
             self.send(
@@ -305,7 +355,7 @@ impl Bridge {
             return;
         }
         self.tasks.label_syncs.remove(&name);
-        self.finish_chain(reply_to, update, error);
+        self.finish_chain(reply_to, update, synced.err());
     }
 
     /// Replies (502 if `error`), then starts the next queued update of the same task.

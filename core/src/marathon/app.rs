@@ -1,4 +1,4 @@
-//! Marathon apps and tasks as `/v2/apps`, `/v2/apps/<id>` and `/v2/apps/<id>/tasks` return them,
+//! Marathon apps and tasks as `/v2/apps`, `/v2/apps/<id>` (its labels) and `/v2/apps/<id>/tasks` return them,
 //! across versions: tasks with or without `state` (before 1.1.2 there is none), `ports` present or
 //! absent, embedded tasks present or not.
 
@@ -22,6 +22,20 @@ pub struct App {
     /// fetched from `/v2/apps/<id>/tasks`.
     #[serde(default)]
     pub tasks: Option<Vec<Task>>,
+}
+
+/// What a label sync needs of `GET /v2/apps/<id>`. The tasks Marathon embeds there are skipped
+/// unparsed: they can be most of the body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AppLabels {
+    /// The app id, such as `/group/app`.
+    pub id: String,
+    /// Labels, written to Consul KV.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// The app version (the time of its last change); new with every change of the labels.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// A Marathon task.
@@ -70,7 +84,7 @@ struct AppsBody {
 
 #[derive(Deserialize)]
 struct AppBody {
-    app: App,
+    app: AppLabels,
 }
 
 #[derive(Deserialize)]
@@ -83,8 +97,8 @@ pub fn parse_apps(body: &[u8]) -> Result<Vec<App>, ParseError> {
     Ok(serde_json::from_slice::<AppsBody>(body)?.apps)
 }
 
-/// Parses `GET /v2/apps/<id>` (`{"app": {...}}`).
-pub fn parse_app(body: &[u8]) -> Result<App, ParseError> {
+/// Parses `GET /v2/apps/<id>` (`{"app": {...}}`) for its labels.
+pub fn parse_app_labels(body: &[u8]) -> Result<AppLabels, ParseError> {
     Ok(serde_json::from_slice::<AppBody>(body)?.app)
 }
 

@@ -36,6 +36,9 @@ pub struct StatusUpdate {
     pub state: TaskState,
     /// `ports`: host ports in port order (`null` or absent means none).
     pub ports: Vec<u16>,
+    /// `version`: the app version the task runs, when present and a string. Marathon gives every
+    /// change of an app's definition (labels included) a new version.
+    pub app_version: Option<String>,
 }
 
 /// Why an event body was rejected.
@@ -75,6 +78,7 @@ struct RawEvent {
     app_id: Option<Value>,
     host: Option<Value>,
     ports: Option<Value>,
+    version: Option<Value>,
 }
 
 /// Parses one event body.
@@ -131,12 +135,18 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
             .ok_or_else(|| bad("ports", "must hold port numbers from 0 to 65535"))?,
         Some(_) => return Err(bad("ports", "must be an array")),
     };
+    // Only an optimisation hint (see `StatusUpdate::app_version`), so an odd value is ignored.
+    let app_version = match raw.version {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    };
     Ok(MarathonEvent::StatusUpdate(StatusUpdate {
         task_id,
         app_id,
         host,
         state,
         ports,
+        app_version,
     }))
 }
 
@@ -159,7 +169,7 @@ mod tests {
 
     #[test]
     fn parses_a_running_status_update() {
-        let body = br#"{"eventType":"status_update_event","taskStatus":"TASK_RUNNING","taskId":"t1","appId":"/a","host":"h","ports":[31000,80],"slaveId":"s"}"#;
+        let body = br#"{"eventType":"status_update_event","taskStatus":"TASK_RUNNING","taskId":"t1","appId":"/a","host":"h","ports":[31000,80],"slaveId":"s","version":"2014-04-04T06:26:23.051Z"}"#;
         assert_eq!(
             parse_event(body),
             Ok(MarathonEvent::StatusUpdate(StatusUpdate {
@@ -168,6 +178,7 @@ mod tests {
                 host: "h".into(),
                 state: TaskState::Running,
                 ports: alloc::vec![31000, 80],
+                app_version: Some("2014-04-04T06:26:23.051Z".into()),
             }))
         );
     }

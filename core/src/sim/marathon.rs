@@ -581,6 +581,9 @@ fn condition(state: &str) -> &'static str {
 pub struct SimMarathon {
     version: MarathonVersion,
     now: u64,
+    /// The newest app version handed out: versions never repeat, even within one millisecond,
+    /// as the bridge relies on (Marathon's are timestamps of changes far apart).
+    last_version: u64,
     apps: BTreeMap<String, SimApp>,
     events: Vec<SimEvent>,
     subscriptions: Vec<String>,
@@ -610,6 +613,7 @@ impl SimMarathon {
         SimMarathon {
             version,
             now: DEFAULT_TIME_MS,
+            last_version: 0,
             apps: BTreeMap::new(),
             events: Vec::new(),
             subscriptions: Vec::new(),
@@ -675,7 +679,8 @@ impl SimMarathon {
     }
 
     fn upsert_app(&mut self, id: &str, change: impl FnOnce(&mut SimApp)) {
-        let now = self.now;
+        self.last_version = self.now.max(self.last_version + 1);
+        let now = self.last_version;
         let app = self.apps.entry(id.to_string()).or_insert_with(|| SimApp {
             id: id.to_string(),
             labels: BTreeMap::new(),
