@@ -195,3 +195,47 @@ fn a_terminated_app_is_purged_even_without_purge() {
     );
     t.expect_no_request();
 }
+
+#[test]
+fn a_start_syncs_once_after_the_stream_connects_or_fails() {
+    let scheduled = |events| Config {
+        sync_interval: Duration::from_secs(60),
+        ..config(events)
+    };
+    // Connected: the one sync reads Marathon after the stream is open, so no event falls between.
+    let mut t = Transcript::new(scheduled(EventSource::Stream));
+    let stream = t.expect_stream_open();
+    t.expect_no_request();
+    t.stream_open(&stream, 200);
+    answer_empty_sync(&mut t);
+    t.expect_no_request();
+    assert_eq!(
+        t.wake_at,
+        Some(Duration::from_secs(30)),
+        "the stream's idle deadline"
+    );
+    assert_eq!(t.bridge.stats().syncs_completed, 1);
+
+    // Failed: the sync does not wait for the reconnect.
+    let mut t = Transcript::new(scheduled(EventSource::Stream));
+    let stream = t.expect_stream_open();
+    t.stream_closed(&stream, Some(TransportError::Connect("refused".into())));
+    answer_empty_sync(&mut t);
+    t.expect_no_request();
+    assert_eq!(t.bridge.stats().syncs_completed, 1);
+
+    // No stream at all (`auto` falls back to callbacks): the sync runs beside the subscription.
+    let mut t = Transcript::new(scheduled(EventSource::Auto));
+    let stream = t.expect_stream_open();
+    t.stream_open(&stream, 404);
+    t.expect_stream_close(&stream);
+    answer_empty_sync(&mut t);
+    let subscriptions = t.take(Method::Get, Target::Marathon, "/v2/eventSubscriptions");
+    t.respond(
+        &subscriptions,
+        200,
+        r#"{"callbackUrls":["http://c:7000/events?registration=test"]}"#,
+    );
+    t.expect_no_request();
+    assert_eq!(t.bridge.stats().syncs_completed, 1);
+}

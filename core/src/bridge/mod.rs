@@ -149,7 +149,11 @@ impl Bridge {
             awaiting: BTreeMap::new(),
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
-            sync: sync::Syncs::new(now, config.sync_interval),
+            sync: sync::Syncs::new(
+                now,
+                config.sync_interval,
+                config.events != EventSource::Callback,
+            ),
             subscription: subscription::Subscription::new(
                 (config.events == EventSource::Callback).then_some(now),
             ),

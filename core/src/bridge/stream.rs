@@ -2,7 +2,8 @@
 //! into the same task workflow callbacks use, and keep it alive — a silent stream (no heartbeat)
 //! is dropped, and every disconnect is followed by a reconnect after a jittered exponential
 //! backoff, forever. Events sent while disconnected are lost, so every (re)connect asks for a
-//! full sync. In `auto` mode a Marathon without a stream makes the bridge use HTTP callbacks.
+//! full sync; the first scheduled sync waits for the first attempt, so a start syncs once. In
+//! `auto` mode a Marathon without a stream makes the bridge use HTTP callbacks.
 
 use alloc::string::String;
 use core::time::Duration;
@@ -126,6 +127,7 @@ impl Bridge {
                     "Marathon has no event stream (404 on /v2/events); using HTTP callbacks";
                 self.log(Level::Warn, String::from(message));
                 self.start_subscription();
+                self.release_held_sync();
             } else {
                 let hint = match status {
                     401 | 403 => "check the Marathon credentials",
@@ -253,5 +255,6 @@ impl Bridge {
         self.stream.state = State::Waiting {
             retry_at: self.now + wait,
         };
+        self.release_held_sync();
     }
 }
