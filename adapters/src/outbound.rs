@@ -3,8 +3,9 @@
 //! Marathon's event stream, whose body is handed on piece by piece ([`StreamingResponse`]).
 //!
 //! It adds the JSON headers every consular request carries, the peer's credentials, and enforces
-//! the request's timeout (connect, TLS, request and whole response; for a stream, the head). Connections and pooling live
-//! in [`crate::h1_client`]; URLs in [`crate::endpoints`]. Retries and fallbacks are the core's call.
+//! the request's timeout (connect, TLS, request and whole response; for a stream, the head).
+//! Connections and pooling live in [`crate::h1_client`]; URLs in [`crate::endpoints`]. Retries and
+//! fallbacks are the core's call.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ const EVENT_STREAM: &str = "text/event-stream";
 const MAX_STREAM_REDIRECTS: usize = 5;
 /// Largest piece of a streaming body handed on at once.
 const STREAM_CHUNK_BYTES: usize = 16 * 1024;
+/// Largest buffer reserved up front from a response's `Content-Length`; a longer body grows it.
+const MAX_RESERVED_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Sends the core's requests over surf with the [`H1Client`] backend. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -47,7 +50,16 @@ impl Outbound {
         within(request.timeout, async {
             let http = self.http_request(request, JSON)?;
             let mut response = self.client.send(http).await.map_err(transport_error)?;
-            let body = response.body_bytes().await.map_err(transport_error)?;
+            // Reserved at its full length when known: Marathon's app list can be megabytes, and
+            // a doubling buffer would hold up to twice that. One byte more, because `read_to_end`
+            // doubles a full buffer before it can see the end of the body.
+            let reserve = response.len().unwrap_or(0).min(MAX_RESERVED_BODY_BYTES);
+            let mut body = Vec::with_capacity(reserve + 1);
+            response
+                .take_body()
+                .read_to_end(&mut body)
+                .await
+                .map_err(|e| TransportError::Io(e.to_string()))?;
             Ok(Response {
                 status: response.status().into(),
                 body,

@@ -14,7 +14,7 @@ use super::{Answer, Awaiting, Bridge};
 use crate::consul::{agent_host, service_name};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_kv_entries, AGENT_SERVICES_PATH,
-    CATALOG_NODES_PATH, KV_ROOT,
+    CATALOG_NODES_PATH, KV_ROOT, REGISTER_PATH,
 };
 use crate::io::{Level, Method, Target};
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
@@ -67,10 +67,14 @@ pub(super) struct Syncs {
     again: bool,
     /// Service names of apps Marathon reported terminated, purged by the next sync.
     terminated: BTreeSet<String>,
+    /// No sync starts on schedule until the event stream's first attempt ends: a sync that read
+    /// Marathon before the stream connected would miss the events in between, so connecting
+    /// starts one anyway, and starting one before would only do the work twice.
+    held_for_stream: bool,
 }
 
 impl Syncs {
-    pub(super) fn new(now: Duration, interval: Duration) -> Self {
+    pub(super) fn new(now: Duration, interval: Duration, held_for_stream: bool) -> Self {
         let next_at = (!interval.is_zero()).then_some(now);
         Syncs {
             interval,
@@ -79,16 +83,18 @@ impl Syncs {
             rounds: 0,
             again: false,
             terminated: BTreeSet::new(),
+            held_for_stream,
         }
     }
 
     pub(super) fn is_due(&self, now: Duration) -> bool {
-        self.round.is_none() && self.next_at.is_some_and(|at| at <= now)
+        self.round.is_none() && !self.held_for_stream && self.next_at.is_some_and(|at| at <= now)
     }
 
-    /// The next scheduled start; none while a round runs (its end schedules the next).
+    /// The next scheduled start; none while a round runs (its end schedules the next) or while
+    /// held for the stream.
     pub(super) fn next_at(&self) -> Option<Duration> {
-        if self.round.is_some() {
+        if self.round.is_some() || self.held_for_stream {
             None
         } else {
             self.next_at
@@ -111,13 +117,23 @@ impl Bridge {
         }
     }
 
+    /// The event stream's first attempt failed, or Marathon has none: syncs need not wait.
+    pub(super) fn release_held_sync(&mut self) {
+        if core::mem::take(&mut self.sync.held_for_stream) && self.sync.is_due(self.now) {
+            self.start_sync();
+        }
+    }
+
     /// The app is gone: its services and KV go at the next sync, `--purge` or not.
     pub(super) fn handle_app_terminated(&mut self, app_id: &str) {
-        self.sync.terminated.insert(service_name(app_id));
+        let name = service_name(app_id);
+        self.tasks.labels_synced.remove(&name);
+        self.sync.terminated.insert(name);
         self.request_sync(&alloc::format!("app {app_id} terminated"));
     }
 
     pub(super) fn start_sync(&mut self) {
+        self.sync.held_for_stream = false;
         self.sync.rounds += 1;
         let id = RoundId(self.sync.rounds);
         // Updates before this point are older than the snapshot about to be read.
@@ -298,6 +314,8 @@ impl Bridge {
                 }
             }
         }
+        // Marathon's answer can be megabytes; it is parsed, so it goes before planning.
+        drop(answer);
         self.advance_sync();
     }
 
@@ -324,6 +342,9 @@ impl Bridge {
         let id = round.id;
         let apps = round.apps.take().unwrap_or_default();
         let mut desired = desired_state(&apps, &self.config.registration_id);
+        let apps_count = apps.len();
+        // The apps are the largest thing a sync holds; nothing planned from here on needs them.
+        drop(apps);
         let ended: Vec<String> = desired
             .running_tasks
             .iter()
@@ -335,19 +356,24 @@ impl Bridge {
             desired.running_tasks.remove(task);
             desired.services.remove(task);
         }
+        let live = &desired.live_names;
+        self.tasks
+            .labels_synced
+            .retain(|name, _| live.contains(name));
         let epoch = round.epoch;
         let excluded = Exclusions {
             tasks: newer_than(&self.tasks.touched_tasks, epoch),
             app_names: newer_than(&self.tasks.touched_apps, epoch),
         };
+        round.running_tasks = desired.running_tasks.len();
+        let clashes = core::mem::take(&mut desired.clashes);
         let plan = plan_sync(
-            &desired,
+            desired,
             &round.consul,
             &self.config.registration_id,
             &round.purge,
             &excluded,
         );
-        round.running_tasks = desired.running_tasks.len();
         if (round.purge.everything || !round.purge.apps.is_empty())
             && !round.consul.services_complete
         {
@@ -355,20 +381,28 @@ impl Bridge {
                 "no service purge this round: the Consul listing is incomplete",
             ));
         }
-        let apps_count = apps.len();
+        // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
+        round.consul.services = Vec::new();
+        round.consul.kv = None;
         round.notes.insert(0, alloc::format!("{apps_count} apps"));
-        for (name, ids) in &desired.clashes {
+        for (name, ids) in &clashes {
             let message = alloc::format!(
                 "skipping apps whose Consul service name clashes: {name} => {}; rename one of them",
                 ids.join(", ")
             );
             self.log(Level::Error, message);
         }
-        for service in &plan.register {
-            self.send_registration(
-                Awaiting::Sync(id, Wait::Register(service.clone(), false)),
-                service,
-                false,
+        let writes = plan.register.len() + plan.deregister.len();
+        for service in plan.register {
+            let (target, body, timeout) = self.registration_request(&service, false);
+            let awaiting = Awaiting::Sync(id, Wait::Register(service, false));
+            self.send(
+                awaiting,
+                target,
+                Method::Put,
+                REGISTER_PATH.into(),
+                body,
+                timeout,
             );
         }
         for (agent, service_id) in &plan.deregister {
@@ -376,7 +410,7 @@ impl Bridge {
             self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);
         }
         let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, Wait::KvWrite(n)));
-        self.current_round().writes_pending = plan.register.len() + plan.deregister.len() + batches;
+        self.current_round().writes_pending = writes + batches;
         self.advance_sync();
     }
 

@@ -3,6 +3,8 @@
 //! — and how their answers count. Which writes to make is decided by the callers.
 
 use alloc::string::String;
+use alloc::vec::Vec;
+use core::time::Duration;
 
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{deregister_path, txn_body, TxnOp, REGISTER_PATH, TXN_MAX_OPS, TXN_PATH};
@@ -17,23 +19,25 @@ impl Bridge {
         service: &DesiredService,
         on_fallback: bool,
     ) {
+        let (target, body, timeout) = self.registration_request(service, on_fallback);
+        let path = String::from(REGISTER_PATH);
+        self.send(awaiting, target, Method::Put, path, body, timeout);
+    }
+
+    /// Where a registration of `service` goes, its body, and its timeout: for callers whose
+    /// awaiting entry takes `service` itself.
+    pub(super) fn registration_request(
+        &self,
+        service: &DesiredService,
+        on_fallback: bool,
+    ) -> (Target, Option<Vec<u8>>, Duration) {
         let (target, timeout) = if on_fallback {
             (Target::Consul, self.config.fallback_timeout)
         } else {
-            (
-                Target::Agent(service.agent.clone()),
-                self.config.request_timeout,
-            )
+            let agent = Target::Agent(service.agent.clone());
+            (agent, self.config.request_timeout)
         };
-        let body = Some(service.registration.to_json());
-        self.send(
-            awaiting,
-            target,
-            Method::Put,
-            String::from(REGISTER_PATH),
-            body,
-            timeout,
-        );
+        (target, Some(service.registration.to_json()), timeout)
     }
 
     /// Accounts for a registration answer. Returns `Ok(())` on success; on failure, `Err(true)` if

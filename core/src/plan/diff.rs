@@ -67,9 +67,10 @@ pub struct SyncPlan {
 }
 
 /// Plans one sync. `purge` says which dead services and dead apps' KV to remove; services are
-/// only purged when the Consul listing is complete.
+/// only purged when the Consul listing is complete. The services to register are moved out of
+/// `desired`, not copied: at 10,000 tasks a second copy is megabytes.
 pub fn plan_sync(
-    desired: &DesiredState,
+    desired: DesiredState,
     consul: &ConsulState,
     registration_id: &str,
     purge: &Purge,
@@ -87,17 +88,6 @@ pub fn plan_sync(
             .or_default()
             .push(&s.registration);
     }
-    let register = desired
-        .services
-        .iter()
-        .filter(|(id, _)| !excluded.tasks.contains(*id))
-        .filter(|(id, d)| {
-            !listed
-                .get(id.as_str())
-                .is_some_and(|regs| regs.contains(&&d.registration))
-        })
-        .map(|(_, d)| d.clone())
-        .collect();
     let deregister = if consul.services_complete {
         ours.iter()
             .filter(|s| purge.covers(&s.registration.name))
@@ -124,6 +114,17 @@ pub fn plan_sync(
         }),
         None => Vec::new(),
     };
+    let register = desired
+        .services
+        .into_iter()
+        .filter(|(id, _)| !excluded.tasks.contains(id))
+        .filter(|(id, d)| {
+            !listed
+                .get(id.as_str())
+                .is_some_and(|regs| regs.contains(&&d.registration))
+        })
+        .map(|(_, d)| d)
+        .collect();
     SyncPlan {
         register,
         deregister,
@@ -207,7 +208,7 @@ mod tests {
             everything: false,
             apps: ["done".into()].into_iter().collect(),
         };
-        let plan = plan_sync(&desired, &consul, "r", &purge, &Exclusions::default());
+        let plan = plan_sync(desired, &consul, "r", &purge, &Exclusions::default());
         assert_eq!(plan.deregister, [("h".into(), "d1".into())]);
         assert_eq!(
             plan.kv,
@@ -246,7 +247,7 @@ mod tests {
             kv: Some(alloc::vec![entry("consular/a/k", "\"v\"", 3)]),
         };
         assert_eq!(
-            plan_sync(&desired, &consul, "r", &EVERYTHING, &Exclusions::default()),
+            plan_sync(desired, &consul, "r", &EVERYTHING, &Exclusions::default()),
             SyncPlan::default()
         );
     }
@@ -268,7 +269,13 @@ mod tests {
                 entry("consular/gone2", "\"v\"", 6),
             ]),
         };
-        let plan = plan_sync(&desired, &consul, "r", &EVERYTHING, &Exclusions::default());
+        let plan = plan_sync(
+            desired.clone(),
+            &consul,
+            "r",
+            &EVERYTHING,
+            &Exclusions::default(),
+        );
         assert_eq!(plan.deregister, [("10.0.0.1".into(), "t9".into())]);
         assert_eq!(
             plan.kv,
@@ -291,13 +298,17 @@ mod tests {
             services_complete: false,
             ..consul.clone()
         };
-        assert!(
-            plan_sync(&desired, &partial, "r", &EVERYTHING, &Exclusions::default())
-                .deregister
-                .is_empty()
-        );
+        assert!(plan_sync(
+            desired.clone(),
+            &partial,
+            "r",
+            &EVERYTHING,
+            &Exclusions::default()
+        )
+        .deregister
+        .is_empty());
         let no_purge = plan_sync(
-            &desired,
+            desired,
             &consul,
             "r",
             &Purge::default(),
@@ -355,7 +366,7 @@ mod tests {
             tasks: ["t2".into()].into_iter().collect(),
             ..Exclusions::default()
         };
-        let plan = plan_sync(&desired, &consul, "r", &EVERYTHING, &excluded);
+        let plan = plan_sync(desired, &consul, "r", &EVERYTHING, &excluded);
         assert_eq!(plan.register.len(), 1);
         assert_eq!(plan.register[0].registration.port, Some(2));
         assert!(plan.kv.is_empty());
