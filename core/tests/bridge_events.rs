@@ -391,16 +391,23 @@ fn tasks_of_an_app_version_whose_labels_match_skip_the_label_sync() {
         t.respond(&r, 200, "");
         event
     };
+    // Answers the app read with `app` and the label read with `a` = "1" in KV.
+    let read_labels = |t: &mut Transcript, app: &str| {
+        let read = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+        t.respond(&read, 200, app);
+        let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+        t.respond(
+            &kv,
+            200,
+            r#"[{"Key":"consular/web/a","Value":"IjEi","ModifyIndex":9}]"#,
+        );
+    };
     let v1 = r#"{"app":{"id":"/web","labels":{"a":"1"},"version":"v1","tasks":[]}}"#;
     let v2 = r#"{"app":{"id":"/web","labels":{"a":"2"},"version":"v2","tasks":[]}}"#;
-    let kv_a1 = r#"[{"Key":"consular/web/a","Value":"IjEi","ModifyIndex":9}]"#;
 
     // The first task of version v1 reads the app and finds its labels in place.
     let first = register(&mut t, "web.1", "v1");
-    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
-    t.respond(&app, 200, v1);
-    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
-    t.respond(&kv, 200, kv_a1);
+    read_labels(&mut t, v1);
     assert_eq!(t.reply(first).0, 200);
 
     // More tasks of v1 only register.
@@ -410,19 +417,13 @@ fn tasks_of_an_app_version_whose_labels_match_skip_the_label_sync() {
 
     // A new version (the labels changed) reads the app again; a failed write is not remembered.
     let third = register(&mut t, "web.2", "v2");
-    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
-    t.respond(&app, 200, v2);
-    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
-    t.respond(&kv, 200, kv_a1);
+    read_labels(&mut t, v2);
     let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
     t.respond(&txn, 500, "rpc error");
     assert_eq!(t.reply(third).0, 502);
 
     let fourth = register(&mut t, "web.3", "v2");
-    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
-    t.respond(&app, 200, v2);
-    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
-    t.respond(&kv, 200, kv_a1);
+    read_labels(&mut t, v2);
     let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
     t.respond(&txn, 200, r#"{"Results":[{"KV":{}}],"Errors":null}"#);
     assert_eq!(t.reply(fourth).0, 200);
