@@ -231,8 +231,9 @@ fn main() {
     // consular 1.3.0 rewrites every service and label on every sync, one request at a time, so its warm sync
     // of this world takes at least what the floor client (8 in flight per target) needs to write it: a
     // twentieth of row 3's floor is a generous bound for "a twentieth of 1.3.0's time".
+    const WARM_FLOOR_FRACTION: u32 = 20;
     let warm_time = warm.at.duration_since(bridge.spawned);
-    let warm_limit = big_floor / 20;
+    let warm_limit = big_floor / WARM_FLOOR_FRACTION;
     table.row(
         "4. warm sync 1,000×10×3 (bridge restarted, Consul complete)",
         format!(
@@ -249,7 +250,8 @@ fn main() {
             warm_requests.agent_reads
         ),
         &format!(
-            "0 writes; reads ≤ 1 + 1 + 1 + 1 per node ({}); < 1/20 of row 3's floor ({})",
+            "0 writes; reads ≤ 1 + 1 + 1 + 1 per node ({}); < 1/{WARM_FLOOR_FRACTION} of row 3's floor \
+             ({})",
             HOSTS.len(),
             ms(warm_limit)
         ),
