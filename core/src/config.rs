@@ -44,8 +44,17 @@ pub struct Config {
     pub stream_idle_timeout: Duration,
     /// Events larger than this are skipped (and counted), never buffered.
     pub max_event_bytes: usize,
+    /// Largest response body read for a `GET` (Marathon's app list, Consul's listings); a write's
+    /// answer is limited to [`Config::WRITE_RESPONSE_LIMIT`].
+    pub max_listing_bytes: usize,
     /// Seed of the reconnect jitter, so runs can be replayed.
     pub seed: u64,
+}
+
+impl Config {
+    /// Largest answer read for a write (a registration, a deregistration, a KV transaction, the
+    /// callback subscription): Consul and Marathon answer these with a few hundred bytes.
+    pub const WRITE_RESPONSE_LIMIT: usize = 256 << 10;
 }
 
 impl Default for Config {
@@ -64,6 +73,7 @@ impl Default for Config {
             events: EventSource::Callback,
             stream_idle_timeout: Duration::from_secs(30),
             max_event_bytes: 1 << 20,
+            max_listing_bytes: 64 << 20,
             seed: 0,
         }
     }

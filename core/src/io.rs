@@ -98,6 +98,10 @@ pub struct Request {
     pub path_and_query: String,
     /// JSON body, if any. Sent with `Content-Type: application/json`.
     pub body: Option<Vec<u8>>,
+    /// Largest response body the driver may read for this request. A longer one (by its
+    /// `Content-Length` or as it arrives) is reported as [`TransportError::TooLarge`] without
+    /// reading the rest. For a stream, it bounds nothing: events are bounded by the core.
+    pub response_limit: usize,
     /// Give up after this long and report [`TransportError::Timeout`]. The core also enforces it,
     /// so a driver that never answers cannot stall the bridge.
     pub timeout: Duration,
@@ -124,6 +128,9 @@ pub enum TransportError {
     /// The connection broke or the response could not be read.
     #[error("{0}")]
     Io(String),
+    /// The response body was longer than [`Request::response_limit`].
+    #[error("response body larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// The answer to an inbound HTTP request. The body is always JSON.

@@ -1156,6 +1156,7 @@ mod tests {
             method: Method::Get,
             path_and_query: "/v1/agent/services".into(),
             body: None,
+            response_limit: 1 << 20,
             timeout: Duration::from_secs(1),
         };
         for seed in 0..=255u8 {

@@ -330,9 +330,19 @@ impl Bridge {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) {
-        let id = self
-            .requests
-            .submit(target, method, path_and_query, body, timeout);
+        // Reads can be large (Marathon's app list); the answer to a write is a few hundred bytes.
+        let response_limit = match method {
+            Method::Get => self.config.max_listing_bytes,
+            Method::Put | Method::Post | Method::Delete => Config::WRITE_RESPONSE_LIMIT,
+        };
+        let id = self.requests.submit(
+            target,
+            method,
+            path_and_query,
+            body,
+            response_limit,
+            timeout,
+        );
         self.awaiting.insert(id, awaiting);
     }
 

@@ -71,6 +71,7 @@ impl Requests {
         method: Method,
         path_and_query: String,
         body: Option<Vec<u8>>,
+        response_limit: usize,
         timeout: Duration,
     ) -> RequestId {
         let id = self.allocate_id();
@@ -80,6 +81,7 @@ impl Requests {
             method,
             path_and_query,
             body,
+            response_limit,
             timeout,
         };
         self.queues.entry(target).or_default().push_back(request);
@@ -199,6 +201,7 @@ mod tests {
                 Method::Get,
                 "/x".into(),
                 None,
+                1024,
                 Duration::from_secs(5),
             );
         }
@@ -207,6 +210,7 @@ mod tests {
             Method::Get,
             "/y".into(),
             None,
+            1024,
             Duration::from_secs(5),
         );
         requests.release(Duration::ZERO, &mut out);
@@ -236,6 +240,7 @@ mod tests {
             Method::Get,
             "/".into(),
             None,
+            1024,
             Duration::from_secs(5),
         );
         requests.release(Duration::from_secs(10), &mut out);

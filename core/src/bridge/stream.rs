@@ -216,6 +216,7 @@ impl Bridge {
                     method: Method::Get,
                     path_and_query: String::from(STREAM_PATH),
                     body: None,
+                    response_limit: self.config.max_event_bytes,
                     timeout,
                 };
                 self.debug(alloc::format!("{id} opening the event stream"));
