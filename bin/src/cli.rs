@@ -142,6 +142,7 @@ impl RunArgs {
                 &self.host,
                 self.port,
                 &self.registration_id,
+                None,
             )),
             sync_interval: self.sync_interval,
             purge: self.purge,

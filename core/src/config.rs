@@ -15,6 +15,17 @@ pub enum EventSource {
     Auto,
 }
 
+/// When `/events` takes Marathon's HTTP callbacks. Every task in the cluster can reach the
+/// listener, so the endpoint is open only while it is the event source unless asked otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsEndpoint {
+    /// Only while callbacks are the event source ([`EventSource::Callback`], or
+    /// [`EventSource::Auto`] on a Marathon without a stream); otherwise `/events` answers 404.
+    WhileCallbacks,
+    /// Always, whatever the event source (`--accept-callbacks`).
+    Always,
+}
+
 /// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -38,8 +49,13 @@ pub struct Config {
     pub max_in_flight_per_target: usize,
     /// Emit [`crate::Level::Debug`] records (one per request).
     pub debug: bool,
-    /// Where events come from. `/events` accepts callbacks whatever this says.
+    /// Where events come from.
     pub events: EventSource,
+    /// When `/events` is served.
+    pub events_endpoint: EventsEndpoint,
+    /// A secret every `/events` request must carry as its `secret` query parameter (it is put in
+    /// the subscribed [`Config::callback_url`]); requests without it get 403.
+    pub events_secret: Option<String>,
     /// Reconnect a stream that sent nothing, not even Marathon's 10-second heartbeat, this long.
     pub stream_idle_timeout: Duration,
     /// Events larger than this are skipped (and counted), never buffered.
@@ -71,6 +87,8 @@ impl Default for Config {
             max_in_flight_per_target: 8,
             debug: false,
             events: EventSource::Callback,
+            events_endpoint: EventsEndpoint::WhileCallbacks,
+            events_secret: None,
             stream_idle_timeout: Duration::from_secs(30),
             max_event_bytes: 1 << 20,
             max_listing_bytes: 64 << 20,

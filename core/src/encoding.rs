@@ -36,19 +36,66 @@ fn encode(text: &str, literal: impl Fn(u8) -> bool) -> String {
     out
 }
 
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is. `+` stays a `+`:
+/// [`encode_query_value`] leaves it literal, and Marathon posts to the URL exactly as subscribed.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex(hi).zip(hex(lo)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Compares two secrets in time that depends on their lengths only, not on where they differ.
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let differing = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    given.len() == expected.len() && differing == 0
+}
+
 /// The callback URL consular 1.3.0 registers at Marathon:
-/// `<scheme>://<host>:<port>/events?registration=<id>`, host lower-cased, IPv6 in brackets.
-pub fn callback_url(scheme: &str, host: &str, port: u16, registration_id: &str) -> String {
+/// `<scheme>://<host>:<port>/events?registration=<id>`, host lower-cased, IPv6 in brackets; with
+/// an events secret, `&secret=<secret>` follows.
+pub fn callback_url(
+    scheme: &str,
+    host: &str,
+    port: u16,
+    registration_id: &str,
+    secret: Option<&str>,
+) -> String {
     let host = host.to_ascii_lowercase();
     let host = if host.contains(':') && !host.starts_with('[') {
         alloc::format!("[{host}]")
     } else {
         host
     };
-    alloc::format!(
+    let mut url = alloc::format!(
         "{scheme}://{host}:{port}/events?registration={}",
         encode_query_value(registration_id)
-    )
+    );
+    if let Some(secret) = secret {
+        url.push_str("&secret=");
+        url.push_str(&encode_query_value(secret));
+    }
+    url
 }
 
 /// `s` as a JSON string literal with every non-ASCII character escaped as `\uXXXX` (surrogate
@@ -145,13 +192,27 @@ mod tests {
     #[test]
     fn callback_url_lower_cases_the_host() {
         assert_eq!(
-            callback_url("http", "Consular.Example", 7000, "my id"),
+            callback_url("http", "Consular.Example", 7000, "my id", None),
             "http://consular.example:7000/events?registration=my%20id"
         );
         assert_eq!(
-            callback_url("http", "::1", 7000, "c"),
-            "http://[::1]:7000/events?registration=c"
+            callback_url("http", "::1", 7000, "c", Some("s e&c+%")),
+            "http://[::1]:7000/events?registration=c&secret=s%20e%26c+%25"
         );
+    }
+
+    #[test]
+    fn secrets_survive_the_round_trip_through_a_query() {
+        for secret in ["plain", "s e&c+%/?#", "caf\u{e9}"] {
+            let url = callback_url("http", "h", 1, "r", Some(secret));
+            let (_, value) = url.split_once("&secret=").unwrap();
+            assert_eq!(percent_decode(value), secret.as_bytes(), "{url}");
+        }
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"ab", b"abc"));
+        assert!(!same_secret(b"", b"abc"));
     }
 
     #[test]

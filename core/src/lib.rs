@@ -58,7 +58,7 @@ pub mod plan;
 pub mod sim;
 
 pub use bridge::{Bridge, Stats};
-pub use config::{Config, EventSource};
+pub use config::{Config, EventSource, EventsEndpoint};
 pub use error::Error;
 pub use io::{
     InboundId, Level, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,

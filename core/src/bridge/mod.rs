@@ -21,8 +21,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::config::{Config, EventSource};
+use crate::config::{Config, EventSource, EventsEndpoint};
 use crate::encoding::json_ascii_string;
+use crate::encoding::{percent_decode, same_secret};
 use crate::error::Error;
 use crate::io::{
     InboundId, Level, LogRecord, Method, Output, Reply, RequestId, Response, Target, TransportError,
@@ -170,24 +171,28 @@ impl Bridge {
         bridge
     }
 
-    /// An inbound HTTP request (any method) for `path` (without query) with `body` arrived.
-    /// `/` answers `[]`; `/events` takes a Marathon event; anything else is a 404. The answer
-    /// comes as one [`Output::Reply`] for `id`, possibly after requests it needs.
+    /// An inbound HTTP request (any method) for `path_and_query` with `body` arrived. `/`
+    /// answers `[]`; `/events` takes a Marathon event while it is served (see
+    /// [`Config::events_endpoint`]) and carries [`Config::events_secret`]; anything else is a 404.
+    /// The answer comes as one [`Output::Reply`] for `id`, possibly after requests it needs.
     pub fn handle_inbound(
         &mut self,
         now: Duration,
         id: InboundId,
-        path: &str,
+        path_and_query: &str,
         body: &[u8],
     ) -> Result<(), Error> {
         self.advance_clock(now);
         if !self.open_inbound.insert(id) {
             return Err(Error::DuplicateInbound(id.0));
         }
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
         match path {
             "/" => self.reply(id, 200, String::from("[]")),
-            "/events" => self.handle_event(id, body),
-            _ => self.reply_error(id, 404, &alloc::format!("Not found: {path}")),
+            "/events" => self.handle_events_request(id, query, body),
+            _ => self.reply_error(id, 404, "Not found"),
         }
         self.release_requests();
         Ok(())
@@ -269,6 +274,27 @@ impl Bridge {
         if self.sync.is_due(self.now) {
             self.start_sync();
         }
+    }
+
+    /// `/events`: refused unless served now and the secret matches, else the event is handled.
+    fn handle_events_request(&mut self, id: InboundId, query: &str, body: &[u8]) {
+        let served = self.config.events_endpoint == EventsEndpoint::Always || self.stream.is_off();
+        if !served {
+            let message = "/events is not served: events come from Marathon's event stream \
+                           (start consular with --accept-callbacks to take callbacks too)";
+            return self.reply_error(id, 404, message);
+        }
+        if let Some(secret) = &self.config.events_secret {
+            let given = query_param(query, "secret").unwrap_or_default();
+            if !same_secret(&given, secret.as_bytes()) {
+                self.log(
+                    Level::Warn,
+                    String::from("refused an /events request without the events secret"),
+                );
+                return self.reply_error(id, 403, "missing or wrong events secret");
+            }
+        }
+        self.handle_event(id, body);
     }
 
     fn handle_event(&mut self, id: InboundId, body: &[u8]) {
@@ -381,4 +407,13 @@ impl Bridge {
             self.log(Level::Debug, message);
         }
     }
+}
+
+/// The percent-decoded value of the first `name=` parameter of `query`.
+fn query_param(query: &str, name: &str) -> Option<alloc::vec::Vec<u8>> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| percent_decode(value))
 }

@@ -73,6 +73,11 @@ impl EventStream {
         }
     }
 
+    /// True once callbacks are the event source: configured so, or Marathon has no stream.
+    pub(super) fn is_off(&self) -> bool {
+        matches!(self.state, State::Off)
+    }
+
     /// True for the id of the stream being opened or open.
     fn is_current(&self, id: RequestId) -> bool {
         matches!(self.state, State::Connecting { id: c, .. } | State::Open { id: c, .. } if c == id)
