@@ -16,6 +16,14 @@ pub fn encode_path(segment: &str) -> String {
     encode(segment, |b| PATH_LITERAL.contains(&b))
 }
 
+/// Percent-encodes `segment` as exactly one path segment: everything outside `[A-Za-z0-9-._~]`
+/// becomes `%XX`, `/` included, so an id can never add a segment, a query or a fragment. (A
+/// segment of dots would still be a dot segment, encoded or not; ids are checked against that in
+/// [`crate::marathon::ids`] before they get here.)
+pub fn encode_segment(segment: &str) -> String {
+    encode(segment, |b| matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
 /// Percent-encodes a query value the way consular 1.3.0 did: as [`encode_path`], and also `&`.
 pub fn encode_query_value(value: &str) -> String {
     encode(value, |b| {
@@ -179,6 +187,13 @@ mod tests {
         assert_eq!(encode_path("a%b?c#d"), "a%25b%3Fc%23d");
         assert_eq!(encode_path("/:@!$&'()*+,;=~"), "/:@!$&'()*+,;=~");
         assert_eq!(encode_path("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn a_segment_stays_one_segment() {
+        assert_eq!(encode_segment("../../leave"), "..%2F..%2Fleave");
+        assert_eq!(encode_segment("a?b#c%d e"), "a%3Fb%23c%25d%20e");
+        assert_eq!(encode_segment("web.1_a-b~"), "web.1_a-b~");
     }
 
     #[test]

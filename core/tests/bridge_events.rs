@@ -127,11 +127,11 @@ fn every_stop_state_deregisters_and_already_gone_is_success() {
     for (i, state) in stops.iter().enumerate() {
         let (status, body) = answers[i % answers.len()];
         let mut t = Transcript::new(config());
-        let id = t.event(&status_event(state, "my-app.t/1", "/my-app", "H1", "[1]"));
+        let id = t.event(&status_event(state, "my-app.t-1", "/my-app", "H1", "[1]"));
         let dereg = t.expect(
             Method::Put,
             agent("h1"),
-            "/v1/agent/service/deregister/my-app.t/1",
+            "/v1/agent/service/deregister/my-app.t-1",
         );
         t.respond(&dereg, status, body);
         assert_eq!(

@@ -33,11 +33,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use consular_core::consul::{parse_agent_services, REGISTER_PATH, REG_ID_TAG_PREFIX};
-use consular_core::encoding::{base64_decode, base64_encode, encode_path};
+use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
-    Bridge, Config, EventSource, InboundId, Method, Output, Request, RequestId, Response, Target,
-    TransportError,
+    Bridge, Config, EventSource, EventsEndpoint, InboundId, Method, Output, Request, RequestId,
+    Response, Target, TransportError,
 };
 use serde_json::{json, Value};
 
@@ -274,6 +274,14 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         max_in_flight_per_target: 1 + c.below(4)?,
         debug: flags & 16 != 0,
         events,
+        // Mostly always served, so callbacks reach the bridge whatever the event source.
+        events_endpoint: if flags & 32 != 0 && flags & 64 != 0 {
+            EventsEndpoint::WhileCallbacks
+        } else {
+            EventsEndpoint::Always
+        },
+        events_secret: None,
+        max_listing_bytes: 1 << 20,
         stream_idle_timeout: Duration::from_secs(c.below(40)? as u64),
         max_event_bytes: 16 + c.below(2048)?,
         seed: u64::from(c.u16()?),
@@ -907,7 +915,7 @@ impl Harness {
     /// Remembers the task id of an event body the bridge may act on.
     fn note_event(&mut self, body: &[u8]) {
         if let Ok(MarathonEvent::StatusUpdate(update)) = parse_event(body) {
-            self.event_tasks.insert(encode_path(&update.task_id));
+            self.event_tasks.insert(encode_segment(&update.task_id));
         }
     }
 
@@ -927,7 +935,7 @@ impl Harness {
         if let Ok(services) = parse_agent_services(body) {
             for service in services {
                 if service.tags.contains(&self.our_tag) {
-                    self.listed_ours.insert(encode_path(&service.id));
+                    self.listed_ours.insert(encode_segment(&service.id));
                 }
             }
         }

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 
 use super::ParseError;
-use crate::encoding::{base64_decode, base64_encode, encode_path, json_ascii_string};
+use crate::encoding::{base64_decode, base64_encode, encode_segment, json_ascii_string};
 
 /// Every key the bridge writes or deletes starts with this.
 pub const KV_ROOT: &str = "consular/";
@@ -28,7 +28,8 @@ pub fn label_value(value: &str) -> Vec<u8> {
 
 /// `GET` every key under `prefix` (which must end in `/`, so `app` never matches `app2`).
 pub fn kv_tree_path(prefix: &str) -> String {
-    alloc::format!("/v1/kv/{}?recurse", encode_path(prefix))
+    let segments: Vec<String> = prefix.split('/').map(encode_segment).collect();
+    alloc::format!("/v1/kv/{}?recurse", segments.join("/"))
 }
 
 /// A KV key under [`KV_ROOT`], split into the app name and the label.

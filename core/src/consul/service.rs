@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use super::ParseError;
-use crate::encoding::encode_path;
+use crate::encoding::encode_segment;
 
 /// `PUT` registers a service on the agent that receives it.
 pub const REGISTER_PATH: &str = "/v1/agent/service/register";
@@ -22,7 +22,7 @@ pub const APP_ID_TAG_PREFIX: &str = "consular-app-id=";
 
 /// `PUT` deregisters service `id` from the agent that receives it.
 pub fn deregister_path(id: &str) -> String {
-    alloc::format!("/v1/agent/service/deregister/{}", encode_path(id))
+    alloc::format!("/v1/agent/service/deregister/{}", encode_segment(id))
 }
 
 /// The Consul service name of a Marathon app: the id without its leading `/`, with `/` → `-`

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ids::{check_app_id, check_host, check_task_id, IdError, Shown};
 use super::task_state::TaskState;
 
 /// A Marathon event the bridge understands.
@@ -66,6 +67,19 @@ pub enum EventError {
     /// `taskStatus` is not a Mesos task state.
     #[error("status_update_event: unknown taskStatus '{0}'")]
     UnknownTaskStatus(String),
+    /// An id or host that breaks Marathon's grammar ([`super::ids`]): nothing is sent anywhere.
+    #[error("{event_type}: field '{field}' {problem}")]
+    BadId {
+        /// The event's `eventType`.
+        event_type: &'static str,
+        /// The offending field.
+        field: &'static str,
+        /// Which rule it breaks.
+        problem: IdError,
+    },
+    /// `eventType` is not a string.
+    #[error("field 'eventType' must be a string")]
+    EventTypeNotString,
 }
 
 /// Only the fields we read; serde skips the rest without allocating for them.
@@ -91,12 +105,17 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
     let event_type = match raw.event_type {
         None | Some(Value::Null) => return Err(EventError::MissingEventType),
         Some(Value::String(s)) => s,
-        // consular 1.3.0 printed non-string types with Python's %s; keep the message readable.
-        Some(other) => return Ok(MarathonEvent::Other(other.to_string())),
+        Some(_) => return Err(EventError::EventTypeNotString),
     };
     if event_type == "app_terminated_event" {
+        let bad_id = |problem| EventError::BadId {
+            event_type: "app_terminated_event",
+            field: "appId",
+            problem,
+        };
         return match raw.app_id {
             Some(Value::String(app_id)) if !app_id.is_empty() => {
+                check_app_id(&app_id).map_err(bad_id)?;
                 Ok(MarathonEvent::AppTerminated { app_id })
             }
             _ => Err(EventError::BadField {
@@ -114,13 +133,26 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
         field,
         problem,
     };
+    let bad_id = |field| {
+        move |problem| EventError::BadId {
+            event_type: "status_update_event",
+            field,
+            problem,
+        }
+    };
     let status = string_field(raw.task_status, "taskStatus", &bad)?;
-    let state = TaskState::parse(&status).ok_or(EventError::UnknownTaskStatus(status))?;
+    let state = TaskState::parse(&status)
+        .ok_or_else(|| EventError::UnknownTaskStatus(Shown(&status).to_string()))?;
     let task_id = string_field(raw.task_id, "taskId", &bad)?;
+    check_task_id(&task_id).map_err(bad_id("taskId"))?;
     let host = string_field(raw.host, "host", &bad)?;
+    check_host(&host).map_err(bad_id("host"))?;
     let app_id = match raw.app_id {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
+        Some(Value::String(s)) => {
+            check_app_id(&s).map_err(bad_id("appId"))?;
+            Some(s)
+        }
         Some(_) => return Err(bad("appId", "must be a string")),
     };
     if state == TaskState::Running && app_id.is_none() {
@@ -217,6 +249,50 @@ mod tests {
             })
         );
         assert!(parse_event(br#"{"eventType":"app_terminated_event"}"#).is_err());
+    }
+
+    #[test]
+    fn ids_that_could_change_a_url_or_a_log_are_refused() {
+        let event = |task: &str, app: &str, host: &str| {
+            alloc::format!(
+                r#"{{"eventType":"status_update_event","taskStatus":"TASK_KILLED","taskId":{},"appId":{},"host":{}}}"#,
+                serde_json::Value::from(task),
+                serde_json::Value::from(app),
+                serde_json::Value::from(host)
+            )
+        };
+        for (task, app, host, field) in [
+            ("../../leave", "/a", "h", "taskId"),
+            ("../../../kv/x/y", "/a", "h", "taskId"),
+            ("web\r\n.1", "/a", "h", "taskId"),
+            ("\u{0}", "/a", "h", "taskId"),
+            ("t", "/../../../../admin/secret", "h", "appId"),
+            ("t", "/a", "evil@host", "host"),
+            ("t", "/a", "10.0.0.1:8500", "host"),
+            ("t", "/a", "h/path", "host"),
+            ("t", "/a", "h#x", "host"),
+        ] {
+            let body = event(task, app, host);
+            match parse_event(body.as_bytes()) {
+                Err(EventError::BadId { field: f, .. }) => assert_eq!(f, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        let terminated = br#"{"eventType":"app_terminated_event","appId":"/a/../../x"}"#;
+        assert!(matches!(
+            parse_event(terminated),
+            Err(EventError::BadId { field: "appId", .. })
+        ));
+        assert_eq!(
+            parse_event(br#"{"eventType":7}"#),
+            Err(EventError::EventTypeNotString)
+        );
+        let huge = alloc::format!(
+            r#"{{"eventType":"status_update_event","taskStatus":"{}","taskId":"t","host":"h"}}"#,
+            "X".repeat(100_000)
+        );
+        let message = parse_event(huge.as_bytes()).unwrap_err().to_string();
+        assert!(message.len() < 300, "the reply names the value briefly");
     }
 
     #[test]

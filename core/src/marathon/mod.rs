@@ -1,9 +1,10 @@
-//! Marathon: the task-state vocabulary, event parsing, app and task parsing, and the requests the
+//! Marathon: the task-state vocabulary, the id grammar ([`ids`]), event parsing, app and task parsing, and the requests the
 //! bridge sends to Marathon. Nothing here decides what to do with a task; that is [`crate::plan`]
 //! and [`crate::bridge`].
 
 mod app;
 mod event;
+pub mod ids;
 mod requests;
 mod sse;
 mod task_state;

@@ -2,7 +2,7 @@
 
 use alloc::string::String;
 
-use crate::encoding::encode_path;
+use crate::encoding::encode_segment;
 
 /// `GET` all apps with their tasks in one request.
 pub const APPS_WITH_TASKS_PATH: &str = "/v2/apps?embed=apps.tasks";
@@ -10,9 +10,15 @@ pub const APPS_WITH_TASKS_PATH: &str = "/v2/apps?embed=apps.tasks";
 /// `GET` lists and `POST ?callbackUrl=` adds HTTP callback subscriptions.
 pub const SUBSCRIPTIONS_PATH: &str = "/v2/eventSubscriptions";
 
-/// `/v2/apps/<id>`; ids with or without their leading `/` give the same path.
+/// `/v2/apps/<id>`; ids with or without their leading `/` give the same path. Each segment of the
+/// id is encoded on its own: the id's `/`s are Marathon's path separators.
 pub fn app_path(app_id: &str) -> String {
-    alloc::format!("/v2/apps/{}", encode_path(app_id.trim_start_matches('/')))
+    let mut path = String::from("/v2/apps");
+    for segment in app_id.trim_start_matches('/').split('/') {
+        path.push('/');
+        path.push_str(&encode_segment(segment));
+    }
+    path
 }
 
 /// `/v2/apps/<id>/tasks`.

@@ -301,10 +301,9 @@ impl World {
             .path_and_query
             .strip_prefix("/v1/agent/service/deregister/")
         {
-            let foreign = self
-                .consul
-                .services(agent)
-                .any(|s| crate::encoding::encode_path(&s.id) == id && !s.tags.contains(&our_tag));
+            let foreign = self.consul.services(agent).any(|s| {
+                crate::encoding::encode_segment(&s.id) == id && !s.tags.contains(&our_tag)
+            });
             if foreign {
                 self.violations.push(alloc::format!(
                     "deregistered foreign service {id} on {agent}"
