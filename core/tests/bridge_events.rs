@@ -37,6 +37,7 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
         "Slave-1.Acme.org",
         "[4567, 1234]",
     ));
+    t.members(&["slave-1.acme.org"]);
 
     let register = t.expect(
         Method::Put,
@@ -92,6 +93,7 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
 fn running_for_a_deleted_app_keeps_the_service_and_answers_ok() {
     let mut t = Transcript::new(config());
     let id = t.event(&status_event("TASK_RUNNING", "t1", "/gone", "h", "null"));
+    t.members(&["h"]);
     let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
     assert!(
         body_json(&register).get("Port").is_none(),
@@ -128,6 +130,8 @@ fn every_stop_state_deregisters_and_already_gone_is_success() {
         let (status, body) = answers[i % answers.len()];
         let mut t = Transcript::new(config());
         let id = t.event(&status_event(state, "my-app.t-1", "/my-app", "H1", "[1]"));
+        t.members(&["h1"]);
+        t.ours("h1", "my-app.t-1");
         let dereg = t.expect(
             Method::Put,
             agent("h1"),
@@ -161,6 +165,8 @@ fn staging_and_starting_need_nothing() {
 fn a_failed_deregistration_is_a_502_with_the_reason() {
     let mut t = Transcript::new(config());
     let id = t.event(&status_event("TASK_KILLED", "t1", "/a", "h", "[]"));
+    t.members(&["h"]);
+    t.ours("h", "t1");
     let dereg = t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t1");
     t.fail(&dereg, TransportError::Connect("connection refused".into()));
     let (status, body) = t.reply(id);
@@ -230,6 +236,7 @@ fn fallback_registers_on_the_main_consul_with_its_own_timeout() {
         ..config()
     });
     let id = t.event(&status_event("TASK_RUNNING", "t1", "/a", "h", "[80]"));
+    t.members(&["h"]);
     let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
     t.respond(&register, 503, "agent unavailable");
     let fallback = t.expect(Method::Put, Target::Consul, "/v1/agent/service/register");
@@ -252,6 +259,7 @@ fn fallback_registers_on_the_main_consul_with_its_own_timeout() {
 fn without_fallback_a_dead_agent_is_a_502() {
     let mut t = Transcript::new(config());
     let id = t.event(&status_event("TASK_RUNNING", "t1", "/a", "h", "[80]"));
+    t.members(&["h"]);
     let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
     t.fail(&register, TransportError::Timeout);
     assert_eq!(t.reply(id).0, 502);
@@ -262,6 +270,8 @@ fn without_fallback_a_dead_agent_is_a_502() {
 fn the_core_gives_up_on_a_request_the_driver_never_answers() {
     let mut t = Transcript::new(config());
     let id = t.event(&status_event("TASK_KILLED", "t1", "/a", "h", "[]"));
+    t.members(&["h"]);
+    t.ours("h", "t1");
     let dereg = t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t1");
     assert_eq!(t.wake_at, Some(Duration::from_secs(6)));
     t.advance_to(Duration::from_secs(6));
@@ -276,6 +286,8 @@ fn updates_of_one_task_run_in_order_and_a_late_running_is_ignored() {
     let mut t = Transcript::new(config());
     let killed = t.event(&status_event("TASK_KILLED", "t1", "/a", "h", "[]"));
     let late_running = t.event(&status_event("TASK_RUNNING", "t1", "/a", "h", "[80]"));
+    t.members(&["h"]);
+    t.ours("h", "t1");
     let dereg = t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t1");
     t.expect_no_request();
     t.respond(&dereg, 200, "");
@@ -290,8 +302,9 @@ fn other_tasks_are_not_held_up_by_a_busy_one() {
     let mut t = Transcript::new(config());
     t.event(&status_event("TASK_KILLED", "t1", "/a", "h1", "[]"));
     t.event(&status_event("TASK_KILLED", "t2", "/a", "h2", "[]"));
-    t.take(Method::Put, agent("h1"), "/v1/agent/service/deregister/t1");
-    t.take(Method::Put, agent("h2"), "/v1/agent/service/deregister/t2");
+    t.members(&["h1", "h2"]);
+    t.take(Method::Get, agent("h1"), "/v1/agent/service/t1");
+    t.take(Method::Get, agent("h2"), "/v1/agent/service/t2");
 }
 
 #[test]
@@ -347,6 +360,7 @@ fn two_tasks_of_one_app_sync_its_labels_once_then_once_more_not_concurrently() {
     let mut t = Transcript::new(config());
     let first = t.event(&status_event("TASK_RUNNING", "web.1", "/web", "h1", "[1]"));
     let second = t.event(&status_event("TASK_RUNNING", "web.2", "/web", "h2", "[2]"));
+    t.members(&["h1", "h2"]);
     let r1 = t.take(Method::Put, agent("h1"), "/v1/agent/service/register");
     let r2 = t.take(Method::Put, agent("h2"), "/v1/agent/service/register");
     t.respond(&r1, 200, "");
@@ -387,6 +401,7 @@ fn tasks_of_an_app_version_whose_labels_match_skip_the_label_sync() {
     };
     let register = |t: &mut Transcript, task: &str, version: &str| {
         let event = t.event(&running(task, version));
+        t.members_if_asked(&["h1"]);
         let r = t.expect(Method::Put, agent("h1"), "/v1/agent/service/register");
         t.respond(&r, 200, "");
         event

@@ -23,14 +23,18 @@ fn frame(json: &str) -> String {
     format!("event: status_update_event\r\ndata: {json}\r\n\r\n")
 }
 
-/// Answers the reads of a sync over an empty world.
+/// Answers the reads of a sync over a world of no apps and one Consul node, `h`.
 fn answer_empty_sync(t: &mut Transcript) {
     let apps = t.take(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
     let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let critical = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
     t.respond(&apps, 200, r#"{"apps":[]}"#);
     t.respond(&kv, 404, "");
-    t.respond(&nodes, 200, "[]");
+    t.respond(&nodes, 200, r#"[{"Node":"h","Address":"h"}]"#);
+    t.respond(&critical, 200, "[]");
+    let listing = t.take(Method::Get, agent("h"), "/v1/agent/services");
+    t.respond(&listing, 200, "{}");
 }
 
 #[test]
@@ -52,6 +56,7 @@ fn the_stream_connects_syncs_and_relays_events_in_any_chunking() {
     t.stream_data(&stream, first);
     t.expect_no_request();
     t.stream_data(&stream, second);
+    t.ours("h", "t1");
     let dereg = t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t1");
     t.respond(&dereg, 200, "");
     assert_eq!(t.bridge.stats().deregistered, 1);
@@ -142,6 +147,7 @@ fn an_oversize_event_is_skipped_and_the_stream_goes_on() {
         &stream,
         &frame(&status_event("TASK_FAILED", "t2", "/a", "h", "[]")),
     );
+    t.ours("h", "t2");
     t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t2");
 }
 
@@ -173,6 +179,8 @@ fn a_terminated_app_is_purged_even_without_purge() {
     let apps = t.take(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
     let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let critical = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&critical, 200, "[]");
     t.respond(&apps, 200, r#"{"apps":[]}"#);
     t.respond(
         &kv,

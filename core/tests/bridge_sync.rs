@@ -1,5 +1,6 @@
 //! Transcript tests of the scheduled sync: one read of each kind, writes only for differences,
-//! purge only of our own dead services and dead apps' KV, and only when every read succeeded.
+//! purge only of our own dead services and dead apps' KV, only on the nodes that listed theirs,
+//! and nothing when Marathon could not be read.
 
 mod support;
 
@@ -36,6 +37,8 @@ fn answer_reads(t: &mut Transcript, apps: &str, kv: &str, agents: &[(&str, Strin
     let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
     let kv_req = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&critical, 200, "[]");
     let node_list: Vec<_> = agents
         .iter()
         .map(|(a, _)| json!({"Node": a, "Address": a}))
@@ -141,22 +144,28 @@ fn a_failed_marathon_read_writes_and_purges_nothing() {
     );
     let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
     t.respond(&nodes, 200, "[]");
+    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&critical, 200, "[]");
     t.expect_no_request();
     assert_eq!(t.bridge.stats().syncs_failed, 1);
     assert_eq!(t.wake_at, Some(Duration::from_secs(30)));
 }
 
+/// A node whose listing fails loses nothing; the nodes that listed are purged as usual (a big
+/// cluster nearly always has a node that cannot be listed, and the purge must still run).
 #[test]
-fn an_unlisted_agent_means_registrations_but_no_service_purge() {
+fn an_unlisted_agent_loses_nothing_and_the_listed_ones_are_purged() {
     let mut t = Transcript::new(config(true));
     let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
     let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
     t.respond(&kv, 404, "");
+    t.respond(&critical, 200, "[]");
     t.respond(
         &nodes,
         200,
-        r#"[{"Address":"10.0.0.1"},{"Address":"10.0.0.9"}]"#,
+        r#"[{"Node":"a","Address":"10.0.0.1"},{"Node":"b","Address":"10.0.0.2"},{"Node":"c","Address":"10.0.0.9"}]"#,
     );
     let listed = t.take(Method::Get, agent("10.0.0.1"), "/v1/agent/services");
     t.respond(
@@ -164,19 +173,63 @@ fn an_unlisted_agent_means_registrations_but_no_service_purge() {
         200,
         &format!("{{{}}}", service("dead.1", 1, "blue", "/dead")),
     );
+    let empty = t.take(Method::Get, agent("10.0.0.2"), "/v1/agent/services");
+    t.respond(&empty, 200, "{}");
     let unlisted = t.take(Method::Get, agent("10.0.0.9"), "/v1/agent/services");
     t.fail(&unlisted, TransportError::Timeout);
     t.respond(&apps_req, 200, APPS);
     let mut writes = vec![
         t.take(Method::Put, agent("10.0.0.1"), "/v1/agent/service/register"),
         t.take(Method::Put, agent("10.0.0.2"), "/v1/agent/service/register"),
+        t.take(
+            Method::Put,
+            agent("10.0.0.1"),
+            "/v1/agent/service/deregister/dead.1",
+        ),
         t.take(Method::Put, Target::Consul, "/v1/txn"),
     ];
     t.expect_no_request();
     writes.reverse();
     answer_all(&mut t, writes);
-    assert!(t.logged("no service purge this round"));
+    assert!(t.logged("services not fully listed"), "{:#?}", t.logs);
     assert_eq!(t.bridge.stats().syncs_failed, 1);
+}
+
+/// A node the catalog reports as failed is not contacted at all: no listing, no registration,
+/// no timeout per sync.
+#[test]
+fn a_failed_node_is_not_contacted() {
+    let mut t = Transcript::new(config(true));
+    let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
+    let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&kv, 404, "");
+    t.respond(
+        &nodes,
+        200,
+        r#"[{"Node":"a","Address":"10.0.0.1"},{"Node":"b","Address":"10.0.0.2"}]"#,
+    );
+    t.respond(
+        &critical,
+        200,
+        r#"[{"Node":"b","CheckID":"serfHealth","Status":"critical"},{"Node":"a","CheckID":"service:x","Status":"critical"}]"#,
+    );
+    let listed = t.take(Method::Get, agent("10.0.0.1"), "/v1/agent/services");
+    t.respond(&listed, 200, "{}");
+    t.respond(&apps_req, 200, APPS);
+    let writes = vec![
+        t.take(Method::Put, agent("10.0.0.1"), "/v1/agent/service/register"),
+        t.take(Method::Put, Target::Consul, "/v1/txn"),
+    ];
+    t.expect_no_request();
+    answer_all(&mut t, writes);
+    assert!(
+        t.logged("1 failed nodes not contacted and not purged: b"),
+        "{:#?}",
+        t.logs
+    );
+    assert!(t.logged("1 tasks not registered: their host is a failed node"));
 }
 
 #[test]
@@ -186,7 +239,11 @@ fn an_old_marathon_without_embedded_tasks_is_asked_per_app() {
     let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     t.respond(&kv, 404, "");
     let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
-    t.respond(&nodes, 200, "[]");
+    t.respond(&nodes, 200, r#"[{"Node":"h","Address":"h"}]"#);
+    let critical = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&critical, 200, "[]");
+    let listing = t.take(Method::Get, agent("h"), "/v1/agent/services");
+    t.respond(&listing, 200, "{}");
     t.respond(
         &apps_req,
         200,
@@ -237,6 +294,12 @@ fn an_event_during_a_sync_is_not_undone_by_its_older_snapshot() {
         "10.0.0.1",
         "[]",
     ));
+    let nodes = r#"[{"Node":"a","Address":"10.0.0.1"},{"Node":"b","Address":"10.0.0.2"}]"#;
+    // The sync's node listing, then the event's own membership read.
+    let sync_nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let event_nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    t.respond(&event_nodes, 200, nodes);
+    t.ours("10.0.0.1", "web.1");
     let dereg = t.take(
         Method::Put,
         agent("10.0.0.1"),
@@ -246,8 +309,13 @@ fn an_event_during_a_sync_is_not_undone_by_its_older_snapshot() {
     assert_eq!(t.reply(kill).0, 200);
     let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     t.respond(&kv, 200, "[]");
-    let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
-    t.respond(&nodes, 200, "[]");
+    t.respond(&sync_nodes, 200, nodes);
+    let critical = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&critical, 200, "[]");
+    for address in ["10.0.0.1", "10.0.0.2"] {
+        let listing = t.take(Method::Get, agent(address), "/v1/agent/services");
+        t.respond(&listing, 200, "{}");
+    }
     t.respond(&apps_req, 200, APPS);
     let register = t.take(Method::Put, agent("10.0.0.2"), "/v1/agent/service/register");
     assert_eq!(body_json(&register)["ID"], "web.2");
@@ -262,6 +330,7 @@ fn syncs_never_overlap_and_missed_ticks_are_skipped() {
     t.advance_to(Duration::from_secs(95));
     t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
     t.expect_no_request();
     t.fail(&apps, TransportError::Io("reset".into()));
     assert_eq!(

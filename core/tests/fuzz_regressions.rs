@@ -51,7 +51,9 @@ fn a_purge_deregisters_on_the_same_lower_cased_agent_it_listed() {
     let apps = find(&reads, &Target::Marathon, "/v2/apps?embed=apps.tasks").clone();
     let kv = find(&reads, &Target::Consul, "/v1/kv/consular/?recurse").clone();
     let nodes = find(&reads, &Target::Consul, "/v1/catalog/nodes").clone();
-    let listings = respond(&mut bridge, &nodes, r#"[{"Node":"n1","Address":"Node-1"}]"#);
+    let critical = find(&reads, &Target::Consul, "/v1/health/state/critical").clone();
+    respond(&mut bridge, &nodes, r#"[{"Node":"n1","Address":"Node-1"}]"#);
+    let listings = respond(&mut bridge, &critical, "[]");
     let agent = Target::Agent("node-1".into());
     let listing = find(&listings, &agent, "/v1/agent/services").clone();
     respond(&mut bridge, &kv, "[]");

@@ -7,8 +7,10 @@
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
 //! - `stream.rs`: Marathon's event stream, reconnected forever;
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
+//! - `members.rs`: which task hosts are Consul members, so only they are sent the token;
 //! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
 
+mod members;
 mod requests;
 mod stream;
 mod subscription;
@@ -28,6 +30,7 @@ use crate::error::Error;
 use crate::io::{
     InboundId, Level, LogRecord, Method, Output, Reply, RequestId, Response, Target, TransportError,
 };
+use crate::marathon::ids::Shown;
 use crate::marathon::{parse_event, MarathonEvent};
 use requests::{Requests, Sent};
 
@@ -36,6 +39,8 @@ use requests::{Requests, Sent};
 pub struct Stats {
     /// Status events accepted, from callbacks or the stream.
     pub events: u64,
+    /// Status updates dropped because too many of the same task were queued.
+    pub dropped_events: u64,
     /// Stream events skipped for being larger than [`Config::max_event_bytes`].
     pub oversize_events: u64,
     /// Times the event stream connected.
@@ -58,6 +63,7 @@ pub struct Stats {
 #[derive(Debug)]
 enum Awaiting {
     Subscription(subscription::Step),
+    Members,
     Task(task::ChainId),
     TaskKv(task::ChainId, usize),
     Sync(sync::RoundId, sync::Wait),
@@ -105,17 +111,40 @@ impl Answer {
         self.result.as_ref().ok().map(|r| r.status)
     }
 
-    /// What went wrong, for logs and error replies: the request, then the status and the start of
-    /// the body, or the transport error.
+    /// What went wrong, for logs: the request, then the status and the start of the body
+    /// (escaped and cut short: a peer's body is untrusted), or the transport error.
     fn failure(&self) -> String {
         match &self.result {
             Ok(r) => {
                 let body = String::from_utf8_lossy(&r.body);
-                let body = body.trim();
-                let body: String = body.chars().take(200).collect();
-                alloc::format!("{}: HTTP {}: {}", self.sent.describe(), r.status, body)
+                alloc::format!(
+                    "{}: HTTP {}: {}",
+                    self.sent.describe(),
+                    r.status,
+                    Shown(body.trim())
+                )
             }
-            Err(e) => alloc::format!("{}: {}", self.sent.describe(), e),
+            Err(e) => alloc::format!(
+                "{}: {}",
+                self.sent.describe(),
+                Shown(&alloc::format!("{e}"))
+            ),
+        }
+    }
+
+    /// What went wrong, for an error reply: the request and the status or transport error, never
+    /// the peer's body (the reply goes to whoever posted the event).
+    fn summary(&self) -> String {
+        match &self.result {
+            Ok(r) if (200..300).contains(&r.status) => {
+                alloc::format!("{}: unreadable answer", self.sent.describe())
+            }
+            Ok(r) => alloc::format!("{}: HTTP {}", self.sent.describe(), r.status),
+            Err(e) => alloc::format!(
+                "{}: {}",
+                self.sent.describe(),
+                Shown(&alloc::format!("{e}"))
+            ),
         }
     }
 }
@@ -132,6 +161,7 @@ pub struct Bridge {
     awaiting: BTreeMap<RequestId, Awaiting>,
     open_inbound: BTreeSet<InboundId>,
     tasks: task::Tasks,
+    members: members::Members,
     sync: sync::Syncs,
     subscription: subscription::Subscription,
     stream: stream::EventStream,
@@ -150,6 +180,7 @@ impl Bridge {
             awaiting: BTreeMap::new(),
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
+            members: members::Members::default(),
             sync: sync::Syncs::new(
                 now,
                 config.sync_interval,
@@ -340,6 +371,7 @@ impl Bridge {
         }
         match awaiting {
             Awaiting::Subscription(step) => self.on_subscription_answer(step, answer),
+            Awaiting::Members => self.on_members_answer(answer),
             Awaiting::Task(chain) => self.on_task_answer(chain, 0, answer),
             Awaiting::TaskKv(chain, ops) => self.on_task_answer(chain, ops, answer),
             Awaiting::Sync(round, wait) => self.on_sync_answer(round, wait, answer),

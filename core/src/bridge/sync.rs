@@ -10,11 +10,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::members::Membership;
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{agent_host, service_name};
 use crate::consul::{
-    kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_kv_entries, AGENT_SERVICES_PATH,
-    CATALOG_NODES_PATH, KV_ROOT, REGISTER_PATH,
+    kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
+    CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
+    REGISTER_PATH,
 };
 use crate::io::{Level, Method, Target};
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
@@ -33,6 +35,7 @@ pub(super) enum Wait {
     AppTasks(usize),
     Kv,
     Nodes,
+    FailedNodes,
     AgentServices(String),
     Register(DesiredService, bool),
     Deregister(String, String),
@@ -46,6 +49,11 @@ struct Round {
     /// The task-update epoch when Marathon was read: later updates win over this snapshot.
     epoch: u64,
     apps: Option<Vec<App>>,
+    /// The catalog's nodes and the names of the failed ones; agents are listed once both are in.
+    nodes: Option<Vec<CatalogNode>>,
+    failed_nodes: Option<BTreeSet<String>>,
+    /// Lower-cased addresses and names of the failed nodes: not contacted this round.
+    failed_hosts: BTreeSet<String>,
     reads_pending: usize,
     purge: Purge,
     consul: ConsulState,
@@ -144,7 +152,10 @@ impl Bridge {
             started_at: self.now,
             epoch: self.tasks.epoch,
             apps: None,
-            reads_pending: 3,
+            nodes: None,
+            failed_nodes: None,
+            failed_hosts: BTreeSet::new(),
+            reads_pending: 4,
             purge: Purge {
                 everything: self.config.purge,
                 apps: core::mem::take(&mut self.sync.terminated),
@@ -180,15 +191,14 @@ impl Bridge {
             None,
             timeout,
         );
-        let nodes = String::from(CATALOG_NODES_PATH);
-        self.send(
-            Awaiting::Sync(id, Wait::Nodes),
-            Target::Consul,
-            Method::Get,
-            nodes,
-            None,
-            timeout,
-        );
+        for (wait, path) in [
+            (Wait::Nodes, CATALOG_NODES_PATH),
+            (Wait::FailedNodes, CRITICAL_CHECKS_PATH),
+        ] {
+            let awaiting = Awaiting::Sync(id, wait);
+            let path = String::from(path);
+            self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
+        }
     }
 
     pub(super) fn on_sync_answer(&mut self, round_id: RoundId, wait: Wait, answer: Answer) {
@@ -251,25 +261,28 @@ impl Bridge {
             Wait::Nodes => {
                 round.reads_pending -= 1;
                 match answer.required(parse_catalog_nodes) {
-                    Ok(addresses) => {
-                        round.reads_pending += addresses.len();
-                        for address in addresses {
-                            // One spelling for listing and purging, as `Target::Agent` wants it.
-                            let address = agent_host(&address);
-                            let target = Target::Agent(address.clone());
-                            let path = String::from(AGENT_SERVICES_PATH);
-                            self.send(
-                                awaiting(Wait::AgentServices(address)),
-                                target,
-                                Method::Get,
-                                path,
-                                None,
-                                timeout,
-                            );
-                        }
+                    Ok(nodes) => {
+                        self.members.learn(&nodes, self.now);
+                        self.current_round().nodes = Some(nodes);
+                        self.list_agents();
                     }
                     Err(e) => round_unlisted(round, e),
                 }
+            }
+            Wait::FailedNodes => {
+                round.reads_pending -= 1;
+                let failed = match answer.required(parse_failed_nodes) {
+                    Ok(names) => names.iter().map(|n| agent_host(n)).collect(),
+                    Err(e) => {
+                        // Without node health every node is tried; a dead one costs a timeout.
+                        round
+                            .notes
+                            .push(alloc::format!("node health not read ({e})"));
+                        BTreeSet::new()
+                    }
+                };
+                round.failed_nodes = Some(failed);
+                self.list_agents();
             }
             Wait::AgentServices(agent) => {
                 round.reads_pending -= 1;
@@ -317,6 +330,49 @@ impl Bridge {
         // Marathon's answer can be megabytes; it is parsed, so it goes before planning.
         drop(answer);
         self.advance_sync();
+    }
+
+    /// Lists the services of every node that is not failed, once the node list and the failed
+    /// nodes are both in. A failed node is not contacted: its agent would only time out.
+    fn list_agents(&mut self) {
+        let timeout = self.config.request_timeout;
+        let round = self.current_round();
+        let (Some(nodes), Some(failed)) = (&round.nodes, &round.failed_nodes) else {
+            return;
+        };
+        let mut listed = Vec::new();
+        let mut skipped = Vec::new();
+        for node in nodes {
+            // One spelling for listing and purging, as `Target::Agent` wants it.
+            let address = agent_host(&node.address);
+            if failed.contains(&agent_host(&node.name)) {
+                skipped.push((agent_host(&node.name), address));
+            } else {
+                listed.push(address);
+            }
+        }
+        round.nodes = None;
+        round.reads_pending += listed.len();
+        if !skipped.is_empty() {
+            let names: Vec<&str> = skipped.iter().map(|(name, _)| name.as_str()).collect();
+            round.notes.push(alloc::format!(
+                "{} failed nodes not contacted and not purged: {}",
+                skipped.len(),
+                names.join(", ")
+            ));
+            round.consul.services_complete = false;
+            for (name, address) in skipped {
+                round.failed_hosts.insert(name);
+                round.failed_hosts.insert(address);
+            }
+        }
+        let id = round.id;
+        for address in listed {
+            let target = Target::Agent(address.clone());
+            let path = String::from(AGENT_SERVICES_PATH);
+            let awaiting = Awaiting::Sync(id, Wait::AgentServices(address));
+            self.send(awaiting, target, Method::Get, path, None, timeout);
+        }
     }
 
     /// The running round; only called while answering one.
@@ -374,17 +430,11 @@ impl Bridge {
             &round.purge,
             &excluded,
         );
-        if (round.purge.everything || !round.purge.apps.is_empty())
-            && !round.consul.services_complete
-        {
-            round.notes.push(String::from(
-                "no service purge this round: the Consul listing is incomplete",
-            ));
-        }
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
         round.consul.kv = None;
         round.notes.insert(0, alloc::format!("{apps_count} apps"));
+        let failed_hosts = core::mem::take(&mut round.failed_hosts);
         for (name, ids) in &clashes {
             let message = alloc::format!(
                 "skipping apps whose Consul service name clashes: {name} => {}; rename one of them",
@@ -393,9 +443,17 @@ impl Bridge {
             self.log(Level::Error, message);
         }
         let writes = plan.register.len() + plan.deregister.len();
+        let mut skipped = 0;
         for service in plan.register {
-            let (target, body, timeout) = self.registration_request(&service, false);
-            let awaiting = Awaiting::Sync(id, Wait::Register(service, false));
+            let reachable = !failed_hosts.contains(&service.agent)
+                && self.members.membership(&service.agent, self.now) == Membership::Member;
+            let on_fallback = !reachable;
+            if on_fallback && !self.config.fallback {
+                skipped += 1;
+                continue;
+            }
+            let (target, body, timeout) = self.registration_request(&service, on_fallback);
+            let awaiting = Awaiting::Sync(id, Wait::Register(service, on_fallback));
             self.send(
                 awaiting,
                 target,
@@ -405,6 +463,14 @@ impl Bridge {
                 timeout,
             );
         }
+        let round = self.current_round();
+        if skipped > 0 {
+            round.notes.push(alloc::format!(
+                "{skipped} tasks not registered: their host is a failed node or not a member of the Consul cluster"
+            ));
+            round.failures += skipped;
+        }
+        let writes = writes - skipped;
         for (agent, service_id) in &plan.deregister {
             let wait = Wait::Deregister(agent.clone(), service_id.clone());
             self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);

@@ -7,9 +7,11 @@
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 
+use super::members::Membership;
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{
-    agent_host, kv_tree_path, parse_kv_entries, service_name, Registration, KV_ROOT,
+    agent_host, agent_service_path, kv_tree_path, parse_agent_service, parse_kv_entries,
+    service_name, Registration, APP_ID_TAG_PREFIX, KV_ROOT, REG_ID_TAG_PREFIX,
 };
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::{app_path, parse_app_labels, AppLabels, StatusUpdate, TaskAction};
@@ -20,6 +22,9 @@ const ENDED_TASKS_REMEMBERED: usize = 16_384;
 /// Apps whose synced label version is remembered. Syncs prune the list to Marathon's apps; without
 /// syncs it is cleared when full, which costs only an app read per app.
 const APP_VERSIONS_REMEMBERED: usize = 16_384;
+/// Updates of one task queued behind the one in progress; more are dropped (a callback gets 503,
+/// so Marathon retries it; the stream's next sync repairs what a dropped one would have done).
+const MAX_QUEUED_PER_TASK: usize = 1024;
 
 /// Identifies one status update being worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,6 +32,8 @@ pub(super) struct ChainId(u64);
 
 #[derive(Debug)]
 enum Step {
+    /// Waiting for the catalog to say whether the task's host is a Consul member.
+    AwaitMembers,
     Register {
         service: DesiredService,
         on_fallback: bool,
@@ -38,6 +45,10 @@ enum Step {
     WriteLabels {
         pending: usize,
         app_version: Option<String>,
+    },
+    /// Reading the service from the agent, to deregister it only if it is ours.
+    CheckOwner {
+        agent: String,
     },
     Deregister {
         agent: String,
@@ -107,16 +118,40 @@ impl Bridge {
         update: StatusUpdate,
     ) {
         if let Some(queue) = self.tasks.busy.get_mut(&update.task_id) {
-            queue.push_back((reply_to, update));
+            if queue.len() < MAX_QUEUED_PER_TASK {
+                queue.push_back((reply_to, update));
+                return;
+            }
+            self.stats.dropped_events += 1;
+            let message = alloc::format!(
+                "dropped a {} update of {}: {MAX_QUEUED_PER_TASK} updates of it are already queued",
+                update.state.name(),
+                update.task_id
+            );
+            self.log(Level::Warn, message);
+            if let Some(id) = reply_to {
+                self.reply_error(
+                    id,
+                    503,
+                    "too many updates of this task are queued; retry later",
+                );
+            }
             return;
         }
         self.tasks
             .busy
             .insert(update.task_id.clone(), VecDeque::new());
-        self.start_chain(reply_to, update);
+        if let Some(finished) = self.start_chain(reply_to, update) {
+            self.finish_chains(finished);
+        }
     }
 
-    fn start_chain(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) {
+    /// Starts the work `update` needs; an update that needs no request is handed back finished.
+    fn start_chain(
+        &mut self,
+        reply_to: Option<InboundId>,
+        update: StatusUpdate,
+    ) -> Option<Finished> {
         self.tasks.epoch += 1;
         // Only a sync in flight can be undone by this update; with none, remembering it would only
         // grow memory with every event.
@@ -128,9 +163,8 @@ impl Bridge {
         }
         self.tasks.next_chain += 1;
         let chain_id = ChainId(self.tasks.next_chain);
-        let agent = agent_host(&update.host);
-        let step = match update.state.action() {
-            TaskAction::Ignore => return self.finish_chain(reply_to, update, None),
+        match update.state.action() {
+            TaskAction::Ignore => return Some(Finished::ok(reply_to, update)),
             TaskAction::Register if self.tasks.has_ended(&update.task_id) => {
                 let message = alloc::format!(
                     "ignoring {} of {}: the task already ended",
@@ -138,9 +172,72 @@ impl Bridge {
                     update.task_id
                 );
                 self.log(Level::Info, message);
-                return self.finish_chain(reply_to, update, None);
+                return Some(Finished::ok(reply_to, update));
             }
-            TaskAction::Register => {
+            TaskAction::Register => {}
+            TaskAction::Deregister if update.state.is_final() => {
+                self.tasks.remember_ended(&update.task_id);
+            }
+            TaskAction::Deregister => {}
+        }
+        match self.members.membership(&update.host, self.now) {
+            Membership::Unknown => {
+                let chain = Chain {
+                    reply_to,
+                    update,
+                    step: Step::AwaitMembers,
+                    error: None,
+                };
+                self.tasks.chains.insert(chain_id, chain);
+                self.await_members(chain_id);
+                None
+            }
+            known => self.act_on_agent(chain_id, reply_to, update, known),
+        }
+    }
+
+    /// The catalog was read for the update `chain_id` was waiting with.
+    pub(super) fn on_members_known(&mut self, chain_id: ChainId) {
+        let Some(chain) = self.tasks.chains.remove(&chain_id) else {
+            return;
+        };
+        let membership = match self.members.membership(&chain.update.host, self.now) {
+            Membership::Member => Membership::Member,
+            // Just read: a host still missing is a stranger.
+            Membership::Stranger | Membership::Unknown => Membership::Stranger,
+        };
+        if let Some(finished) =
+            self.act_on_agent(chain_id, chain.reply_to, chain.update, membership)
+        {
+            self.finish_chains(finished);
+        }
+    }
+
+    /// Sends the first request of `update` now that its host's membership is known; a host that
+    /// is not a member gets none: the update registers on the main Consul with `--fallback`, and
+    /// fails otherwise, as with an agent that cannot be reached.
+    fn act_on_agent(
+        &mut self,
+        chain_id: ChainId,
+        reply_to: Option<InboundId>,
+        update: StatusUpdate,
+        membership: Membership,
+    ) -> Option<Finished> {
+        let agent = agent_host(&update.host);
+        let registers = update.state.action() == TaskAction::Register;
+        let step = match membership {
+            Membership::Member | Membership::Stranger if registers => {
+                let on_fallback = membership == Membership::Stranger;
+                if on_fallback && !self.config.fallback {
+                    return Some(self.stranger_refused(reply_to, update));
+                }
+                if on_fallback {
+                    let message = alloc::format!(
+                        "{agent} is not a member of the Consul cluster; registering {} on the main Consul (fallback)",
+                        update.task_id
+                    );
+                    self.log(Level::Warn, message);
+                }
                 let app_id = update.app_id.as_deref().unwrap_or_default();
                 let registration = Registration::for_task(
                     &self.config.registration_id,
@@ -153,29 +250,48 @@ impl Bridge {
                     agent,
                     registration,
                 };
-                self.send_registration(Awaiting::Task(chain_id), &service, false);
+                self.send_registration(Awaiting::Task(chain_id), &service, on_fallback);
                 Step::Register {
                     service,
-                    on_fallback: false,
+                    on_fallback,
                 }
             }
-            TaskAction::Deregister => {
-                if update.state.is_final() {
-                    self.tasks.remember_ended(&update.task_id);
-                }
-                self.send_deregistration(Awaiting::Task(chain_id), &agent, &update.task_id);
-                Step::Deregister { agent }
+            Membership::Member => {
+                let timeout = self.config.request_timeout;
+                let path = agent_service_path(&update.task_id);
+                let target = Target::Agent(agent.clone());
+                let awaiting = Awaiting::Task(chain_id);
+                self.send(awaiting, target, Method::Get, path, None, timeout);
+                Step::CheckOwner { agent }
+            }
+            Membership::Stranger | Membership::Unknown => {
+                return Some(self.stranger_refused(reply_to, update))
             }
         };
-        self.tasks.chains.insert(
-            chain_id,
-            Chain {
-                reply_to,
-                update,
-                step,
-                error: None,
-            },
+        let chain = Chain {
+            reply_to,
+            update,
+            step,
+            error: None,
+        };
+        self.tasks.chains.insert(chain_id, chain);
+        None
+    }
+
+    fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {
+        let error = alloc::format!(
+            "{} is not a member of the Consul cluster: no request was sent to it",
+            agent_host(&update.host)
         );
+        self.log(
+            Level::Error,
+            alloc::format!("cannot act on {}: {error}", update.task_id),
+        );
+        Finished {
+            reply_to,
+            update,
+            error: Some(error),
+        }
     }
 
     /// `kv_ops` is the number of operations when `answer` answers a label transaction.
@@ -234,7 +350,7 @@ impl Bridge {
                     return self.finish_chain(
                         chain.reply_to,
                         chain.update,
-                        Some(alloc::format!("cannot register: {}", answer.failure())),
+                        Some(alloc::format!("cannot register: {}", answer.summary())),
                     )
                 }
             },
@@ -253,7 +369,11 @@ impl Bridge {
                     return self.labels_done(chain_id, chain.reply_to, chain.update, Ok(None));
                 }
                 Err(e) => {
-                    let error = Err(alloc::format!("reading app {app_id}: {e}"));
+                    self.log(
+                        Level::Error,
+                        alloc::format!("cannot read app {app_id}: {e}"),
+                    );
+                    let error = Err(alloc::format!("reading app {app_id}: {}", answer.summary()));
                     return self.labels_done(chain_id, chain.reply_to, chain.update, error);
                 }
             },
@@ -261,7 +381,9 @@ impl Bridge {
                 let current = match answer.parsed(parse_kv_entries) {
                     Ok(entries) => entries.unwrap_or_default(),
                     Err(e) => {
-                        return self.labels_done(chain_id, chain.reply_to, chain.update, Err(e))
+                        self.log(Level::Error, alloc::format!("cannot read labels: {e}"));
+                        let error = Err(alloc::format!("reading labels: {}", answer.summary()));
+                        return self.labels_done(chain_id, chain.reply_to, chain.update, error);
                     }
                 };
                 let name = service_name(&app.id);
@@ -286,7 +408,7 @@ impl Bridge {
             } => {
                 if !self.kv_ops_done(kv_ops, &answer) {
                     chain.error.get_or_insert_with(|| {
-                        alloc::format!("writing labels: {}", answer.failure())
+                        alloc::format!("writing labels: {}", answer.summary())
                     });
                 }
                 if pending > 1 {
@@ -299,10 +421,39 @@ impl Bridge {
                     return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
                 }
             }
+            Step::AwaitMembers => Step::AwaitMembers,
+            Step::CheckOwner { agent } => {
+                let task_id = &chain.update.task_id;
+                match answer.parsed(|body| parse_agent_service(task_id, body)) {
+                    Ok(Some(service)) if service.is_owned_by(&self.config.registration_id) => {
+                        self.send_deregistration(awaiting, &agent, task_id);
+                        Step::Deregister { agent }
+                    }
+                    Ok(Some(_)) => {
+                        let message = alloc::format!(
+                            "not deregistering {task_id} from {agent}: it does not carry our {REG_ID_TAG_PREFIX}{} and {APP_ID_TAG_PREFIX} tags",
+                            self.config.registration_id
+                        );
+                        self.log(Level::Warn, message);
+                        return self.finish_chain(chain.reply_to, chain.update, None);
+                    }
+                    Ok(None) => {
+                        let message = alloc::format!("{task_id} is not registered on {agent}");
+                        self.debug(message);
+                        return self.finish_chain(chain.reply_to, chain.update, None);
+                    }
+                    Err(e) => {
+                        let message = alloc::format!("cannot read {task_id} from {agent}: {e}");
+                        self.log(Level::Error, message);
+                        let error = alloc::format!("cannot deregister: {}", answer.summary());
+                        return self.finish_chain(chain.reply_to, chain.update, Some(error));
+                    }
+                }
+            }
             Step::Deregister { agent } => {
                 let gone = self.deregistration_done(&agent, &chain.update.task_id, &answer);
                 let error =
-                    (!gone).then(|| alloc::format!("cannot deregister: {}", answer.failure()));
+                    (!gone).then(|| alloc::format!("cannot deregister: {}", answer.summary()));
                 return self.finish_chain(chain.reply_to, chain.update, error);
             }
         };
@@ -365,30 +516,130 @@ impl Bridge {
         update: StatusUpdate,
         error: Option<String>,
     ) {
-        if let Some(id) = reply_to {
-            match &error {
-                None => self.reply(id, 200, String::from("{\"status\": \"ok\"}")),
-                Some(e) => self.reply_error(id, 502, e),
+        self.finish_chains(Finished {
+            reply_to,
+            update,
+            error,
+        });
+    }
+
+    /// Finishes `first`, then every queued update of its task that needs no request, in a loop:
+    /// a long queue of such updates must not nest one call per update.
+    fn finish_chains(&mut self, first: Finished) {
+        let mut next_finished = Some(first);
+        while let Some(Finished {
+            reply_to,
+            update,
+            error,
+        }) = next_finished.take()
+        {
+            if let Some(id) = reply_to {
+                match &error {
+                    None => self.reply(id, 200, String::from("{\"status\": \"ok\"}")),
+                    Some(e) => self.reply_error(id, 502, e),
+                }
+            }
+            let queued = self
+                .tasks
+                .busy
+                .get_mut(&update.task_id)
+                .and_then(VecDeque::pop_front);
+            match queued {
+                Some((reply_to, queued)) => next_finished = self.start_chain(reply_to, queued),
+                None => {
+                    self.tasks.busy.remove(&update.task_id);
+                }
             }
         }
-        let next = self
-            .tasks
-            .busy
-            .get_mut(&update.task_id)
-            .and_then(VecDeque::pop_front);
-        match next {
-            Some((reply_to, next)) => self.start_chain(reply_to, next),
-            None => {
-                self.tasks.busy.remove(&update.task_id);
-            }
+    }
+}
+
+/// An update whose work is over, waiting for its reply.
+struct Finished {
+    reply_to: Option<InboundId>,
+    update: StatusUpdate,
+    error: Option<String>,
+}
+
+impl Finished {
+    fn ok(reply_to: Option<InboundId>, update: StatusUpdate) -> Self {
+        Finished {
+            reply_to,
+            update,
+            error: None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Bridge, Config, InboundId, Output, Response};
+    use crate::{Bridge, Config, InboundId, Method, Output, Reply, Response};
+    use alloc::vec::Vec;
     use core::time::Duration;
+
+    /// Answers every request as a healthy Consul with one node `h` holding our services would,
+    /// until the bridge asks for nothing more; returns the replies.
+    fn answer_all(bridge: &mut Bridge) -> Vec<Reply> {
+        let mut replies = Vec::new();
+        loop {
+            let mut requests = Vec::new();
+            loop {
+                match bridge.poll_output() {
+                    Output::Request(r) => requests.push(r),
+                    Output::Reply(_, reply) => replies.push(reply),
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+            if requests.is_empty() {
+                return replies;
+            }
+            for r in requests {
+                let body: &[u8] = match (r.method, r.path_and_query.as_str()) {
+                    (Method::Get, "/v1/catalog/nodes") => br#"[{"Node":"h","Address":"h"}]"#,
+                    (Method::Get, p) if p.starts_with("/v1/agent/service/") => {
+                        br#"{"Service":"a","Tags":["consular-reg-id=consular","consular-app-id=/a"]}"#
+                    }
+                    _ => b"",
+                };
+                let ok = Response {
+                    status: 200,
+                    body: body.to_vec(),
+                };
+                bridge.handle_response(Duration::ZERO, r.id, Ok(ok));
+            }
+        }
+    }
+
+    /// 10,000 updates of one task queued behind a deregistration, none needing a request once
+    /// the first ends: they are drained by a loop, so the stack stays flat (this overflowed it
+    /// when each finished update started the next from within).
+    #[test]
+    fn a_long_queue_of_one_task_is_drained_without_recursion() {
+        let mut bridge = Bridge::new(Config::default(), Duration::ZERO);
+        let event = |state: &str| {
+            alloc::format!(
+                r#"{{"eventType":"status_update_event","taskStatus":"{state}","taskId":"t","appId":"/a","host":"h"}}"#
+            )
+        };
+        let killed = event("TASK_KILLED");
+        bridge
+            .handle_inbound(Duration::ZERO, InboundId(0), "/events", killed.as_bytes())
+            .unwrap();
+        let staging = event("TASK_STAGING");
+        for i in 1..10_000u64 {
+            bridge
+                .handle_inbound(Duration::ZERO, InboundId(i), "/events", staging.as_bytes())
+                .unwrap();
+        }
+        let replies = answer_all(&mut bridge);
+        let refused = replies.iter().filter(|r| r.status == 503).count();
+        let done = replies.iter().filter(|r| r.status == 200).count();
+        assert_eq!(refused, 10_000 - 1 - super::MAX_QUEUED_PER_TASK);
+        assert_eq!(done, 1 + super::MAX_QUEUED_PER_TASK);
+        assert_eq!(bridge.stats().deregistered, 1);
+        assert!(bridge.tasks.busy.is_empty());
+    }
 
     #[test]
     fn without_a_sync_in_flight_updates_leave_no_trace() {
@@ -400,21 +651,7 @@ mod tests {
             bridge
                 .handle_inbound(Duration::ZERO, InboundId(i), "/events", body.as_bytes())
                 .unwrap();
-            let mut answered = alloc::vec::Vec::new();
-            loop {
-                match bridge.poll_output() {
-                    Output::Request(r) => answered.push(r.id),
-                    Output::Timeout(_) => break,
-                    _ => {}
-                }
-            }
-            for id in answered {
-                let ok = Response {
-                    status: 200,
-                    body: alloc::vec::Vec::new(),
-                };
-                bridge.handle_response(Duration::ZERO, id, Ok(ok));
-            }
+            answer_all(&mut bridge);
         }
         assert!(bridge.tasks.touched_tasks.is_empty());
         assert!(bridge.tasks.busy.is_empty());

@@ -10,9 +10,10 @@ pub use kv::{
     KV_ROOT, TXN_MAX_OPS, TXN_PATH,
 };
 pub use service::{
-    agent_host, deregister_path, parse_agent_services, parse_catalog_nodes, service_name,
-    Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, CATALOG_NODES_PATH, REGISTER_PATH,
-    REG_ID_TAG_PREFIX,
+    agent_host, agent_service_path, deregister_path, parse_agent_service, parse_agent_services,
+    parse_catalog_nodes, parse_failed_nodes, service_name, CatalogNode, Registration,
+    AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH,
+    REGISTER_PATH, REG_ID_TAG_PREFIX,
 };
 
 /// Why a Consul response body could not be used.

@@ -15,10 +15,20 @@ pub const REGISTER_PATH: &str = "/v1/agent/service/register";
 pub const AGENT_SERVICES_PATH: &str = "/v1/agent/services";
 /// `GET` lists the nodes (agents) of the datacenter.
 pub const CATALOG_NODES_PATH: &str = "/v1/catalog/nodes";
+/// `GET` lists every check in state critical, node checks included: a failed agent's
+/// `serfHealth` is among them.
+pub const CRITICAL_CHECKS_PATH: &str = "/v1/health/state/critical";
+/// The node check Consul's gossip keeps: critical when the agent is failed.
+const SERF_HEALTH_CHECK: &str = "serfHealth";
 /// Tag prefix marking a service as registered by one consular registration id.
 pub const REG_ID_TAG_PREFIX: &str = "consular-reg-id=";
 /// Tag prefix carrying the Marathon app id.
 pub const APP_ID_TAG_PREFIX: &str = "consular-app-id=";
+
+/// `GET` one service of the agent that receives it (404 when the agent has none by that id).
+pub fn agent_service_path(id: &str) -> String {
+    alloc::format!("/v1/agent/service/{}", encode_segment(id))
+}
 
 /// `PUT` deregisters service `id` from the agent that receives it.
 pub fn deregister_path(id: &str) -> String {
@@ -84,12 +94,15 @@ impl Registration {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// True if the service carries exactly our registration-id tag. Only such services are ever
-    /// deregistered by a purge.
+    /// True if the service carries exactly our registration-id tag and an app-id tag, as every
+    /// service we register does. Only such services are ever deregistered; one with our tag but
+    /// no app id was not made by a consular and is left alone, as consular 1.3.0 does.
     pub fn is_owned_by(&self, registration_id: &str) -> bool {
-        self.tags
+        let ours = self
+            .tags
             .iter()
-            .any(|t| t.strip_prefix(REG_ID_TAG_PREFIX) == Some(registration_id))
+            .any(|t| t.strip_prefix(REG_ID_TAG_PREFIX) == Some(registration_id));
+        ours && self.tags.iter().any(|t| t.starts_with(APP_ID_TAG_PREFIX))
     }
 }
 
@@ -121,16 +134,51 @@ pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError
         .collect())
 }
 
-#[derive(Deserialize)]
-struct CatalogNode {
-    #[serde(rename = "Address")]
-    address: String,
+/// Parses `GET /v1/agent/service/<id>`: the one service, under the id asked for.
+pub fn parse_agent_service(id: &str, body: &[u8]) -> Result<Registration, ParseError> {
+    let s: AgentService = serde_json::from_slice(body)?;
+    Ok(Registration {
+        name: s.service,
+        id: String::from(id),
+        address: s.address,
+        tags: s.tags.unwrap_or_default(),
+        port: u16::try_from(s.port).ok().filter(|&p| p != 0),
+    })
 }
 
-/// Parses `GET /v1/catalog/nodes` into the nodes' addresses, in Consul's order.
-pub fn parse_catalog_nodes(body: &[u8]) -> Result<Vec<String>, ParseError> {
-    let nodes: Vec<CatalogNode> = serde_json::from_slice(body)?;
-    Ok(nodes.into_iter().map(|n| n.address).collect())
+/// One node of the catalog: a member of the Consul cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CatalogNode {
+    /// The node name.
+    #[serde(rename = "Node", default)]
+    pub name: String,
+    /// The node's address.
+    #[serde(rename = "Address")]
+    pub address: String,
+}
+
+/// Parses `GET /v1/catalog/nodes`, in Consul's order.
+pub fn parse_catalog_nodes(body: &[u8]) -> Result<Vec<CatalogNode>, ParseError> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+#[derive(Deserialize)]
+struct HealthCheck {
+    #[serde(rename = "Node", default)]
+    node: String,
+    #[serde(rename = "CheckID", default)]
+    check_id: String,
+}
+
+/// Parses `GET /v1/health/state/critical` into the names of the nodes whose agent Consul's
+/// gossip reports as failed (a critical `serfHealth`).
+pub fn parse_failed_nodes(body: &[u8]) -> Result<Vec<String>, ParseError> {
+    let checks: Vec<HealthCheck> = serde_json::from_slice(body)?;
+    Ok(checks
+        .into_iter()
+        .filter(|c| c.check_id == SERF_HEALTH_CHECK)
+        .map(|c| c.node)
+        .collect())
 }
 
 #[cfg(test)]
@@ -157,11 +205,25 @@ mod tests {
     }
 
     #[test]
-    fn ownership_needs_the_exact_tag() {
-        let ours = Registration::for_task("blue", "/a", "t", "h", &[]);
+    fn ownership_needs_the_exact_tag_and_an_app_id() {
+        let mut ours = Registration::for_task("blue", "/a", "t", "h", &[]);
         assert!(ours.is_owned_by("blue"));
         assert!(!ours.is_owned_by("blu"));
         assert!(!ours.is_owned_by("blue2"));
+        ours.tags.retain(|t| !t.starts_with(APP_ID_TAG_PREFIX));
+        assert!(!ours.is_owned_by("blue"), "no app id: not made by consular");
+    }
+
+    #[test]
+    fn failed_nodes_are_those_with_a_critical_serf_health() {
+        let failed = parse_failed_nodes(
+            br#"[{"Node":"n1","CheckID":"serfHealth","Status":"critical"},
+                 {"Node":"n2","CheckID":"service:web","Status":"critical"}]"#,
+        )
+        .unwrap();
+        assert_eq!(failed, ["n1"]);
+        let nodes = parse_catalog_nodes(br#"[{"Node":"n1","Address":"10.0.0.1","ID":"x"}]"#);
+        assert_eq!(nodes.unwrap()[0].name, "n1");
     }
 
     #[test]

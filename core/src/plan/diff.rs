@@ -23,7 +23,8 @@ pub struct ObservedService {
 pub struct ConsulState {
     /// Services listed by the agents that answered.
     pub services: Vec<ObservedService>,
-    /// True only if the node list and every agent's service list were read.
+    /// True only if the node list and every agent's service list were read. Purging does not
+    /// depend on it: services are observed per agent, and only listed agents are purged.
     pub services_complete: bool,
     /// Every key under `consular/`, or `None` if the read failed.
     pub kv: Option<Vec<KvEntry>>,
@@ -88,16 +89,15 @@ pub fn plan_sync(
             .or_default()
             .push(&s.registration);
     }
-    let deregister = if consul.services_complete {
-        ours.iter()
-            .filter(|s| purge.covers(&s.registration.name))
-            .filter(|s| !desired.running_tasks.contains(&s.registration.id))
-            .filter(|s| !excluded.tasks.contains(&s.registration.id))
-            .map(|s| (s.agent.clone(), s.registration.id.clone()))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // Services are only observed on agents that listed them, so a node that could not be listed
+    // loses nothing; the others are purged as usual.
+    let deregister = ours
+        .iter()
+        .filter(|s| purge.covers(&s.registration.name))
+        .filter(|s| !desired.running_tasks.contains(&s.registration.id))
+        .filter(|s| !excluded.tasks.contains(&s.registration.id))
+        .map(|s| (s.agent.clone(), s.registration.id.clone()))
+        .collect();
     let kv = match &consul.kv {
         Some(current) => kv_ops(&desired.kv, current, |key| {
             let Some(KvKey { app_name, label }) = KvKey::parse(key) else {
@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn purge_touches_only_ours_and_only_with_a_complete_listing() {
+    fn purge_touches_only_ours_and_only_what_was_listed() {
         let desired = desired_state(
             &parse_apps(br#"{"apps":[{"id":"/live","tasks":[]}]}"#).unwrap(),
             "r",
@@ -298,15 +298,18 @@ mod tests {
             services_complete: false,
             ..consul.clone()
         };
-        assert!(plan_sync(
-            desired.clone(),
-            &partial,
-            "r",
-            &EVERYTHING,
-            &Exclusions::default()
-        )
-        .deregister
-        .is_empty());
+        // Another node's listing failing does not protect what this one listed.
+        assert_eq!(
+            plan_sync(
+                desired.clone(),
+                &partial,
+                "r",
+                &EVERYTHING,
+                &Exclusions::default()
+            )
+            .deregister,
+            [("10.0.0.1".into(), "t9".into())]
+        );
         let no_purge = plan_sync(
             desired,
             &consul,

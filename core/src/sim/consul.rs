@@ -486,6 +486,14 @@ impl SimConsul {
                 );
                 self.with_meta(ctx.json(200, &body), self.catalog_index)
             }
+            Route::HealthState(state) => {
+                const STATES: [&str; 4] = ["any", "passing", "warning", "critical"];
+                if !STATES.contains(&state) {
+                    return SimResponse::new(400, TEXT, format!("Invalid check state: {state}"));
+                }
+                let body = self.health_state_json(state);
+                self.with_meta(ctx.json(200, &body), self.catalog_index)
+            }
             Route::Kv(key) => {
                 let key = key.to_string();
                 match method {
@@ -744,57 +752,40 @@ impl SimConsul {
 
     /// `(passing, check JSON)` for the node's `serfHealth` and the service's own checks.
     fn checks_json(&self, agent: &Agent, e: &ServiceEntry) -> Vec<(bool, J)> {
-        let check = |id: &str,
-                     name: &str,
-                     status: &str,
-                     kind: &str,
-                     output: &str,
-                     service: Option<&ServiceEntry>| {
-            J::obj([
-                ("Node", J::s(agent.node.as_str())),
-                ("CheckID", J::s(id)),
-                ("Name", J::s(name)),
-                ("Status", J::s(status)),
-                ("Notes", J::s("")),
-                ("Output", J::s(output)),
-                (
-                    "ServiceID",
-                    J::s(service.map_or("", |s| s.service.id.as_str())),
-                ),
-                (
-                    "ServiceName",
-                    J::s(service.map_or("", |s| s.service.name.as_str())),
-                ),
-                (
-                    "ServiceTags",
-                    J::strs(
-                        service
-                            .into_iter()
-                            .flat_map(|s| s.service.tags.iter().map(String::as_str)),
-                    ),
-                ),
-                ("Type", J::s(kind)),
-                ("Definition", J::Obj(Vec::new())),
-                ("CreateIndex", J::u(agent.create_index)),
-                ("ModifyIndex", J::u(agent.modify_index)),
-            ])
-        };
-        let (serf, output) = if agent.up {
-            ("passing", "Agent alive and reachable")
-        } else {
-            ("critical", "Agent not live or unreachable")
-        };
-        let mut out = vec![(
-            agent.up,
-            check("serfHealth", "Serf Health Status", serf, "", output, None),
-        )];
+        let mut out = vec![(agent.up, serf_health_json(agent))];
         for c in &e.checks {
             out.push((
                 c.status == "passing",
-                check(&c.id, &c.name, &c.status, c.kind, "", Some(e)),
+                check_json(agent, &c.id, &c.name, &c.status, c.kind, "", Some(e)),
             ));
         }
         out
+    }
+
+    /// `GET /v1/health/state/<state>`: every check in `state` (`any` for all), node checks first.
+    fn health_state_json(&self, state: &str) -> J {
+        let wanted = |status: &str| state == "any" || state == status;
+        let mut checks = Vec::new();
+        for agent in &self.agents {
+            let serf = if agent.up { "passing" } else { "critical" };
+            if wanted(serf) {
+                checks.push(serf_health_json(agent));
+            }
+            for e in agent.services.values() {
+                for c in e.checks.iter().filter(|c| wanted(&c.status)) {
+                    checks.push(check_json(
+                        agent,
+                        &c.id,
+                        &c.name,
+                        &c.status,
+                        c.kind,
+                        "",
+                        Some(e),
+                    ));
+                }
+            }
+        }
+        J::Arr(checks)
     }
 
     fn health_json(&self, agent: &Agent, e: &ServiceEntry, checks: Vec<(bool, J)>) -> J {
@@ -1059,6 +1050,64 @@ impl SimConsul {
     }
 }
 
+/// A node's `serfHealth` check: passing while its agent is up, critical once it failed.
+fn serf_health_json(agent: &Agent) -> J {
+    let (status, output) = if agent.up {
+        ("passing", "Agent alive and reachable")
+    } else {
+        ("critical", "Agent not live or unreachable")
+    };
+    check_json(
+        agent,
+        "serfHealth",
+        "Serf Health Status",
+        status,
+        "",
+        output,
+        None,
+    )
+}
+
+/// One check as the health endpoints show it.
+fn check_json(
+    agent: &Agent,
+    id: &str,
+    name: &str,
+    status: &str,
+    kind: &str,
+    output: &str,
+    service: Option<&ServiceEntry>,
+) -> J {
+    J::obj([
+        ("Node", J::s(agent.node.as_str())),
+        ("CheckID", J::s(id)),
+        ("Name", J::s(name)),
+        ("Status", J::s(status)),
+        ("Notes", J::s("")),
+        ("Output", J::s(output)),
+        (
+            "ServiceID",
+            J::s(service.map_or("", |s| s.service.id.as_str())),
+        ),
+        (
+            "ServiceName",
+            J::s(service.map_or("", |s| s.service.name.as_str())),
+        ),
+        (
+            "ServiceTags",
+            J::strs(
+                service
+                    .into_iter()
+                    .flat_map(|s| s.service.tags.iter().map(String::as_str)),
+            ),
+        ),
+        ("Type", J::s(kind)),
+        ("Definition", J::Obj(Vec::new())),
+        ("CreateIndex", J::u(agent.create_index)),
+        ("ModifyIndex", J::u(agent.modify_index)),
+    ])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Routing
 // ---------------------------------------------------------------------------------------------
@@ -1073,6 +1122,7 @@ enum Route<'a> {
     CatalogServices,
     CatalogService(&'a str),
     HealthService(&'a str),
+    HealthState(&'a str),
     Kv(&'a str),
     Txn,
     StatusLeader,
@@ -1100,6 +1150,8 @@ impl<'a> Route<'a> {
                     Route::CatalogService(name)
                 } else if let Some(name) = p.strip_prefix("/v1/health/service/") {
                     Route::HealthService(name)
+                } else if let Some(state) = p.strip_prefix("/v1/health/state/") {
+                    Route::HealthState(state)
                 } else if let Some(key) = p.strip_prefix("/v1/kv/") {
                     Route::Kv(key)
                 } else {
@@ -1125,6 +1177,7 @@ impl<'a> Route<'a> {
                 | Route::CatalogServices
                 | Route::CatalogService(_)
                 | Route::HealthService(_)
+                | Route::HealthState(_)
                 | Route::Kv(_)
                 | Route::Txn
                 | Route::StatusLeader

@@ -175,6 +175,40 @@ impl Transcript {
         self.replies.iter().any(|(i, _)| *i == id)
     }
 
+    /// Answers the catalog read that a task host not known yet triggers: `hosts` are the nodes of
+    /// the Consul cluster (each its own name and address).
+    pub fn members(&mut self, hosts: &[&str]) {
+        let read = self.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
+        let nodes: Vec<serde_json::Value> = hosts
+            .iter()
+            .map(|h| serde_json::json!({"Node": h, "Address": h}))
+            .collect();
+        self.respond(&read, 200, &serde_json::Value::from(nodes).to_string());
+    }
+
+    /// [`Transcript::members`] if the next request is that catalog read (the first event of a
+    /// test asks, later ones find the hosts cached).
+    pub fn members_if_asked(&mut self, hosts: &[&str]) {
+        let asked = self.requests.front().is_some_and(|r| {
+            r.method == Method::Get
+                && r.target == Target::Consul
+                && r.path_and_query == "/v1/catalog/nodes"
+        });
+        if asked {
+            self.members(hosts);
+        }
+    }
+
+    /// Answers the read of service `id` on `host` that comes before deregistering it: the service
+    /// is ours (our registration tag and an app tag).
+    pub fn ours(&mut self, host: &str, id: &str) {
+        let read = self.take(Method::Get, agent(host), &format!("/v1/agent/service/{id}"));
+        let tag = format!("consular-reg-id={}", self.bridge.config().registration_id);
+        let body =
+            serde_json::json!({"ID": id, "Service": "a", "Tags": [tag, "consular-app-id=/a"]});
+        self.respond(&read, 200, &body.to_string());
+    }
+
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.iter().any(|l| l.message.contains(needle))
     }
