@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use consular_core::consul::kv_mark;
 use consular_core::{Config, Method, Target, TransportError};
 use serde_json::json;
 use support::transcript::{agent, body_json, status_event, Transcript};
@@ -79,7 +80,7 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
     assert_eq!(
         body_json(&txn),
         json!([
-            {"KV": {"Verb": "cas", "Key": "consular/my-group-my-app/domain", "Value": "ImNhZlx1MDBlOS5leGFtcGxlIg==", "Index": 0}},
+            {"KV": {"Verb": "cas", "Key": "consular/my-group-my-app/domain", "Value": "ImNhZlx1MDBlOS5leGFtcGxlIg==", "Index": 0, "Flags": kv_mark("test")}},
             {"KV": {"Verb": "delete-cas", "Key": "consular/my-group-my-app/stale", "Index": 6}}
         ])
     );

@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use consular_core::consul::kv_mark;
 use consular_core::{Config, Method, Request, Target, TransportError};
 use serde_json::json;
 use support::transcript::{agent, body_json, Transcript};
@@ -84,7 +85,7 @@ fn a_cold_sync_registers_running_tasks_writes_labels_and_purges_only_ours() {
     let txn = t.take(Method::Put, Target::Consul, "/v1/txn");
     assert_eq!(
         body_json(&txn),
-        json!([{"KV": {"Verb": "cas", "Key": "consular/web/domain", "Value": "IndlYi5leGFtcGxlIg==", "Index": 0}},
+        json!([{"KV": {"Verb": "cas", "Key": "consular/web/domain", "Value": "IndlYi5leGFtcGxlIg==", "Index": 0, "Flags": kv_mark("blue")}},
                {"KV": {"Verb": "delete-cas", "Key": "consular/gone/x", "Index": 3}}])
     );
     t.expect_no_request();

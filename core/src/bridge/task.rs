@@ -387,7 +387,8 @@ impl Bridge {
                     }
                 };
                 let name = service_name(&app.id);
-                let ops = plan_app_labels(&name, &app.labels, &current);
+                let ops =
+                    plan_app_labels(&name, &app.labels, &current, &self.config.registration_id);
                 if ops.is_empty() {
                     let synced = Ok(app.version);
                     return self.labels_done(chain_id, chain.reply_to, chain.update, synced);

@@ -7,8 +7,9 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Answer, Awaiting, Bridge};
-use crate::consul::{deregister_path, txn_body, TxnOp, REGISTER_PATH, TXN_MAX_OPS, TXN_PATH};
+use crate::consul::{deregister_path, txn_batches, TxnOp, REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH};
 use crate::io::{Level, Method, Target};
+use crate::marathon::ids::Shown;
 use crate::plan::DesiredService;
 
 impl Bridge {
@@ -117,26 +118,35 @@ impl Bridge {
         }
     }
 
-    /// Sends `ops` as transactions of at most [`TXN_MAX_OPS`]; returns how many were sent. Each
-    /// is awaited by `awaiting(number of ops in it)`.
+    /// Sends `ops` as transactions Consul accepts (at most 64 operations and 512 KiB each);
+    /// returns how many were sent. Each is awaited by `awaiting(number of ops in it)`. An
+    /// operation too large for any transaction is logged and left out: it fails every time.
     pub(super) fn send_kv_ops(
         &mut self,
         ops: &[TxnOp],
         awaiting: impl Fn(usize) -> Awaiting,
     ) -> usize {
         let timeout = self.config.request_timeout;
-        for batch in ops.chunks(TXN_MAX_OPS) {
-            let body = Some(txn_body(batch));
+        let (batches, too_large) = txn_batches(ops);
+        for key in too_large {
+            let message = alloc::format!(
+                "not writing {}: its value is too large for a Consul transaction ({TXN_MAX_BYTES} bytes)",
+                Shown(&key)
+            );
+            self.log(Level::Error, message);
+        }
+        let sent = batches.len();
+        for batch in batches {
             self.send(
-                awaiting(batch.len()),
+                awaiting(batch.ops),
                 Target::Consul,
                 Method::Put,
                 String::from(TXN_PATH),
-                body,
+                Some(batch.body),
                 timeout,
             );
         }
-        ops.len().div_ceil(TXN_MAX_OPS)
+        sent
     }
 
     /// Accounts for a transaction of `ops` operations; `true` if it was applied.

@@ -14,6 +14,21 @@ pub const KV_ROOT: &str = "consular/";
 pub const TXN_PATH: &str = "/v1/txn";
 /// Consul 1.8 rejects transactions with more operations than this.
 pub const TXN_MAX_OPS: usize = 64;
+/// Consul 1.8 rejects a transaction body larger than this (`txn_max_req_len`, 512 KiB).
+pub const TXN_MAX_BYTES: usize = 512 * 1024;
+
+/// The mark our KV writes carry in Consul's `Flags`: FNV-1a of the registration id, never 0, so
+/// two bridges with different registration ids sharing one Consul tell their keys apart. Keys
+/// with no mark (0), as consular 1.3.0 and earlier versions wrote them, count as anyone's. Kept
+/// to 52 bits, so any JSON reader (a browser's included) reads it back exactly.
+pub fn kv_mark(registration_id: &str) -> u64 {
+    let hash = registration_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (hash >> 12).max(1)
+}
 
 /// `consular/<app-name>/<label>`.
 pub fn label_key(app_name: &str, label: &str) -> String {
@@ -62,6 +77,16 @@ pub struct KvEntry {
     pub value: Vec<u8>,
     /// The index of the last write, used to check a planned write against concurrent changes.
     pub modify_index: u64,
+    /// Consul's `Flags`: the [`kv_mark`] of the bridge that wrote it, or 0.
+    pub flags: u64,
+}
+
+impl KvEntry {
+    /// True if a bridge with `mark` may change or delete this key: it wrote it, or nobody marked
+    /// it.
+    pub fn is_ours(&self, mark: u64) -> bool {
+        self.flags == 0 || self.flags == mark
+    }
 }
 
 #[derive(Deserialize)]
@@ -72,6 +97,8 @@ struct RawEntry {
     value: Option<String>,
     #[serde(rename = "ModifyIndex", default)]
     modify_index: u64,
+    #[serde(rename = "Flags", default)]
+    flags: u64,
 }
 
 /// Parses `GET /v1/kv/<prefix>?recurse`.
@@ -89,6 +116,7 @@ pub fn parse_kv_entries(body: &[u8]) -> Result<Vec<KvEntry>, ParseError> {
                 key: e.key,
                 value,
                 modify_index: e.modify_index,
+                flags: e.flags,
             })
         })
         .collect()
@@ -106,6 +134,8 @@ pub enum TxnOp {
         value: Vec<u8>,
         /// Expected ModifyIndex; 0 means "must not exist".
         index: u64,
+        /// Consul's `Flags` to store with it: our [`kv_mark`].
+        flags: u64,
     },
     /// Delete the key if its ModifyIndex is still `index`.
     Delete {
@@ -125,20 +155,69 @@ impl TxnOp {
     }
 }
 
-/// The `PUT /v1/txn` body for `ops` (at most [`TXN_MAX_OPS`]).
+/// The `PUT /v1/txn` body for `ops` (at most [`TXN_MAX_OPS`], at most [`TXN_MAX_BYTES`]).
 pub fn txn_body(ops: &[TxnOp]) -> Vec<u8> {
-    let ops: Vec<serde_json::Value> = ops
-        .iter()
-        .map(|op| match op {
-            TxnOp::Set { key, value, index } => serde_json::json!({"KV": {
-                "Verb": "cas", "Key": key, "Value": base64_encode(value), "Index": index,
-            }}),
-            TxnOp::Delete { key, index } => serde_json::json!({"KV": {
-                "Verb": "delete-cas", "Key": key, "Index": index,
-            }}),
-        })
-        .collect();
+    let ops: Vec<serde_json::Value> = ops.iter().map(txn_op_json).collect();
     serde_json::to_vec(&ops).unwrap_or_default()
+}
+
+fn txn_op_json(op: &TxnOp) -> serde_json::Value {
+    match op {
+        TxnOp::Set {
+            key,
+            value,
+            index,
+            flags,
+        } => serde_json::json!({"KV": {
+            "Verb": "cas", "Key": key, "Value": base64_encode(value), "Index": index, "Flags": flags,
+        }}),
+        TxnOp::Delete { key, index } => serde_json::json!({"KV": {
+            "Verb": "delete-cas", "Key": key, "Index": index,
+        }}),
+    }
+}
+
+/// One transaction of a batched write: its body and how many operations it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnBatch {
+    /// The `PUT /v1/txn` body.
+    pub body: Vec<u8>,
+    /// Operations in it.
+    pub ops: usize,
+}
+
+/// `ops` cut into transactions Consul accepts: at most [`TXN_MAX_OPS`] operations and
+/// [`TXN_MAX_BYTES`] of body each, in order. An operation too large for any transaction on its
+/// own (a label value near 512 KiB) cannot be written: its key is returned instead.
+pub fn txn_batches(ops: &[TxnOp]) -> (Vec<TxnBatch>, Vec<String>) {
+    let mut batches = Vec::new();
+    let mut too_large = Vec::new();
+    let mut current: Vec<serde_json::Value> = Vec::new();
+    // `[`, `]` and a comma between operations.
+    let mut current_bytes = 2;
+    let mut flush = |current: &mut Vec<serde_json::Value>, bytes: &mut usize| {
+        if !current.is_empty() {
+            let ops = current.len();
+            let body = serde_json::to_vec(&core::mem::take(current)).unwrap_or_default();
+            batches.push(TxnBatch { body, ops });
+        }
+        *bytes = 2;
+    };
+    for op in ops {
+        let json = txn_op_json(op);
+        let bytes = serde_json::to_vec(&json).map_or(usize::MAX, |b| b.len());
+        if bytes.saturating_add(2) > TXN_MAX_BYTES {
+            too_large.push(String::from(op.key()));
+            continue;
+        }
+        if current.len() == TXN_MAX_OPS || current_bytes + bytes + 1 > TXN_MAX_BYTES {
+            flush(&mut current, &mut current_bytes);
+        }
+        current_bytes += bytes + usize::from(!current.is_empty());
+        current.push(json);
+    }
+    flush(&mut current, &mut current_bytes);
+    (batches, too_large)
 }
 
 #[cfg(test)]
@@ -189,6 +268,7 @@ mod tests {
                 key: "consular/a/x".into(),
                 value: b"\"v\"".to_vec(),
                 index: 0,
+                flags: kv_mark("r"),
             },
             TxnOp::Delete {
                 key: "consular/a/y".into(),
@@ -200,5 +280,43 @@ mod tests {
         assert_eq!(parsed[0]["KV"]["Value"], "InYi");
         assert_eq!(parsed[1]["KV"]["Verb"], "delete-cas");
         assert_eq!(parsed[1]["KV"]["Index"], 9);
+        assert_eq!(parsed[0]["KV"]["Flags"], kv_mark("r"));
+    }
+
+    #[test]
+    fn marks_differ_by_registration_id_and_are_never_zero() {
+        assert_ne!(kv_mark("blue"), kv_mark("green"));
+        assert_eq!(kv_mark("blue"), kv_mark("blue"));
+        assert_ne!(kv_mark(""), 0);
+        assert!(kv_mark("blue") < 1 << 53, "exact as a JSON number anywhere");
+    }
+
+    #[test]
+    fn batches_hold_at_most_64_ops_and_512_kib() {
+        let set = |i: usize, len: usize| TxnOp::Set {
+            key: alloc::format!("consular/a/k{i}"),
+            value: alloc::vec![b'x'; len],
+            index: 0,
+            flags: 1,
+        };
+        let small: Vec<TxnOp> = (0..130).map(|i| set(i, 10)).collect();
+        let (batches, too_large) = txn_batches(&small);
+        let counts: Vec<usize> = batches.iter().map(|b| b.ops).collect();
+        assert_eq!(counts, [64, 64, 2]);
+        assert!(too_large.is_empty());
+        // Five values of 150 KiB (200 KiB in base64): two fit a transaction.
+        let big: Vec<TxnOp> = (0..5).map(|i| set(i, 150 * 1024)).collect();
+        let (batches, _) = txn_batches(&big);
+        let counts: Vec<usize> = batches.iter().map(|b| b.ops).collect();
+        assert_eq!(counts, [2, 2, 1]);
+        for batch in &batches {
+            assert!(batch.body.len() <= TXN_MAX_BYTES, "{}", batch.body.len());
+            let parsed: serde_json::Value = serde_json::from_slice(&batch.body).unwrap();
+            assert_eq!(parsed.as_array().unwrap().len(), batch.ops);
+        }
+        let (batches, too_large) = txn_batches(&[set(0, 10), set(1, 400 * 1024), set(2, 10)]);
+        assert_eq!(too_large, ["consular/a/k1"]);
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].ops, 2);
     }
 }

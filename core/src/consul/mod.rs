@@ -6,8 +6,8 @@ mod kv;
 mod service;
 
 pub use kv::{
-    kv_tree_path, label_key, label_value, parse_kv_entries, txn_body, KvEntry, KvKey, TxnOp,
-    KV_ROOT, TXN_MAX_OPS, TXN_PATH,
+    kv_mark, kv_tree_path, label_key, label_value, parse_kv_entries, txn_batches, txn_body,
+    KvEntry, KvKey, TxnBatch, TxnOp, KV_ROOT, TXN_MAX_BYTES, TXN_MAX_OPS, TXN_PATH,
 };
 pub use service::{
     agent_host, agent_service_path, deregister_path, parse_agent_service, parse_agent_services,

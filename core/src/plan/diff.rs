@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::desired::{DesiredService, DesiredState};
-use crate::consul::{label_key, label_value, KvEntry, KvKey, Registration, TxnOp};
+use crate::consul::{kv_mark, label_key, label_value, KvEntry, KvKey, Registration, TxnOp};
 
 /// A service as one agent lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +98,9 @@ pub fn plan_sync(
         .filter(|s| !excluded.tasks.contains(&s.registration.id))
         .map(|s| (s.agent.clone(), s.registration.id.clone()))
         .collect();
+    let mark = kv_mark(registration_id);
     let kv = match &consul.kv {
-        Some(current) => kv_ops(&desired.kv, current, |key| {
+        Some(current) => kv_ops(&desired.kv, current, mark, |key| {
             let Some(KvKey { app_name, label }) = KvKey::parse(key) else {
                 return false;
             };
@@ -138,38 +139,44 @@ pub fn plan_app_labels<'a>(
     app_name: &str,
     labels: impl IntoIterator<Item = (&'a String, &'a String)>,
     current: &[KvEntry],
+    registration_id: &str,
 ) -> Vec<TxnOp> {
     let desired: BTreeMap<String, Vec<u8>> = labels
         .into_iter()
         .map(|(label, value)| (label_key(app_name, label), label_value(value)))
         .collect();
-    kv_ops(&desired, current, |key| {
+    kv_ops(&desired, current, kv_mark(registration_id), |key| {
         KvKey::parse(key).is_some_and(|k| k.app_name == app_name && k.label.is_some())
     })
 }
 
 /// Sets for missing or different keys (checked against the index read), deletes for current keys
-/// that are not desired and that `may_delete` allows.
+/// that are not desired and that `may_delete` allows. A key another bridge marked (its `Flags`
+/// neither 0 nor `mark`) is neither overwritten nor deleted: two Marathon clusters sharing one
+/// Consul keep each other's labels.
 fn kv_ops(
     desired: &BTreeMap<String, Vec<u8>>,
     current: &[KvEntry],
+    mark: u64,
     may_delete: impl Fn(&str) -> bool,
 ) -> Vec<TxnOp> {
     let by_key: BTreeMap<&str, &KvEntry> = current.iter().map(|e| (e.key.as_str(), e)).collect();
     let mut ops: Vec<TxnOp> = desired
         .iter()
         .filter_map(|(key, value)| match by_key.get(key.as_str()) {
-            Some(entry) if entry.value == *value => None,
+            Some(entry) if entry.value == *value || !entry.is_ours(mark) => None,
             found => Some(TxnOp::Set {
                 key: key.clone(),
                 value: value.clone(),
                 index: found.map_or(0, |e| e.modify_index),
+                flags: mark,
             }),
         })
         .collect();
     ops.extend(
         current
             .iter()
+            .filter(|e| e.is_ours(mark))
             .filter(|e| !desired.contains_key(&e.key) && may_delete(&e.key))
             .map(|e| TxnOp::Delete {
                 key: e.key.clone(),
@@ -224,7 +231,49 @@ mod tests {
             key: key.into(),
             value: value.as_bytes().to_vec(),
             modify_index: index,
+            flags: 0,
         }
+    }
+
+    #[test]
+    fn keys_another_bridge_marked_are_neither_overwritten_nor_purged() {
+        let apps = parse_apps(br#"{"apps":[{"id":"/a","labels":{"k":"new"}}]}"#).unwrap();
+        let desired = desired_state(&apps, "blue");
+        let marked = |key: &str, registration_id: &str, index| KvEntry {
+            flags: kv_mark(registration_id),
+            ..entry(key, "\"old\"", index)
+        };
+        let consul = ConsulState {
+            services: Vec::new(),
+            services_complete: true,
+            kv: Some(alloc::vec![
+                marked("consular/a/k", "green", 1),
+                marked("consular/dead/x", "green", 2),
+                marked("consular/dead/y", "blue", 3),
+                entry("consular/dead/z", "\"v\"", 4),
+            ]),
+        };
+        let plan = plan_sync(
+            desired,
+            &consul,
+            "blue",
+            &EVERYTHING,
+            &Exclusions::default(),
+        );
+        assert_eq!(
+            plan.kv,
+            [
+                TxnOp::Delete {
+                    key: "consular/dead/y".into(),
+                    index: 3
+                },
+                TxnOp::Delete {
+                    key: "consular/dead/z".into(),
+                    index: 4
+                },
+            ],
+            "green's keys stay; ours and unmarked (1.3.0's) go"
+        );
     }
 
     fn observed(agent: &str, reg: Registration) -> ObservedService {
@@ -336,12 +385,13 @@ mod tests {
             entry("consular/my-app2/foo", "\"x\"", 4),
         ];
         assert_eq!(
-            plan_app_labels("my-app", &labels, &current),
+            plan_app_labels("my-app", &labels, &current, "r"),
             [
                 TxnOp::Set {
                     key: "consular/my-app/foo".into(),
                     value: b"\"new\"".to_vec(),
-                    index: 2
+                    index: 2,
+                    flags: kv_mark("r"),
                 },
                 TxnOp::Delete {
                     key: "consular/my-app/gone".into(),
