@@ -1,6 +1,7 @@
 //! The run loop: the one owner of the [`Bridge`]. It drains the core's outputs, sends requests
 //! and follows event streams concurrently, routes replies to the waiting server handlers, writes
-//! log records, and feeds exactly one input back per wake-up.
+//! log records, and feeds exactly one input back per wake-up. The tasks report to the loop over a
+//! bounded queue, so a stream that arrives faster than the core consumes it is read no faster.
 //!
 //! [`run`] binds the inbound server and drives the bridge; [`drive`] is the loop alone, for
 //! callers that bring their own inbound channel (tests, embedders). Decisions stay in the core;
@@ -26,6 +27,11 @@ use crate::tls::{self, TlsError};
 
 /// `log` target of the core's records.
 const CORE_LOG_TARGET: &str = "consular";
+/// Task events queued at most between the request and stream tasks and the loop. A stream task
+/// that reads faster than the core consumes waits for room here, so its socket is not read and TCP
+/// pushes back on Marathon, instead of the queue growing (a 512 MiB event line once took 535 MB).
+/// At [`crate::outbound`]'s 16 KiB pieces this holds about 1 MiB of stream data.
+const TASK_EVENT_QUEUE: usize = 64;
 
 /// How the driver reaches the world.
 #[derive(Debug, Clone)]
@@ -122,7 +128,9 @@ pub async fn drive(
 ) -> Result<(), DriverError> {
     let epoch = Instant::now();
     let tasks = Executor::new();
-    let (events_tx, events_rx) = channel::unbounded();
+    // Bounded, and nothing can deadlock on it: only tasks send, and the loop below receives
+    // whenever it waits, so a waiting sender always gets its turn.
+    let (events_tx, events_rx) = channel::bounded(TASK_EVENT_QUEUE);
     let mut io = Io {
         tasks: &tasks,
         outbound,
@@ -137,12 +145,14 @@ pub async fn drive(
     let run_loop = async {
         loop {
             let deadline = io.drain(&mut bridge);
+            // Shutdown first; the rest in random order, so a stream that keeps the queue full
+            // can starve neither inbound requests nor the core's deadlines.
             let wake = future::or(
                 async {
                     shutdown.as_mut().await;
                     Wake::Shutdown
                 },
-                future::or(
+                future::race(
                     async {
                         // `io.events` lives as long as this loop, so `recv` cannot fail.
                         match events_rx.recv().await {
@@ -150,7 +160,7 @@ pub async fn drive(
                             Err(_) => future::pending().await,
                         }
                     },
-                    future::or(
+                    future::race(
                         async {
                             if !inbound_open {
                                 return future::pending().await;

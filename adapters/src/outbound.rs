@@ -1,29 +1,38 @@
 //! [`Outbound`] sends one core [`Request`] and reports its outcome as the core expects it:
 //! a [`Response`] with any status and the whole body, or a [`TransportError`]. It also opens
-//! Marathon's event stream, whose body is handed on piece by piece ([`StreamingResponse`]).
+//! Marathon's event stream, whose body is handed on piece by piece ([`StreamingResponse`]), and
+//! follows a standby's redirect of it only to the configured Marathon or the leader it names.
 //!
 //! It adds the JSON headers every consular request carries, the peer's credentials, and enforces
 //! the request's timeout (connect, TLS, request and whole response; for a stream, the head).
 //! Connections and pooling live in [`crate::h1_client`]; URLs in [`crate::endpoints`]. Retries and
 //! fallbacks are the core's call.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consular_core::{Method, Request, Response, TransportError};
+use consular_core::{Method, Request, Response, Target, TransportError};
 use rustls::ClientConfig;
 use smol::io::AsyncReadExt;
 use smol::{future, Timer};
+use surf::http::url::Url;
 use surf::http::{Body, Method as HttpMethod};
 
-use crate::endpoints::{Destination, Endpoints};
+use crate::endpoints::{
+    leader_verdict, redact_userinfo, Destination, Endpoints, LeaderAnswer, StreamRedirect,
+};
 use crate::h1_client::{ConnectError, H1Client, StreamBody};
 
 const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
 /// Redirects followed when opening a stream (a standby Marathon 1.7+ redirects to the leader).
 const MAX_STREAM_REDIRECTS: usize = 5;
+/// Where Marathon names its leader, asked before the stream follows a redirect to another host.
+const LEADER_PATH: &str = "/v2/leader";
+/// Largest `/v2/leader` answer read; Marathon's is one short JSON object.
+const MAX_LEADER_ANSWER_BYTES: usize = 4 * 1024;
 /// Largest piece of a streaming body handed on at once.
 const STREAM_CHUNK_BYTES: usize = 16 * 1024;
 /// Largest buffer reserved up front from a response's `Content-Length`; a longer body grows it.
@@ -71,12 +80,19 @@ impl Outbound {
     /// Sends `request` asking for `text/event-stream` and waits at most `request.timeout` for the
     /// response head, following redirects (a standby Marathon sends the stream to its leader);
     /// the body then streams for as long as the peer keeps it open.
+    ///
+    /// The request carries Marathon's credentials, so a redirect is followed only where
+    /// [`Endpoints::stream_redirect`] allows: never from https to http, and only to the configured
+    /// Marathon's host:port or to the leader the configured Marathon names at `GET /v2/leader`
+    /// (asked at most once per call, with its credentials). Anything else is a
+    /// [`TransportError::Connect`] saying why, and the refused host sees no request at all.
     pub async fn open_stream(
         &self,
         request: &Request,
     ) -> Result<StreamingResponse, TransportError> {
         within(request.timeout, async {
             let mut destination = self.destination(request)?;
+            let mut leader = None;
             for _ in 0..=MAX_STREAM_REDIRECTS {
                 let mut http = http_request(request, destination.clone(), EVENT_STREAM);
                 http.set_ext(StreamBody);
@@ -85,9 +101,14 @@ impl Outbound {
                 let location = response.header("Location").map(|l| l.as_str().to_owned());
                 match location.filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308)) {
                     Some(location) => {
-                        destination.url = destination.url.join(&location).map_err(|e| {
+                        let next = destination.url.join(&location).map_err(|e| {
+                            let location = redact_userinfo(&location);
                             TransportError::Io(format!("bad redirect to {location:?}: {e}"))
                         })?;
+                        self.allow_redirect(request, &destination.url, &next, &mut leader)
+                            .await?;
+                        // The credentials stay: `next` is the configured Marathon or its leader.
+                        destination.url = next;
                     }
                     None => {
                         return Ok(StreamingResponse {
@@ -102,6 +123,83 @@ impl Outbound {
             )))
         })
         .await
+    }
+
+    /// `Ok` if the stream may follow the redirect from `from` to `to` with its credentials;
+    /// asks the configured Marathon for its leader when `to` is another host, keeping the answer
+    /// in `leader` for later hops.
+    async fn allow_redirect(
+        &self,
+        request: &Request,
+        from: &Url,
+        to: &Url,
+        leader: &mut Option<LeaderAnswer>,
+    ) -> Result<(), TransportError> {
+        let verdict = match self.endpoints.stream_redirect(&request.target, from, to) {
+            StreamRedirect::ToConfigured => Ok(()),
+            StreamRedirect::Refused(refusal) => Err(refusal),
+            StreamRedirect::ToOtherHost(host_port) => {
+                let answer = match leader.take() {
+                    Some(answer) => answer,
+                    None => self.ask_leader().await,
+                };
+                let verdict = leader_verdict(&host_port, to.scheme(), &answer);
+                *leader = Some(answer);
+                verdict
+            }
+        };
+        verdict.map_err(|refusal| TransportError::Connect(refusal.to_string()))
+    }
+
+    /// `GET /v2/leader` at the configured Marathon (its path prefix and credentials included).
+    async fn ask_leader(&self) -> LeaderAnswer {
+        let destination = match self.endpoints.destination(&Target::Marathon, LEADER_PATH) {
+            Ok(destination) => destination,
+            Err(e) => return LeaderAnswer::Unknown(e.to_string()),
+        };
+        let mut http = surf::Request::new(HttpMethod::Get, destination.url);
+        http.insert_header("Accept", JSON);
+        for (name, value) in destination.headers {
+            http.insert_header(name, value);
+        }
+        let mut response = match self.client.send(http).await {
+            Ok(response) => response,
+            Err(e) => {
+                return LeaderAnswer::Unknown(format!("GET {LEADER_PATH}: {}", transport_error(e)))
+            }
+        };
+        let status: u16 = response.status().into();
+        // One byte more than allowed, to tell a full answer from a cut one.
+        let mut body = Vec::new();
+        let read = response
+            .take_body()
+            .take(MAX_LEADER_ANSWER_BYTES as u64 + 1)
+            .read_to_end(&mut body)
+            .await;
+        if let Err(e) = read {
+            return LeaderAnswer::Unknown(format!("GET {LEADER_PATH}: {e}"));
+        }
+        if status != 200 {
+            return LeaderAnswer::Unknown(format!("GET {LEADER_PATH} answered {status}"));
+        }
+        if body.len() > MAX_LEADER_ANSWER_BYTES {
+            return LeaderAnswer::Unknown(format!(
+                "GET {LEADER_PATH} answered more than {MAX_LEADER_ANSWER_BYTES} bytes"
+            ));
+        }
+        // Marathon answers `{"leader": "host:port"}` and nothing else.
+        match Body::from_bytes(body)
+            .into_json::<BTreeMap<String, String>>()
+            .await
+        {
+            Ok(mut fields) => match fields.remove("leader") {
+                Some(leader) => LeaderAnswer::Named(leader),
+                None => LeaderAnswer::Unknown(format!("GET {LEADER_PATH} named no leader")),
+            },
+            Err(_) => LeaderAnswer::Unknown(format!(
+                "GET {LEADER_PATH} answered something other than {{\"leader\": \"host:port\"}}"
+            )),
+        }
     }
 
     /// The surf request for `request`: URL and credentials of its target, JSON content type.

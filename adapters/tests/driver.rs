@@ -1,7 +1,8 @@
 //! The run loop with a real `consular_core::Bridge`: inbound requests get the core's replies
 //! through the server, the core's outbound requests go out and their responses come back in
-//! order, Marathon's event stream is followed piece by piece, the shutdown future ends the loop
-//! with `Ok`, and a taken port fails `run` up front.
+//! order, Marathon's event stream is followed piece by piece, a stream faster than the core is
+//! read no faster (memory stays bounded under a 64 MiB event line), the shutdown future ends the
+//! loop with `Ok`, and a taken port fails `run` up front.
 
 mod common;
 
@@ -258,4 +259,152 @@ fn the_run_future_can_be_spawned_on_multi_threaded_executors() {
         future::pending(),
     );
     assert_send(&driver);
+}
+
+/// Resident memory of this process, from `/proc/self/status`.
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap();
+    let kib: usize = line
+        .trim_start_matches("VmRSS:")
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
+}
+
+/// A Marathon on 127.0.0.1 whose `/v2/events` writes `prefix`, then `filler_bytes` of `x` as fast
+/// as the socket takes them (made on the fly, so the server holds only one small buffer), then
+/// `suffix`, and keeps the connection open; `/v2/apps` is empty and every app unknown.
+async fn flooding_marathon(
+    prefix: String,
+    filler_bytes: usize,
+    suffix: String,
+) -> (std::net::SocketAddr, smol::Task<()>) {
+    use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = smol::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (prefix, suffix) = (prefix.clone(), suffix.clone());
+            smol::spawn(async move {
+                let mut reader = BufReader::new(tcp);
+                let mut target = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if target.is_empty() {
+                        target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut tcp = reader.into_inner();
+                if target.starts_with("/v2/events") {
+                    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n";
+                    let _ = tcp.write_all(format!("{head}{prefix}").as_bytes()).await;
+                    let block = vec![b'x'; 64 * 1024];
+                    let mut left = filler_bytes;
+                    while left > 0 {
+                        let n = left.min(block.len());
+                        if tcp.write_all(&block[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                    let _ = tcp.write_all(suffix.as_bytes()).await;
+                    let _ = tcp.flush().await;
+                    // Held open, as Marathon's stream is, until the test process ends.
+                    smol::future::pending::<()>().await;
+                    drop(tcp);
+                } else {
+                    let (status, body) = match target.as_str() {
+                        "/v2/apps" => (200, r#"{"apps": []}"#),
+                        t if t.starts_with("/v2/apps/") => (404, r#"{"message": "App not found"}"#),
+                        _ => (200, "{}"),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(response.as_bytes()).await;
+                    let _ = tcp.flush().await;
+                }
+            })
+            .detach();
+        }
+    });
+    (addr, serving)
+}
+
+/// Marathon sends a 64 MiB event line as fast as loopback allows; the core (a debug build here)
+/// is slower. The bounded task queue makes the stream task wait, so the rest stays in the sockets
+/// and memory grows by far less than the line; the event after it still registers its task.
+#[test]
+fn a_stream_faster_than_the_core_is_read_no_faster_and_memory_stays_bounded() {
+    const LINE_BYTES: usize = 64 << 20;
+    /// Growth allowed: the queue (64 pieces of 16 KiB), the core's and the client's buffers, the
+    /// allocator's slack; about 4 MiB when measured. With an unbounded queue it was 11 to 68 MiB,
+    /// depending on how far the reader got ahead.
+    const GROWTH_BOUND: usize = 16 << 20;
+
+    smol::block_on(async {
+        let event = r#"{"eventType": "status_update_event", "taskStatus": "TASK_RUNNING", "appId": "/big-app", "taskId": "big-app.1", "host": "127.0.0.1", "ports": [31000]}"#;
+        let (marathon, _serving) = flooding_marathon(
+            "event: status_update_event\ndata: ".to_owned(),
+            LINE_BYTES,
+            format!("\n\nevent: status_update_event\ndata: {event}\n\n"),
+        )
+        .await;
+        let consul = TestServer::plain(|_| Canned::with_length(200, "{}")).await;
+        let config = Config {
+            events: EventSource::Stream,
+            ..Config::default()
+        };
+        let bridge = Bridge::new(config, Duration::ZERO);
+        let out = outbound(&format!("http://{marathon}"), &consul.base("http"));
+        let (_inbound_tx, inbound_rx) = channel::unbounded();
+        let (stop, stopped) = channel::bounded::<()>(1);
+
+        let baseline = rss_bytes();
+        let peak = std::sync::atomic::AtomicUsize::new(baseline);
+        let driver = drive(bridge, out, inbound_rx, async move {
+            let _ = stopped.recv().await;
+        });
+        let registered = || {
+            consul.requests().iter().any(|r| {
+                r.target == "/v1/agent/service/register"
+                    && String::from_utf8_lossy(&r.body).contains("big-app.1")
+            })
+        };
+        let (result, ()) = future::zip(driver, async {
+            let give_up = Instant::now() + Duration::from_secs(120);
+            while !registered() {
+                assert!(
+                    Instant::now() < give_up,
+                    "the event after the long line never registered"
+                );
+                peak.fetch_max(rss_bytes(), std::sync::atomic::Ordering::Relaxed);
+                smol::Timer::after(Duration::from_millis(5)).await;
+            }
+            stop.send(()).await.unwrap();
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        let growth = peak.into_inner().saturating_sub(baseline);
+        assert!(
+            growth < GROWTH_BOUND,
+            "RSS grew by {} MiB while a {} MiB line streamed",
+            growth >> 20,
+            LINE_BYTES >> 20
+        );
+    });
 }

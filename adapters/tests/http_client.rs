@@ -238,8 +238,8 @@ fn an_invalid_agent_host_is_a_connect_error_without_traffic() {
     });
 }
 
-/// A standby Marathon (1.7+) answers `/v2/events` with a redirect to the leader; the stream is
-/// opened there, credentials included.
+/// A standby Marathon (1.7+) answers `/v2/events` with a redirect to the leader it names at
+/// `/v2/leader`; the stream is opened there, credentials included. (What is refused: redirects.rs.)
 #[test]
 fn an_event_stream_follows_a_standbys_redirect_to_the_leader() {
     use consular_adapters::simulator::MarathonServer;
@@ -248,13 +248,17 @@ fn an_event_stream_follows_a_standbys_redirect_to_the_leader() {
     smol::block_on(async {
         let leader = MarathonServer::start(SimMarathon::new(MarathonVersion::V1_10)).unwrap();
         let location = format!("{}/v2/events", leader.url());
-        let standby = TestServer::plain(move |_| Canned {
-            delay: Duration::ZERO,
-            bytes: format!(
-                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
-            )
-            .into_bytes(),
-            close_after: false,
+        let named = format!(r#"{{"leader":"{}"}}"#, leader.addr());
+        let standby = TestServer::plain(move |seen| match seen.target.as_str() {
+            "/v2/leader" => Canned::with_length(200, &named),
+            _ => Canned {
+                delay: Duration::ZERO,
+                bytes: format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                )
+                .into_bytes(),
+                close_after: false,
+            },
         })
         .await;
         let endpoints = Endpoints::new(

@@ -1,20 +1,23 @@
-//! The command line: consular 1.3.0's flags (plus `--consul-token`, `--ca-file`, `--events` and
+//! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
+//! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
-//! Parsing is pure: the environment (`CONSUL_HTTP_TOKEN`) comes in as an argument, and nothing is
-//! opened or bound here. Every bad value is one [`CliError`] line naming the flag and the reason.
-//! Running the command lives in `main.rs`, logging in `logging.rs`.
+//! The environment (`CONSUL_HTTP_TOKEN`) comes in as an argument; the one thing read here is the
+//! file of `--events-secret @FILE`, and nothing is bound. Every bad value is one [`CliError`] line
+//! naming the flag (or variable) and the reason; it never shows a token, the events secret, or the
+//! userinfo of a URL. Running the command lives in `main.rs`, logging in `logging.rs`.
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::DEFAULT_MAX_BODY_BYTES;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
-use consular_core::{Config, EventSource};
+use consular_core::{Config, EventSource, EventsEndpoint};
 use pico_args::Arguments;
 
 /// `--help` output.
@@ -49,9 +52,15 @@ Options:
                              Where Marathon's events come from: the /v2/events stream (sse),
                              HTTP callbacks to /events, or the stream with callbacks if Marathon
                              has none.  [default: auto]
-  --consul-token TEXT        Consul ACL token for every Consul request.
+  --consul-token TEXT        Consul ACL token for every Consul request (visible ASCII).
                              [default: $CONSUL_HTTP_TOKEN]
   --marathon-token TEXT      DC/OS ACS token, sent to Marathon as Authorization: token=....
+  --events-secret TEXT       Secret every /events callback must carry; it goes into the
+                             callback URL registered at Marathon. @FILE reads it from FILE.
+  --accept-callbacks         Serve /events even while the event stream is the source.
+  --max-listing-bytes INTEGER
+                             Largest response read for a Marathon or Consul listing, at least
+                             65536.  [default: 67108864]
   --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
   --version                  Show the version and exit.
   --help                     Show this message and exit.
@@ -77,6 +86,10 @@ Options:
 /// Seconds accepted by the time flags: a year, far below where the core's clock arithmetic could
 /// overflow.
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+/// Smallest `--max-listing-bytes`: below this even a small cluster's app list would not fit.
+const MIN_LISTING_BYTES: usize = 64 * 1024;
+/// The variable `--consul-token` defaults to.
+const CONSUL_TOKEN_VAR: &str = "CONSUL_HTTP_TOKEN";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +106,8 @@ pub enum Command {
     Version,
 }
 
-/// The flags of a bridge run, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The flags of a bridge run, validated. Its `Debug` hides the tokens and the events secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RunArgs {
     /// `--scheme`: `http` or `https`, only used in the callback URL.
     pub scheme: String,
@@ -130,6 +143,41 @@ pub struct RunArgs {
     pub marathon_token: Option<String>,
     /// `--ca-file`
     pub ca_file: Option<PathBuf>,
+    /// `--events-secret`, read from its file for `@FILE`.
+    pub events_secret: Option<String>,
+    /// `--accept-callbacks` makes it [`EventsEndpoint::Always`].
+    pub events_endpoint: EventsEndpoint,
+    /// `--max-listing-bytes`
+    pub max_listing_bytes: usize,
+}
+
+impl fmt::Debug for RunArgs {
+    /// Credentials show as present or absent only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |value: &Option<String>| value.as_ref().map(|_| "***");
+        f.debug_struct("RunArgs")
+            .field("scheme", &self.scheme)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("consul", &self.consul)
+            .field("marathon", &self.marathon)
+            .field("registration_id", &self.registration_id)
+            .field("sync_interval", &self.sync_interval)
+            .field("purge", &self.purge)
+            .field("logfile", &self.logfile)
+            .field("debug", &self.debug)
+            .field("timeout", &self.timeout)
+            .field("fallback", &self.fallback)
+            .field("fallback_timeout", &self.fallback_timeout)
+            .field("events", &self.events)
+            .field("consul_token", &hidden(&self.consul_token))
+            .field("marathon_token", &hidden(&self.marathon_token))
+            .field("ca_file", &self.ca_file)
+            .field("events_secret", &hidden(&self.events_secret))
+            .field("events_endpoint", &self.events_endpoint)
+            .field("max_listing_bytes", &self.max_listing_bytes)
+            .finish()
+    }
 }
 
 impl RunArgs {
@@ -142,7 +190,7 @@ impl RunArgs {
                 &self.host,
                 self.port,
                 &self.registration_id,
-                None,
+                self.events_secret.as_deref(),
             )),
             sync_interval: self.sync_interval,
             purge: self.purge,
@@ -151,6 +199,9 @@ impl RunArgs {
             fallback_timeout: self.fallback_timeout,
             debug: self.debug,
             events: self.events,
+            events_endpoint: self.events_endpoint,
+            events_secret: self.events_secret.clone(),
+            max_listing_bytes: self.max_listing_bytes,
             ..Config::default()
         }
     }
@@ -191,7 +242,9 @@ impl CliError {
         CliError(format!("{flag}: {why}"))
     }
 
+    /// `got` is shown with any userinfo redacted: it may be a URL given to the wrong flag.
     fn invalid(flag: &str, expected: &str, got: &str) -> Self {
+        let got = redact_userinfo(got);
         CliError::flag(flag, format!("expected {expected}, got {got:?}"))
     }
 }
@@ -205,7 +258,7 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 /// Parses the arguments after the program name. `consul_token_env` is `$CONSUL_HTTP_TOKEN`.
-pub fn parse(args: Vec<OsString>, consul_token_env: Option<String>) -> Result<Command, CliError> {
+pub fn parse(args: Vec<OsString>, consul_token_env: Option<OsString>) -> Result<Command, CliError> {
     let mut args = Arguments::from_vec(args);
     // Subcommands (`demo`, …) are matched here, before the flags of a run.
     if let Some(word) = first_word(&mut args)? {
@@ -213,7 +266,8 @@ pub fn parse(args: Vec<OsString>, consul_token_env: Option<String>) -> Result<Co
             "demo" if args.contains("--help") => Ok(Command::DemoHelp),
             "demo" => parse_demo(args).map(Command::Demo),
             _ => Err(CliError(format!(
-                "unexpected argument {word:?} (see --help)"
+                "unexpected argument {:?} (see --help)",
+                redact_userinfo(&word)
             ))),
         };
     }
@@ -232,7 +286,7 @@ fn first_word(args: &mut Arguments) -> Result<Option<String>, CliError> {
         .map_err(|_| CliError("arguments must be UTF-8 text".to_owned()))
 }
 
-fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<RunArgs, CliError> {
+fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<RunArgs, CliError> {
     let scheme = match value(&mut args, "--scheme")?.as_deref() {
         None | Some("http") => "http".to_owned(),
         Some("https") => "https".to_owned(),
@@ -259,14 +313,32 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
             ))
         }
     };
-    let consul_token = value(&mut args, "--consul-token")?
-        .or(consul_token_env)
-        .filter(|token| !token.is_empty());
-    let marathon_token = value(&mut args, "--marathon-token")?.filter(|token| !token.is_empty());
+    let consul_token = match value(&mut args, "--consul-token")? {
+        Some(token) => Some(token_value("--consul-token", token)?),
+        None => env_token(CONSUL_TOKEN_VAR, consul_token_env)?,
+    };
+    let marathon_token = value(&mut args, "--marathon-token")?
+        .map(|token| token_value("--marathon-token", token))
+        .transpose()?;
     let ca_file = value(&mut args, "--ca-file")?.map(PathBuf::from);
+    let events_secret = value(&mut args, "--events-secret")?
+        .map(events_secret)
+        .transpose()?;
+    let max_listing_bytes = match value(&mut args, "--max-listing-bytes")? {
+        None => Config::default().max_listing_bytes,
+        Some(given) => given
+            .parse::<usize>()
+            .ok()
+            .filter(|&bytes| bytes >= MIN_LISTING_BYTES)
+            .ok_or_else(|| {
+                let expected = format!("an integer of at least {MIN_LISTING_BYTES}");
+                CliError::invalid("--max-listing-bytes", &expected, &given)
+            })?,
+    };
 
     // What is left are switches and mistakes, in command-line order: the last switch wins.
     let (mut purge, mut debug, mut fallback) = (false, false, false);
+    let mut events_endpoint = EventsEndpoint::WhileCallbacks;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -276,6 +348,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
             "--no-debug" => debug = false,
             "--fallback" => fallback = true,
             "--no-fallback" => fallback = false,
+            "--accept-callbacks" => events_endpoint = EventsEndpoint::Always,
             other => return Err(unexpected(other)),
         }
     }
@@ -297,7 +370,54 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<String>) -> Result<Ru
         consul_token,
         marathon_token,
         ca_file,
+        events_secret,
+        events_endpoint,
+        max_listing_bytes,
     })
+}
+
+/// A token given on the command line, if it can go into a header; the error never shows it.
+fn token_value(flag: &str, token: String) -> Result<String, CliError> {
+    check_token(&token).map_err(|problem| CliError::flag(flag, format!("the token {problem}")))?;
+    Ok(token)
+}
+
+/// The token in the environment variable `name`, whose value is `given`. Empty is the same as
+/// unset, as Consul's own tools read `CONSUL_HTTP_TOKEN`; anything else must be a valid token.
+fn env_token(name: &str, given: Option<OsString>) -> Result<Option<String>, CliError> {
+    let Some(given) = given.filter(|token| !token.is_empty()) else {
+        return Ok(None);
+    };
+    let token = given
+        .into_string()
+        .map_err(|_| CliError::flag(name, "the token is not text (it must be visible ASCII)"))?;
+    token_value(name, token).map(Some)
+}
+
+/// `--events-secret`: the value itself, or with `@FILE` the contents of FILE without the trailing
+/// newline. Either must be a non-empty run of visible ASCII, as it goes into a URL and is compared
+/// with what callers send. Errors name the file, never what is in it.
+fn events_secret(given: String) -> Result<String, CliError> {
+    const FLAG: &str = "--events-secret";
+    let Some(path) = given.strip_prefix('@') else {
+        check_token(&given)
+            .map_err(|problem| CliError::flag(FLAG, format!("the secret {problem}")))?;
+        return Ok(given);
+    };
+    if path.is_empty() {
+        return Err(CliError::flag(FLAG, "expected a file name after @"));
+    }
+    let path = Path::new(path);
+    let mut secret = std::fs::read_to_string(path)
+        .map_err(|e| CliError::flag(FLAG, format!("cannot read {path:?}: {e}")))?;
+    let kept = secret
+        .strip_suffix("\r\n")
+        .or_else(|| secret.strip_suffix('\n'))
+        .map_or(secret.len(), str::len);
+    secret.truncate(kept);
+    check_token(&secret)
+        .map_err(|problem| CliError::flag(FLAG, format!("the secret in {path:?} {problem}")))?;
+    Ok(secret)
 }
 
 fn parse_demo(mut args: Arguments) -> Result<DemoArgs, CliError> {
@@ -324,22 +444,28 @@ fn parse_demo(mut args: Arguments) -> Result<DemoArgs, CliError> {
     })
 }
 
-/// Why a leftover argument is not accepted.
+/// Why a leftover argument is not accepted. An unknown `--flag=value` is shown without its value
+/// (it may be a mistyped token's), anything else with any userinfo redacted.
 fn unexpected(arg: &str) -> CliError {
-    const SWITCHES: [&str; 6] = [
+    const SWITCHES: [&str; 7] = [
         "--purge",
         "--no-purge",
         "--debug",
         "--no-debug",
         "--fallback",
         "--no-fallback",
+        "--accept-callbacks",
     ];
+    let shown = redact_userinfo(arg);
     match arg.split_once('=') {
         Some((flag, _)) if SWITCHES.contains(&flag) => {
-            CliError::flag(flag, format!("takes no value, got {arg:?}"))
+            CliError::flag(flag, format!("takes no value, got {shown:?}"))
         }
-        _ if arg.starts_with('-') => CliError::flag(arg, "unknown option (see --help)"),
-        _ => CliError(format!("unexpected argument {arg:?} (see --help)")),
+        Some((flag, _)) if flag.starts_with('-') => {
+            CliError::flag(flag, "unknown option (see --help)")
+        }
+        _ if arg.starts_with('-') => CliError::flag(&shown, "unknown option (see --help)"),
+        _ => CliError(format!("unexpected argument {shown:?} (see --help)")),
     }
 }
 
@@ -451,6 +577,9 @@ mod tests {
         assert_eq!(run.events, EventSource::Auto);
         assert_eq!(run.consul_token, None);
         assert_eq!(run.ca_file, None);
+        assert_eq!(run.events_secret, None);
+        assert_eq!(run.events_endpoint, EventsEndpoint::WhileCallbacks);
+        assert_eq!(run.max_listing_bytes, 67_108_864);
 
         let config = run.config();
         assert_eq!(
@@ -508,6 +637,11 @@ mod tests {
             "dcos-jwt",
             "--ca-file",
             "/etc/ssl/ca.pem",
+            "--events-secret",
+            "cb-s3cret",
+            "--accept-callbacks",
+            "--max-listing-bytes",
+            "1048576",
         ]);
         assert_eq!(run.marathon_token.as_deref(), Some("dcos-jwt"));
         assert_eq!(run.logfile, Some(PathBuf::from("/var/log/consular.log")));
@@ -520,8 +654,11 @@ mod tests {
         assert_eq!(config.registration_id, "host-1");
         assert_eq!(
             config.callback_url.as_deref(),
-            Some("https://consular.example:7001/events?registration=host-1")
+            Some("https://consular.example:7001/events?registration=host-1&secret=cb-s3cret")
         );
+        assert_eq!(config.events_secret.as_deref(), Some("cb-s3cret"));
+        assert_eq!(config.events_endpoint, EventsEndpoint::Always);
+        assert_eq!(config.max_listing_bytes, 1 << 20);
         assert_eq!(config.sync_interval, Duration::from_secs(300));
         assert!(config.purge);
         assert!(config.debug);
@@ -556,6 +693,9 @@ mod tests {
             "--events=sse",
             "--consul-token=t",
             "--ca-file=ca.pem",
+            "--events-secret=s",
+            "--max-listing-bytes=65536",
+            "--marathon-token=m",
         ]);
         assert_eq!(run.scheme, "https");
         assert_eq!(run.host, "0.0.0.0");
@@ -570,6 +710,9 @@ mod tests {
         assert_eq!(run.events, EventSource::Stream);
         assert_eq!(run.consul_token.as_deref(), Some("t"));
         assert_eq!(run.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(run.events_secret.as_deref(), Some("s"));
+        assert_eq!(run.max_listing_bytes, 65536);
+        assert_eq!(run.marathon_token.as_deref(), Some("m"));
     }
 
     #[test]
@@ -582,12 +725,16 @@ mod tests {
         assert_eq!(run.sync_interval, Duration::ZERO);
     }
 
-    #[test]
-    fn the_token_flag_beats_the_environment_and_empty_means_none() {
-        let from_env = |args: &[&str], env: Option<&str>| match parse(
+    fn parse_with_env(args: &[&str], env: Option<&str>) -> Result<Command, CliError> {
+        parse(
             args.iter().map(OsString::from).collect(),
-            env.map(str::to_owned),
-        ) {
+            env.map(OsString::from),
+        )
+    }
+
+    #[test]
+    fn the_token_flag_beats_the_environment_and_an_empty_variable_means_none() {
+        let from_env = |args: &[&str], env: Option<&str>| match parse_with_env(args, env) {
             Ok(Command::Run(run)) => run.consul_token,
             other => panic!("{other:?}"),
         };
@@ -596,8 +743,202 @@ mod tests {
             from_env(&["--consul-token", "flag"], Some("env")).as_deref(),
             Some("flag")
         );
+        // Not even checked when the flag is given: it is not used.
+        assert_eq!(
+            from_env(&["--consul-token", "flag"], Some("bad\ntoken")).as_deref(),
+            Some("flag")
+        );
         assert_eq!(from_env(&[], Some("")), None);
         assert_eq!(from_env(&[], None), None);
+    }
+
+    #[test]
+    fn tokens_must_be_visible_ascii_and_are_never_shown() {
+        let token_error = |args: &[&str], env: Option<&str>| match parse_with_env(args, env) {
+            Err(e) => e.to_string(),
+            other => panic!("{args:?}: expected an error, got {other:?}"),
+        };
+        let cases: &[(&[&str], Option<&str>, &str)] = &[
+            (
+                &[],
+                Some("t0ken\nX-Evil: yes"),
+                "CONSUL_HTTP_TOKEN: the token has a character that is not visible ASCII (0x21-0x7e) at position 6",
+            ),
+            (
+                &["--consul-token", "t0ken\r\nX-Evil: yes"],
+                None,
+                "--consul-token: the token has a character that is not visible ASCII (0x21-0x7e) at position 6",
+            ),
+            (&["--consul-token", ""], None, "--consul-token: the token is empty"),
+            (
+                &["--marathon-token", "t0ken with space"],
+                None,
+                "--marathon-token: the token has a character that is not visible ASCII (0x21-0x7e) at position 6",
+            ),
+            (&["--marathon-token", ""], None, "--marathon-token: the token is empty"),
+            (
+                &["--marathon-token=caf\u{e9}t0ken"],
+                None,
+                "--marathon-token: the token has a character that is not visible ASCII (0x21-0x7e) at position 4",
+            ),
+        ];
+        for (args, env, expected) in cases {
+            let message = token_error(args, *env);
+            assert_eq!(&message, expected, "{args:?} {env:?}");
+            assert!(!message.contains("t0ken"), "{message}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStringExt;
+            let not_text = OsString::from_vec(vec![b't', 0xff]);
+            assert_eq!(
+                parse(Vec::new(), Some(not_text)).unwrap_err().to_string(),
+                "CONSUL_HTTP_TOKEN: the token is not text (it must be visible ASCII)"
+            );
+        }
+    }
+
+    /// A file with `contents` in a directory of this test process under the system temp directory.
+    fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("consular-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_events_secret_is_given_or_read_from_a_file_and_reaches_the_callback_url() {
+        let run = run_args(&["--events-secret", "s3cr&t"]);
+        assert_eq!(run.events_secret.as_deref(), Some("s3cr&t"));
+        let config = run.config();
+        assert_eq!(config.events_secret.as_deref(), Some("s3cr&t"));
+        assert_eq!(
+            config.callback_url.as_deref(),
+            Some("http://localhost:7000/events?registration=consular&secret=s3cr%26t")
+        );
+
+        for (name, contents) in [
+            ("lf", &b"from-file\n"[..]),
+            ("crlf", b"from-file\r\n"),
+            ("bare", b"from-file"),
+        ] {
+            let path = temp_file(&format!("secret-{name}"), contents);
+            let run = run_args(&[&format!("--events-secret=@{}", path.display())]);
+            assert_eq!(run.events_secret.as_deref(), Some("from-file"), "{name}");
+        }
+
+        let shown = format!(
+            "{:?}",
+            run_args(&[
+                "--events-secret",
+                "s3cr&t",
+                "--consul-token",
+                "c0nsul",
+                "--marathon-token",
+                "marath0n"
+            ])
+        );
+        for secret in ["s3cr", "c0nsul", "marath0n"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains(r#"events_secret: Some("***")"#), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_events_secret_names_the_problem_and_the_file_but_not_the_secret() {
+        let missing = std::env::temp_dir().join("consular-no-such-secret");
+        let message = error(&["--events-secret", &format!("@{}", missing.display())]);
+        assert!(
+            message.starts_with(&format!("--events-secret: cannot read {missing:?}: ")),
+            "{message}"
+        );
+        let two_lines = temp_file("secret-two-lines", b"hidden-1\nhidden-2\n");
+        let message = error(&["--events-secret", &format!("@{}", two_lines.display())]);
+        assert_eq!(
+            message,
+            format!("--events-secret: the secret in {two_lines:?} has a character that is not visible ASCII (0x21-0x7e) at position 9")
+        );
+        let empty = temp_file("secret-empty", b"\n");
+        assert_eq!(
+            error(&["--events-secret", &format!("@{}", empty.display())]),
+            format!("--events-secret: the secret in {empty:?} is empty")
+        );
+        assert_eq!(
+            error(&["--events-secret", "@"]),
+            "--events-secret: expected a file name after @"
+        );
+        assert_eq!(
+            error(&["--events-secret", ""]),
+            "--events-secret: the secret is empty"
+        );
+        let message = error(&["--events-secret", "hidden secret"]);
+        assert_eq!(
+            message,
+            "--events-secret: the secret has a character that is not visible ASCII (0x21-0x7e) at position 7"
+        );
+    }
+
+    #[test]
+    fn accept_callbacks_serves_events_always() {
+        let run = run_args(&["--events", "sse", "--accept-callbacks"]);
+        assert_eq!(run.events_endpoint, EventsEndpoint::Always);
+        assert_eq!(run.config().events_endpoint, EventsEndpoint::Always);
+        assert_eq!(
+            error(&["--accept-callbacks=yes"]),
+            r#"--accept-callbacks: takes no value, got "--accept-callbacks=yes""#
+        );
+    }
+
+    #[test]
+    fn max_listing_bytes_is_at_least_64_kib() {
+        assert_eq!(
+            run_args(&["--max-listing-bytes", "65536"])
+                .config()
+                .max_listing_bytes,
+            65536
+        );
+        assert_eq!(
+            run_args(&["--max-listing-bytes=1073741824"]).max_listing_bytes,
+            1 << 30
+        );
+        for bad in ["65535", "0", "-1", "1e6", "64MiB", ""] {
+            assert_eq!(
+                error(&["--max-listing-bytes", bad]),
+                format!("--max-listing-bytes: expected an integer of at least 65536, got {bad:?}"),
+            );
+        }
+    }
+
+    #[test]
+    fn no_error_shows_the_userinfo_of_a_url() {
+        let cases: &[&[&str]] = &[
+            &["--marathon", "http://alice:hunter2@[bad"],
+            &["--marathon=http://alice:hunter2@m:99999"],
+            &["--consul", "alice:hunter2@c:8500"],
+            &["--consul", "ftp://alice:hunter2@c"],
+            &["--port", "http://alice:hunter2@m:1"],
+            &["--scheme", "http://alice:hunter2@m"],
+            &["--purge=http://alice:hunter2@m"],
+            &["--debug", "http://alice:hunter2@m"],
+            &["http://alice:hunter2@m"],
+            &["--marathn=http://alice:hunter2@m"],
+            &["--max-listing-bytes", "http://alice:hunter2@m"],
+            &["demo", "--consul", "http://alice:hunter2@[bad"],
+        ];
+        for args in cases {
+            let message = error(args);
+            assert!(!message.contains("hunter2"), "{args:?}: {message}");
+            assert!(!message.contains("alice"), "{args:?}: {message}");
+        }
+        assert_eq!(
+            error(&["--marathon", "http://alice:hunter2@[bad"]),
+            r#"--marathon: expected an http or https URL, got "http://***@[bad" (invalid IPv6 address)"#
+        );
+        assert_eq!(
+            error(&["--marathn=http://alice:hunter2@m"]),
+            "--marathn: unknown option (see --help)"
+        );
     }
 
     #[test]
@@ -683,7 +1024,11 @@ mod tests {
             "--fallback-timeout",
             "--events",
             "--consul-token",
+            "--marathon-token",
             "--ca-file",
+            "--events-secret",
+            "--accept-callbacks",
+            "--max-listing-bytes",
             "--version",
         ] {
             assert!(USAGE.contains(flag), "{flag} is not in the help");

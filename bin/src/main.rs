@@ -23,7 +23,8 @@ use smol::stream::StreamExt;
 use crate::cli::{Command, RunArgs};
 
 fn main() -> ExitCode {
-    let token = std::env::var("CONSUL_HTTP_TOKEN").ok();
+    // As given, not as UTF-8: a token that is not text is reported, not silently dropped.
+    let token = std::env::var_os("CONSUL_HTTP_TOKEN");
     match cli::parse(std::env::args_os().skip(1).collect(), token) {
         Ok(Command::Run(args)) => run(*args),
         Ok(Command::Demo(args)) => demo::run(args),
