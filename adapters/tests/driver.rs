@@ -28,6 +28,10 @@ fn settings(port: u16, marathon: &str) -> DriverSettings {
     }
 }
 
+/// The catalog of a Consul cluster whose one node is the agent on 127.0.0.1: the only host the
+/// bridge sends a task's registration to.
+const LOOPBACK_NODE: &str = r#"[{"Node": "local", "Address": "127.0.0.1"}]"#;
+
 /// What a bridge in its initial state replies to one inbound request, computed without IO.
 fn reply_of_fresh_bridge(path: &str, body: &[u8]) -> Reply {
     let mut bridge = Bridge::new(Config::default(), Duration::ZERO);
@@ -167,6 +171,8 @@ fn drive_follows_the_event_stream_and_acts_on_its_events() {
                 Canned::with_length(200, r#"{"apps": []}"#)
             } else if seen.target.starts_with("/v2/apps/") {
                 Canned::with_length(404, r#"{"message": "App not found"}"#)
+            } else if seen.target == "/v1/catalog/nodes" {
+                Canned::with_length(200, LOOPBACK_NODE)
             } else {
                 Canned::with_length(200, "{}")
             }
@@ -364,7 +370,11 @@ fn a_stream_faster_than_the_core_is_read_no_faster_and_memory_stays_bounded() {
             format!("\n\nevent: status_update_event\ndata: {event}\n\n"),
         )
         .await;
-        let consul = TestServer::plain(|_| Canned::with_length(200, "{}")).await;
+        let consul = TestServer::plain(|seen| match seen.target.as_str() {
+            "/v1/catalog/nodes" => Canned::with_length(200, LOOPBACK_NODE),
+            _ => Canned::with_length(200, "{}"),
+        })
+        .await;
         let config = Config {
             events: EventSource::Stream,
             ..Config::default()

@@ -60,9 +60,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use consular_adapters::simulator::{ConsulServer, MarathonServer};
 use consular_adapters::{tls, BaseUrl, Endpoints, Outbound};
 use consular_core::consul::{
-    kv_tree_path, label_key, label_value, parse_agent_services, parse_kv_entries, service_name,
-    txn_body, Registration, TxnOp, AGENT_SERVICES_PATH, KV_ROOT, REGISTER_PATH, TXN_MAX_OPS,
-    TXN_PATH,
+    kv_mark, kv_tree_path, label_key, label_value, parse_agent_services, parse_kv_entries,
+    service_name, txn_batches, Registration, TxnOp, AGENT_SERVICES_PATH, KV_ROOT, REGISTER_PATH,
+    TXN_MAX_OPS, TXN_PATH,
 };
 use consular_core::encoding::encode_path;
 use consular_core::sim::{SimConsul, SimMarathon};
@@ -226,7 +226,7 @@ fn main() {
         .count();
     let reads_ok = warm_requests.marathon_reads == 1
         && warm_requests.kv_reads == 1
-        && warm_requests.node_reads == 1
+        && warm_requests.node_reads == 2
         && warm_requests.agent_reads <= HOSTS.len();
     // consular 1.3.0 rewrites every service and label on every sync, one request at a time, so its warm sync
     // of this world takes at least what the floor client (8 in flight per target) needs to write it: a
@@ -238,8 +238,8 @@ fn main() {
         "4. warm sync 1,000×10×3 (bridge restarted, Consul complete)",
         format!(
             "{} from process start ({} ms by the bridge's own clock) = 1/{:.0} of row 3's floor; {} \
-             writes; reads: {} Marathon ({warm_marathon} by the simulator), {} KV, {} node list, {} \
-             agents",
+             writes; reads: {} Marathon ({warm_marathon} by the simulator), {} KV, {} node list and \
+             health, {} agents",
             ms(warm_time),
             warm.core_ms,
             big_floor.as_secs_f64() / warm_time.as_secs_f64(),
@@ -250,7 +250,7 @@ fn main() {
             warm_requests.agent_reads
         ),
         &format!(
-            "0 writes; reads ≤ 1 + 1 + 1 + 1 per node ({}); < 1/{WARM_FLOOR_FRACTION} of row 3's floor \
+            "0 writes; reads ≤ 1 + 1 + 2 + 1 per node ({}); < 1/{WARM_FLOOR_FRACTION} of row 3's floor \
              ({})",
             HOSTS.len(),
             ms(warm_limit)
@@ -540,14 +540,15 @@ impl Client {
                 key: key.clone(),
                 value: value.clone(),
                 index: 0,
+                flags: kv_mark(REGISTRATION_ID),
             })
             .collect();
-        for batch in ops.chunks(TXN_MAX_OPS) {
+        for batch in txn_batches(&ops).0 {
             requests.push(self.request(
                 Target::Consul,
                 Method::Put,
                 TXN_PATH.into(),
-                Some(txn_body(batch)),
+                Some(batch.body),
             ));
         }
         let started = Instant::now();
@@ -979,7 +980,13 @@ impl RequestCounts {
         let slot = match (method, target) {
             ("GET", "marathon") => &mut self.marathon_reads,
             ("GET", "consul") if path.starts_with("/v1/kv/") => &mut self.kv_reads,
-            ("GET", "consul") if path.starts_with("/v1/catalog/nodes") => &mut self.node_reads,
+            // The node list and the nodes' health (which nodes are failed).
+            ("GET", "consul")
+                if path.starts_with("/v1/catalog/nodes")
+                    || path.starts_with("/v1/health/state/") =>
+            {
+                &mut self.node_reads
+            }
             ("GET", "agent") if path == AGENT_SERVICES_PATH => &mut self.agent_reads,
             ("GET", _) => &mut self.other_reads,
             ("PUT", _) if path == REGISTER_PATH => &mut self.registrations,
@@ -1003,7 +1010,7 @@ impl RequestCounts {
     fn describe(&self) -> String {
         format!(
             "{} registrations, {} txns, {} deregistrations, {} other writes; reads: {} KV, \
-             {} node list, {} agents, {} other; Marathon {}",
+             {} node list and health, {} agents, {} other; Marathon {}",
             self.registrations,
             self.txns,
             self.deregistrations,

@@ -28,7 +28,8 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use consular_core::consul::{
-    kv_tree_path, label_value, service_name, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, KV_ROOT,
+    kv_tree_path, label_value, service_name, AGENT_SERVICES_PATH, CATALOG_NODES_PATH,
+    CRITICAL_CHECKS_PATH, KV_ROOT,
 };
 use consular_core::marathon::{app_path, parse_apps, APPS_WITH_TASKS_PATH};
 use consular_core::plan::{
@@ -212,6 +213,15 @@ pub fn status_event_throughput(apps: usize, events: u64, kind: Events) -> Throug
         canned.insert(Target::Consul, Method::Get, kv_path, 200, response.body);
     }
 
+    // The first event's host makes the bridge read the cluster's members once.
+    let nodes = consul.handle(HOSTS[0], Method::Get, CATALOG_NODES_PATH, b"");
+    canned.insert(
+        Target::Consul,
+        Method::Get,
+        CATALOG_NODES_PATH.into(),
+        200,
+        nodes.body,
+    );
     let mut bridge = Bridge::new(Config::default(), Duration::ZERO);
     // A short warm-up, so allocator and caches settle before the clock starts.
     let warm_up = bodies.len().min(1_000) as u64;
@@ -329,6 +339,7 @@ pub fn plan_times(apps: usize, tasks: usize, runs: usize) -> PlanTimes {
                     key: key.clone(),
                     value: value.clone(),
                     modify_index: 100 + i as u64,
+                    flags: 0,
                 })
                 .collect(),
         ),
@@ -394,6 +405,13 @@ pub fn sync_times(apps: usize, tasks: usize, runs: usize) -> SyncTimes {
     cold.insert(
         Target::Consul,
         Method::Get,
+        CRITICAL_CHECKS_PATH.into(),
+        200,
+        b"[]".to_vec(),
+    );
+    cold.insert(
+        Target::Consul,
+        Method::Get,
         CATALOG_NODES_PATH.into(),
         200,
         nodes.body.clone(),
@@ -447,6 +465,13 @@ pub fn sync_times(apps: usize, tasks: usize, runs: usize) -> SyncTimes {
         APPS_WITH_TASKS_PATH.into(),
         200,
         apps_body,
+    );
+    warm.insert(
+        Target::Consul,
+        Method::Get,
+        CRITICAL_CHECKS_PATH.into(),
+        200,
+        b"[]".to_vec(),
     );
     warm.insert(
         Target::Consul,
@@ -695,7 +720,7 @@ fn smoke_test() {
     assert_eq!((plan.cold_registrations, plan.warm_writes), (20, 0));
     let sync = sync_times(10, 2, 1);
     // The reads: Marathon, KV, the node list and one per agent.
-    assert_eq!(sync.warm_requests, 3 + HOSTS.len());
+    assert_eq!(sync.warm_requests, 4 + HOSTS.len());
     println!("core benchmark smoke run: ok (cargo bench -p consular-core --bench core measures)");
 }
 

@@ -70,6 +70,35 @@ pub fn percent_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// `text` (a URL, or a request's path and query) with the value of every `secret=` parameter
+/// replaced by `***`, whether the parameter is the URL's own or inside an encoded callback URL
+/// (`%26secret=`), so no log line carries the events secret.
+pub fn redact_secret(text: &str) -> String {
+    const PARAM: &str = "secret=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(PARAM) {
+        // In the URL itself a value ends at `&`; inside an encoded URL, at `%26` as well.
+        let encoded = rest[..at].ends_with("%26");
+        let starts_param = encoded || rest[..at].ends_with('&');
+        let value_start = at + PARAM.len();
+        out.push_str(&rest[..value_start]);
+        rest = &rest[value_start..];
+        if starts_param {
+            let encoded_end = rest.find("%26").filter(|_| encoded);
+            let end = [rest.find('&'), encoded_end]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(rest.len());
+            out.push_str("***");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Compares two secrets in time that depends on their lengths only, not on where they differ.
 pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let differing = given
@@ -228,6 +257,24 @@ mod tests {
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"ab", b"abc"));
         assert!(!same_secret(b"", b"abc"));
+    }
+
+    #[test]
+    fn secrets_never_reach_a_log_line() {
+        let url = callback_url("http", "h", 1, "r", Some("s3cr&t"));
+        assert_eq!(
+            redact_secret(&url),
+            "http://h:1/events?registration=r&secret=***"
+        );
+        let path = alloc::format!(
+            "/v2/eventSubscriptions?callbackUrl={}",
+            encode_query_value(&url)
+        );
+        assert_eq!(
+            redact_secret(&path),
+            "/v2/eventSubscriptions?callbackUrl=http://h:1/events?registration=r%26secret=***"
+        );
+        assert_eq!(redact_secret("/a?nosecret=x"), "/a?nosecret=x");
     }
 
     #[test]

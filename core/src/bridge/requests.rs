@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use crate::encoding::redact_secret;
 use crate::io::{Method, Output, Request, RequestId, Target};
 
 /// The core waits this much longer than the request's own timeout before giving up, so the
@@ -24,9 +25,10 @@ pub(crate) struct Sent {
 }
 
 impl Sent {
-    /// `PUT agent h /v1/...`, for log lines.
+    /// `PUT agent h /v1/...`, for log lines (an events secret in the path shows as `***`).
     pub(crate) fn describe(&self) -> String {
-        alloc::format!("{} {} {}", self.method, self.target, self.path)
+        let path = redact_secret(&self.path);
+        alloc::format!("{} {} {path}", self.method, self.target)
     }
 }
 

@@ -7,7 +7,7 @@ use core::time::Duration;
 use serde::Deserialize;
 
 use super::{Answer, Awaiting, Bridge};
-use crate::encoding::encode_query_value;
+use crate::encoding::{encode_query_value, redact_secret};
 use crate::io::{Level, Method, Target};
 use crate::marathon::SUBSCRIPTIONS_PATH;
 
@@ -82,9 +82,10 @@ impl Bridge {
                     .is_ok_and(|l| l.callback_urls.contains(&url));
                 if listed {
                     self.subscription.backoff = FIRST_RETRY;
+                    let shown = redact_secret(&url);
                     self.log(
                         Level::Info,
-                        alloc::format!("callback {url} is already registered at Marathon"),
+                        alloc::format!("callback {shown} is already registered at Marathon"),
                     );
                 } else {
                     let path = alloc::format!(
@@ -105,9 +106,10 @@ impl Bridge {
             }
             Step::Subscribe => {
                 self.subscription.backoff = FIRST_RETRY;
+                let shown = redact_secret(&url);
                 self.log(
                     Level::Info,
-                    alloc::format!("registered callback {url} at Marathon"),
+                    alloc::format!("registered callback {shown} at Marathon"),
                 );
             }
         }
