@@ -25,11 +25,16 @@ fn frame(json: &str) -> String {
 
 /// Answers the reads of a sync over a world of no apps and one Consul node, `h`.
 fn answer_empty_sync(t: &mut Transcript) {
+    answer_sync_of(t, r#"{"apps":[]}"#);
+}
+
+/// Answers the reads of a sync over Marathon's `apps` and one Consul node, `h`, empty.
+fn answer_sync_of(t: &mut Transcript, apps_body: &str) {
     let apps = t.take(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
     let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
     let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
     let critical = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
-    t.respond(&apps, 200, r#"{"apps":[]}"#);
+    t.respond(&apps, 200, apps_body);
     t.respond(&kv, 404, "");
     t.respond(&nodes, 200, r#"[{"Node":"h","Address":"h"}]"#);
     t.respond(&critical, 200, "[]");
@@ -173,7 +178,10 @@ fn a_terminated_app_is_purged_even_without_purge() {
     let mut t = Transcript::new(config(EventSource::Stream));
     let stream = t.expect_stream_open();
     t.stream_open(&stream, 200);
-    answer_empty_sync(&mut t);
+    answer_sync_of(&mut t, r#"{"apps":[{"id":"/done","tasks":[]}]}"#);
+    // An app the bridge never saw changes nothing: forged ends cost no sync.
+    t.stream_data(&stream, "event: app_terminated_event\r\ndata: {\"appId\":\"/never\",\"eventType\":\"app_terminated_event\"}\r\n\r\n");
+    t.expect_no_request();
     t.stream_data(&stream, "event: app_terminated_event\r\ndata: {\"appId\":\"/done\",\"eventType\":\"app_terminated_event\"}\r\n\r\n");
     assert!(t.logged("app /done terminated"));
     let apps = t.take(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");

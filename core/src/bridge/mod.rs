@@ -7,10 +7,12 @@
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
 //! - `stream.rs`: Marathon's event stream, reconnected forever;
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
+//! - `names.rs`: which app owns each Consul service name, and which apps the bridge knows;
 //! - `members.rs`: which task hosts are Consul members, so only they are sent the token;
 //! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
 
 mod members;
+mod names;
 mod requests;
 mod stream;
 mod subscription;
@@ -33,6 +35,7 @@ use crate::io::{
 use crate::marathon::ids::Shown;
 use crate::marathon::{parse_event, MarathonEvent};
 use requests::{Requests, Sent};
+use sync::Termination;
 
 /// Counters a driver can expose or a test can assert on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -162,6 +165,7 @@ pub struct Bridge {
     open_inbound: BTreeSet<InboundId>,
     tasks: task::Tasks,
     members: members::Members,
+    names: names::AppNames,
     sync: sync::Syncs,
     subscription: subscription::Subscription,
     stream: stream::EventStream,
@@ -181,6 +185,7 @@ impl Bridge {
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
             members: members::Members::default(),
+            names: names::AppNames::default(),
             sync: sync::Syncs::new(
                 now,
                 config.sync_interval,
@@ -335,8 +340,11 @@ impl Bridge {
                 self.handle_status_update(Some(id), update);
             }
             Ok(MarathonEvent::AppTerminated { app_id }) => {
-                self.handle_app_terminated(&app_id);
-                self.reply(id, 200, String::from("{\"status\": \"ok\"}"));
+                let status = match self.handle_app_terminated(&app_id) {
+                    Termination::Purging => "{\"status\": \"ok\"}",
+                    Termination::UnknownApp => "{\"status\": \"ignored\"}",
+                };
+                self.reply(id, 200, String::from(status));
             }
             Ok(MarathonEvent::Other(event_type)) => {
                 // Marathon posts every event type to callbacks and backs off a callback that

@@ -180,7 +180,10 @@ impl Bridge {
                     self.stats.events += 1;
                     self.handle_status_update(None, update);
                 }
-                Ok(MarathonEvent::AppTerminated { app_id }) => self.handle_app_terminated(&app_id),
+                Ok(MarathonEvent::AppTerminated { app_id }) => {
+                    // Nobody waits for a reply on the stream; the outcome is logged already.
+                    let _ = self.handle_app_terminated(&app_id);
+                }
                 Ok(MarathonEvent::Other(_)) => {}
                 Err(e) => self.log(
                     Level::Warn,

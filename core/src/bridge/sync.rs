@@ -24,6 +24,16 @@ use crate::plan::{
     desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService, Purge,
 };
 
+/// What an `app_terminated_event` led to.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Termination {
+    /// A sync purges the app's services and KV.
+    Purging,
+    /// The bridge never saw the app: nothing to do.
+    UnknownApp,
+}
+
 /// Identifies one sync round, so answers to an abandoned round are not applied to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct RoundId(u64);
@@ -132,12 +142,22 @@ impl Bridge {
         }
     }
 
-    /// The app is gone: its services and KV go at the next sync, `--purge` or not.
-    pub(super) fn handle_app_terminated(&mut self, app_id: &str) {
+    /// The app is gone: its services and KV go at the next sync, `--purge` or not. An app the
+    /// bridge never saw (in a sync or an event) changes nothing, so forged events cost nothing;
+    /// any number of them wait for one sync at most.
+    pub(super) fn handle_app_terminated(&mut self, app_id: &str) -> Termination {
+        if !self.names.knows(app_id) {
+            self.debug(alloc::format!(
+                "ignoring the end of {app_id}: not an app we know"
+            ));
+            return Termination::UnknownApp;
+        }
+        self.names.forget(app_id);
         let name = service_name(app_id);
         self.tasks.labels_synced.remove(&name);
         self.sync.terminated.insert(name);
         self.request_sync(&alloc::format!("app {app_id} terminated"));
+        Termination::Purging
     }
 
     pub(super) fn start_sync(&mut self) {
@@ -397,6 +417,8 @@ impl Bridge {
         round.writing = true;
         let id = round.id;
         let apps = round.apps.take().unwrap_or_default();
+        self.names
+            .learn_snapshot(apps.iter().map(|app| app.id.as_str()));
         let mut desired = desired_state(&apps, &self.config.registration_id);
         let apps_count = apps.len();
         // The apps are the largest thing a sync holds; nothing planned from here on needs them.

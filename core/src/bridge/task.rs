@@ -8,6 +8,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 
 use super::members::Membership;
+use super::names::NameClaim;
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{
     agent_host, agent_service_path, kv_tree_path, parse_agent_service, parse_kv_entries,
@@ -174,7 +175,19 @@ impl Bridge {
                 self.log(Level::Info, message);
                 return Some(Finished::ok(reply_to, update));
             }
-            TaskAction::Register => {}
+            TaskAction::Register => {
+                let app_id = update.app_id.as_deref().unwrap_or_default();
+                if let NameClaim::Clashes(ids) = self.names.claim(app_id) {
+                    let message = alloc::format!(
+                        "not registering {}: apps {} all map to Consul service {}; rename one of them",
+                        update.task_id,
+                        ids.join(", "),
+                        service_name(app_id)
+                    );
+                    self.log(Level::Error, message.clone());
+                    return Some(Finished::refused(reply_to, update, 409, message));
+                }
+            }
             TaskAction::Deregister if update.state.is_final() => {
                 self.tasks.remember_ended(&update.task_id);
             }
@@ -287,11 +300,7 @@ impl Bridge {
             Level::Error,
             alloc::format!("cannot act on {}: {error}", update.task_id),
         );
-        Finished {
-            reply_to,
-            update,
-            error: Some(error),
-        }
+        Finished::refused(reply_to, update, 502, error)
     }
 
     /// `kv_ops` is the number of operations when `answer` answers a label transaction.
@@ -520,7 +529,7 @@ impl Bridge {
         self.finish_chains(Finished {
             reply_to,
             update,
-            error,
+            error: error.map(|message| (502, message)),
         });
     }
 
@@ -537,7 +546,7 @@ impl Bridge {
             if let Some(id) = reply_to {
                 match &error {
                     None => self.reply(id, 200, String::from("{\"status\": \"ok\"}")),
-                    Some(e) => self.reply_error(id, 502, e),
+                    Some((status, message)) => self.reply_error(id, *status, message),
                 }
             }
             let queued = self
@@ -559,7 +568,8 @@ impl Bridge {
 struct Finished {
     reply_to: Option<InboundId>,
     update: StatusUpdate,
-    error: Option<String>,
+    /// The error reply's status and message.
+    error: Option<(u16, String)>,
 }
 
 impl Finished {
@@ -568,6 +578,19 @@ impl Finished {
             reply_to,
             update,
             error: None,
+        }
+    }
+
+    fn refused(
+        reply_to: Option<InboundId>,
+        update: StatusUpdate,
+        status: u16,
+        message: String,
+    ) -> Self {
+        Finished {
+            reply_to,
+            update,
+            error: Some((status, message)),
         }
     }
 }
