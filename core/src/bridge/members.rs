@@ -16,6 +16,7 @@ use super::task::ChainId;
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{agent_host, parse_catalog_nodes, CatalogNode, CATALOG_NODES_PATH};
 use crate::io::{Level, Method, Target};
+use crate::marathon::ids::check_host;
 
 /// A host missing from the cache is looked up again at most this often, so a flood of events
 /// naming strangers costs one catalog read per interval.
@@ -61,7 +62,7 @@ impl Members {
         self.hosts = nodes
             .iter()
             .flat_map(|n| [agent_host(&n.address), agent_host(&n.name)])
-            .filter(|h| !h.is_empty())
+            .filter(|h| check_host(h).is_ok())
             .collect();
         self.read_at = Some(now);
     }

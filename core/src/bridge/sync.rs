@@ -19,6 +19,7 @@ use crate::consul::{
     REGISTER_PATH,
 };
 use crate::io::{Level, Method, Target};
+use crate::marathon::ids::check_host;
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
 use crate::plan::{
     desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService, Purge,
@@ -362,7 +363,8 @@ impl Bridge {
         };
         let mut listed = Vec::new();
         let mut skipped = Vec::new();
-        for node in nodes {
+        // An address no agent can have (a hostile or broken catalog) is not contacted.
+        for node in nodes.iter().filter(|n| check_host(&n.address).is_ok()) {
             // One spelling for listing and purging, as `Target::Agent` wants it.
             let address = agent_host(&node.address);
             if failed.contains(&agent_host(&node.name)) {
@@ -445,6 +447,7 @@ impl Bridge {
         };
         round.running_tasks = desired.running_tasks.len();
         let clashes = core::mem::take(&mut desired.clashes);
+        let skipped = core::mem::take(&mut desired.skipped);
         let plan = plan_sync(
             desired,
             &round.consul,
@@ -457,6 +460,17 @@ impl Bridge {
         round.consul.kv = None;
         round.notes.insert(0, alloc::format!("{apps_count} apps"));
         let failed_hosts = core::mem::take(&mut round.failed_hosts);
+        const SKIPPED_LINES: usize = 20;
+        for line in skipped.iter().take(SKIPPED_LINES) {
+            self.log(Level::Warn, line.clone());
+        }
+        if skipped.len() > SKIPPED_LINES {
+            let more = skipped.len() - SKIPPED_LINES;
+            self.log(
+                Level::Warn,
+                alloc::format!("… and {more} more apps or tasks skipped"),
+            );
+        }
         for (name, ids) in &clashes {
             let message = alloc::format!(
                 "skipping apps whose Consul service name clashes: {name} => {}; rename one of them",

@@ -47,9 +47,10 @@ pub struct Task {
     /// The task's host.
     #[serde(default)]
     pub host: String,
-    /// Host ports, in port order.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub ports: Vec<u16>,
+    /// Host ports, in port order; an error if one of them is not a port number, so that only
+    /// this task, not the whole snapshot, is skipped.
+    #[serde(default = "no_ports", deserialize_with = "port_list")]
+    pub ports: Result<Vec<u16>, BadPorts>,
     /// The Mesos state name; absent before Marathon 1.1.2.
     #[serde(default)]
     pub state: Option<String>,
@@ -67,6 +68,29 @@ impl Task {
             None => self.started_at.is_some(),
         }
     }
+}
+
+/// A task's `ports` held something other than port numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("its ports are not all numbers from 0 to 65535")]
+pub struct BadPorts;
+
+fn no_ports() -> Result<Vec<u16>, BadPorts> {
+    Ok(Vec::new())
+}
+
+/// `ports` as Marathon sends it (`null` or absent: none); any element that is not a port makes
+/// the list [`BadPorts`] instead of failing the whole body.
+fn port_list<'de, D>(d: D) -> Result<Result<Vec<u16>, BadPorts>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let items = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(items
+        .iter()
+        .map(|p| p.as_u64().and_then(|p| u16::try_from(p).ok()))
+        .collect::<Option<Vec<u16>>>()
+        .ok_or(BadPorts))
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -121,7 +145,19 @@ mod tests {
         .unwrap();
         let running: Vec<bool> = tasks.iter().map(Task::is_running).collect();
         assert_eq!(running, [true, false, false]);
-        assert!(tasks[1].ports.is_empty());
+        assert_eq!(tasks[1].ports, Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_bad_port_spoils_its_task_only() {
+        let tasks = parse_tasks(
+            br#"{"tasks":[{"id":"a","host":"h","ports":[70000]},{"id":"b","host":"h","ports":["x"]},
+                          {"id":"c","host":"h","ports":[1,2]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(tasks[0].ports, Err(BadPorts));
+        assert_eq!(tasks[1].ports, Err(BadPorts));
+        assert_eq!(tasks[2].ports, Ok(alloc::vec![1, 2]));
     }
 
     #[test]

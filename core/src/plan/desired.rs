@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::consul::{agent_host, label_key, label_value, service_name, Registration};
+use crate::marathon::ids::{check_app_id, check_host, check_task_id, Shown};
 use crate::marathon::App;
 
 /// A service to register, and the agent that should hold it.
@@ -32,18 +33,32 @@ pub struct DesiredState {
     /// Service names that several app ids map to, with those ids in input order. These apps are
     /// skipped (neither written nor purged) until the clash is resolved.
     pub clashes: Vec<(String, Vec<String>)>,
+    /// Apps and tasks left out because an id, a host or a port breaks Marathon's grammar, one
+    /// line each. A skipped task whose id is sound still counts as running, so it is not purged.
+    pub skipped: Vec<String>,
 }
 
 /// The desired state for `apps`, each with its tasks (apps without tasks count as having none).
 pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
+    let mut state = DesiredState::default();
+    let apps: Vec<&App> = apps
+        .iter()
+        .filter(|app| match check_app_id(&app.id) {
+            Ok(()) => true,
+            Err(e) => {
+                let line = alloc::format!("skipping app {}: its id {e}", Shown(&app.id));
+                state.skipped.push(line);
+                false
+            }
+        })
+        .collect();
     let mut ids_by_name: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for app in apps {
+    for app in &apps {
         ids_by_name
             .entry(service_name(&app.id))
             .or_default()
             .push(&app.id);
     }
-    let mut state = DesiredState::default();
     for (name, ids) in &ids_by_name {
         if ids.len() > 1 {
             state.clashes.push((
@@ -58,12 +73,31 @@ pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
         let clashing = ids_by_name.get(&name).is_some_and(|ids| ids.len() > 1);
         state.live_names.insert(name.clone());
         for task in running {
+            if let Err(e) = check_task_id(&task.id) {
+                let line = alloc::format!("skipping a task of {}: its id {e}", app.id);
+                state.skipped.push(line);
+                continue;
+            }
             state.running_tasks.insert(task.id.clone());
             if clashing || task.host.is_empty() {
                 continue;
             }
+            let ports = match (check_host(&task.host), &task.ports) {
+                (Ok(()), Ok(ports)) => ports,
+                (Err(e), _) => {
+                    let line = alloc::format!("skipping task {}: its host {e}", task.id);
+                    state.skipped.push(line);
+                    continue;
+                }
+                (_, Err(e)) => {
+                    state
+                        .skipped
+                        .push(alloc::format!("skipping task {}: {e}", task.id));
+                    continue;
+                }
+            };
             let registration =
-                Registration::for_task(registration_id, &app.id, &task.id, &task.host, &task.ports);
+                Registration::for_task(registration_id, &app.id, &task.id, &task.host, ports);
             let agent = agent_host(&task.host);
             state.services.insert(
                 task.id.clone(),
@@ -111,5 +145,25 @@ mod tests {
         assert!(state.running_tasks.contains("t1") && state.running_tasks.contains("t2"));
         assert!(!state.running_tasks.contains("t4"));
         assert!(state.live_names.contains("a-b"));
+    }
+
+    #[test]
+    fn apps_and_tasks_that_break_the_grammar_are_skipped_alone() {
+        let apps = parse_apps(
+            br#"{"apps":[
+              {"id":"/../x","labels":{"k":"v"},"tasks":[{"id":"x1","host":"h","ports":[1],"state":"TASK_RUNNING"}]},
+              {"id":"/ok","labels":{"k":"v"},"tasks":[
+                {"id":"../../leave","host":"h","ports":[1],"state":"TASK_RUNNING"},
+                {"id":"t-host","host":"evil@h","ports":[1],"state":"TASK_RUNNING"},
+                {"id":"t-port","host":"h","ports":[99999],"state":"TASK_RUNNING"},
+                {"id":"t-good","host":"h","ports":[2],"state":"TASK_RUNNING"}]}]}"#,
+        )
+        .unwrap();
+        let state = desired_state(&apps, "reg");
+        assert_eq!(state.services.keys().collect::<Vec<_>>(), ["t-good"]);
+        assert_eq!(state.skipped.len(), 4, "{:?}", state.skipped);
+        assert!(state.running_tasks.contains("t-host") && state.running_tasks.contains("t-port"));
+        assert!(!state.running_tasks.contains("../../leave"));
+        assert_eq!(state.kv.keys().collect::<Vec<_>>(), ["consular/ok/k"]);
     }
 }

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 
 use super::desired::{DesiredService, DesiredState};
 use crate::consul::{kv_mark, label_key, label_value, KvEntry, KvKey, Registration, TxnOp};
+use crate::marathon::ids::check_task_id;
 
 /// A service as one agent lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,10 +78,13 @@ pub fn plan_sync(
     purge: &Purge,
     excluded: &Exclusions,
 ) -> SyncPlan {
+    // An id we could never have registered is not ours, whatever its tags say: a hostile listing
+    // must not make the purge build a URL from `..`.
     let ours: Vec<&ObservedService> = consul
         .services
         .iter()
         .filter(|s| s.registration.is_owned_by(registration_id))
+        .filter(|s| check_task_id(&s.registration.id).is_ok())
         .collect();
     let mut listed: BTreeMap<&str, Vec<&Registration>> = BTreeMap::new();
     for s in &ours {
