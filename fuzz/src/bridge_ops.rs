@@ -17,7 +17,9 @@
 //! - no `PUT /v1/agent/service/deregister/<id>` unless `<id>` was listed by an agent with our
 //!   `consular-reg-id=<id>` tag or named by an event (the only two reasons to deregister);
 //! - no KV write or delete outside `consular/`, and transactions use only index-checked verbs;
-//! - agent targets are lower-cased, as [`Target::Agent`] documents;
+//! - agent targets are lower-cased, as [`Target::Agent`] documents, and are hosts some catalog
+//!   answer named (a member of the Consul cluster): no other host is ever sent the token;
+//! - no request path has a `.` or `..` segment, a control character, a space or a fragment;
 //! - registrations carry our tag first; label values written are JSON strings; Marathon is only
 //!   read, except for the callback subscription;
 //! - `handle_timeout(now)` makes progress: the next wake-up is later than `now` after a few calls;
@@ -32,7 +34,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use consular_core::consul::{parse_agent_services, REGISTER_PATH, REG_ID_TAG_PREFIX};
+use consular_core::consul::{
+    parse_agent_services, parse_catalog_nodes, REGISTER_PATH, REG_ID_TAG_PREFIX,
+};
 use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
@@ -55,9 +59,10 @@ const MAX_OPS: usize = 512;
 /// Late-response candidates kept (the most recently answered request ids).
 const ANSWERED_KEPT: usize = 64;
 
-/// Task ids shared by events, Marathon listings and agent listings, so they meet. Some need
-/// percent-encoding in paths, and two differ only in case.
-pub const TASK_IDS: &[&str] = &["t0", "t1", "T0", "web.1-a", "a/b c", "é%?#"];
+/// Task ids shared by events, Marathon listings and agent listings, so they meet. Two differ only
+/// in case; the last three break Marathon's grammar (and would form other URLs if they got into
+/// one), so the bridge must refuse them wherever they come from.
+pub const TASK_IDS: &[&str] = &["t0", "t1", "T0", "web.1-a", "a/b c", "é%?#", ".."];
 /// App ids; `/grp/svc1` and `/grp-svc1` share the service name `grp-svc1` (a clash).
 pub const APP_IDS: &[&str] = &["/app0", "/grp/svc1", "/grp-svc1", "/app0/x", "app2"];
 /// Task hosts and agent addresses, one upper-case.
@@ -466,6 +471,21 @@ pub fn plausible_body(request: &Request, seed: &[u8], registration_id: &str) -> 
         json!(nodes)
     } else if path == "/v1/agent/services" {
         agent_services_json(&mut s, registration_id)
+    } else if let Some(id) = path.strip_prefix("/v1/agent/service/") {
+        let tags = if s.bool() {
+            json!([
+                format!("consular-reg-id={registration_id}"),
+                "consular-app-id=/app0"
+            ])
+        } else {
+            json!(["someone-else"])
+        };
+        json!({ "ID": id, "Service": "app0", "Tags": tags, "Port": 0, "Address": "" })
+    } else if path.starts_with("/v1/health/state/") {
+        let failed: Vec<Value> = (0..s.below(2))
+            .map(|i| json!({ "Node": format!("n{i}"), "CheckID": "serfHealth", "Status": "critical" }))
+            .collect();
+        json!(failed)
     } else if path.starts_with("/v1/kv/") {
         kv_entries_json(&mut s)
     } else if path == "/v1/txn" {
@@ -605,6 +625,8 @@ pub struct Harness {
     listed_ours: BTreeSet<String>,
     /// Percent-encoded task ids of events the bridge could have parsed.
     event_tasks: BTreeSet<String>,
+    /// Lower-cased addresses and names of every node a catalog answer listed.
+    members: BTreeSet<String>,
     trace: bool,
 }
 
@@ -662,6 +684,7 @@ impl Harness {
             open_inbound: BTreeSet::new(),
             our_tag,
             listed_ours: BTreeSet::new(),
+            members: BTreeSet::new(),
             event_tasks: BTreeSet::new(),
             trace,
         };
@@ -716,6 +739,11 @@ impl Harness {
                 }
                 if request.method == Method::Get && request.path_and_query == "/v1/agent/services" {
                     self.note_listing(&body);
+                }
+                let catalog = request.target == Target::Consul
+                    && request.path_and_query == "/v1/catalog/nodes";
+                if catalog && (200..300).contains(status) {
+                    self.note_catalog(&body);
                 }
                 let response = Response {
                     status: *status,
@@ -930,6 +958,16 @@ impl Harness {
         }
     }
 
+    /// Remembers the hosts a catalog answer named: the only ones that may become agent targets.
+    fn note_catalog(&mut self, body: &[u8]) {
+        if let Ok(nodes) = parse_catalog_nodes(body) {
+            for node in nodes {
+                self.members.insert(node.address.to_ascii_lowercase());
+                self.members.insert(node.name.to_ascii_lowercase());
+            }
+        }
+    }
+
     /// Remembers which services an agent listing showed with our tag, as the bridge parses it.
     fn note_listing(&mut self, body: &[u8]) {
         if let Ok(services) = parse_agent_services(body) {
@@ -975,7 +1013,7 @@ impl Harness {
                         "reply to {id:?}, which is not waiting for one"
                     );
                     assert!(
-                        matches!(reply.status, 200 | 400 | 404 | 502),
+                        matches!(reply.status, 200 | 400 | 403 | 404 | 409 | 502 | 503),
                         "unexpected reply status {}",
                         reply.status
                     );
@@ -1048,7 +1086,26 @@ impl Harness {
                 "agent targets are lower-cased ({})",
                 describe(request)
             );
+            assert!(
+                self.members.contains(host),
+                "{} goes to a host no catalog answer named (members: {:?})",
+                describe(request),
+                self.members
+            );
         }
+        let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
+        assert!(
+            path_only
+                .split('/')
+                .all(|segment| segment != "." && segment != ".."),
+            "a dot segment in {}",
+            describe(request)
+        );
+        assert!(
+            path.bytes().all(|b| b.is_ascii_graphic()) && !path.contains('#'),
+            "a control character, space or fragment in {}",
+            describe(request)
+        );
         if let Some(id) = path.strip_prefix("/v1/agent/service/deregister/") {
             assert_eq!(request.method, Method::Put, "{}", describe(request));
             assert!(

@@ -2,14 +2,20 @@
 //! encoders on arbitrary text. Parsers must never panic and must uphold what they promise on
 //! success; encoders must round-trip: `base64_decode(base64_encode(x)) == x`, a decoded value
 //! re-encodes to text that decodes to it again, `json_ascii_string` is ASCII JSON that reads back
-//! as the same string, and `encode_path` is URL-safe and percent-decodes back to its input.
+//! as the same string, and `encode_path` is URL-safe and percent-decodes back to its input. Ids
+//! and hosts that pass Marathon's grammar ([`consular_core::marathon::ids`]) build paths with no
+//! dot segment or control character, and txn batches are what Consul accepts.
 
 use consular_core::consul::{
-    parse_agent_services, parse_catalog_nodes, parse_kv_entries, txn_body, TxnOp,
+    agent_service_path, deregister_path, kv_tree_path, parse_agent_service, parse_agent_services,
+    parse_catalog_nodes, parse_failed_nodes, parse_kv_entries, txn_batches, txn_body, TxnOp,
+    TXN_MAX_BYTES, TXN_MAX_OPS,
 };
 use consular_core::encoding::{
     base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
 };
+use consular_core::marathon::ids::{check_app_id, check_host, check_task_id};
+use consular_core::marathon::{app_path, app_tasks_path};
 use consular_core::marathon::{
     parse_app_labels, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
 };
@@ -36,6 +42,16 @@ fn parsers(bytes: &[u8]) {
                 !update.task_id.is_empty(),
                 "a status update without a task id"
             );
+            // Whatever an event carries, the paths built from it are single, clean segments.
+            for path in [
+                deregister_path(&update.task_id),
+                agent_service_path(&update.task_id),
+            ] {
+                assert_clean_path(&path);
+            }
+            if let Some(app_id) = &update.app_id {
+                assert_clean_path(&app_path(app_id));
+            }
             assert!(!update.host.is_empty(), "a status update without a host");
             if update.state == TaskState::Running {
                 assert!(update.app_id.is_some(), "RUNNING without an app id");
@@ -54,6 +70,8 @@ fn parsers(bytes: &[u8]) {
         }
     }
     let _ = parse_catalog_nodes(bytes);
+    let _ = parse_failed_nodes(bytes);
+    let _ = parse_agent_service("t", bytes);
     if let Ok(entries) = parse_kv_entries(bytes) {
         // A txn built from what was read must be well-formed JSON.
         let ops: Vec<TxnOp> = entries
@@ -62,16 +80,62 @@ fn parsers(bytes: &[u8]) {
                 key: e.key,
                 value: e.value,
                 index: e.modify_index,
+                flags: e.flags,
             })
-            .take(64)
             .collect();
-        let body = txn_body(&ops);
+        let first: Vec<TxnOp> = ops.iter().take(TXN_MAX_OPS).cloned().collect();
+        let body = txn_body(&first);
         let parsed: serde_json::Value = serde_json::from_slice(&body).expect("txn bodies are JSON");
-        assert_eq!(parsed.as_array().map(Vec::len), Some(ops.len()));
+        assert_eq!(parsed.as_array().map(Vec::len), Some(first.len()));
+        // Batches are what Consul accepts, and lose no operation but those too large for any.
+        let (batches, too_large) = txn_batches(&ops);
+        let batched: usize = batches.iter().map(|b| b.ops).sum();
+        assert_eq!(batched + too_large.len(), ops.len());
+        for batch in &batches {
+            assert!(batch.ops <= TXN_MAX_OPS && batch.body.len() <= TXN_MAX_BYTES);
+        }
+    }
+}
+
+/// No `.` or `..` segment (a URL parser would fold it into another endpoint), no control
+/// character, space, `#` or `?` beyond the query's own.
+fn assert_clean_path(path: &str) {
+    let (path_only, _) = path.split_once('?').unwrap_or((path, ""));
+    assert!(
+        path_only.split('/').all(|s| s != "." && s != ".."),
+        "dot segment in {path:?}"
+    );
+    assert!(
+        path.bytes().all(|b| b.is_ascii_graphic()) && !path.contains('#'),
+        "unclean {path:?}"
+    );
+}
+
+/// Ids and hosts that pass the grammar make clean paths and URL hosts.
+fn identifiers(text: &str) {
+    if check_task_id(text).is_ok() {
+        assert_clean_path(&deregister_path(text));
+        assert!(!deregister_path(text)["/v1/agent/service/deregister/".len()..].contains('/'));
+    }
+    if check_app_id(text).is_ok() {
+        assert_clean_path(&app_path(text));
+        assert_clean_path(&app_tasks_path(text));
+        let name = consular_core::consul::service_name(text);
+        assert_clean_path(&kv_tree_path(&format!("consular/{name}/")));
+    }
+    if check_host(text).is_ok() {
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b)),
+            "host {text:?} passed with a character a URL authority would read differently"
+        );
     }
 }
 
 fn encoders(bytes: &[u8]) {
+    if let Ok(text) = core::str::from_utf8(bytes) {
+        identifiers(text);
+    }
     let encoded = base64_encode(bytes);
     assert_eq!(
         base64_decode(&encoded).as_deref(),
