@@ -188,7 +188,7 @@ pub async fn drive(
                     let id = InboundId(next_inbound);
                     next_inbound += 1;
                     io.waiting.insert(id, request.reply);
-                    bridge.handle_inbound(now, id, &request.path, &request.body)?;
+                    bridge.handle_inbound(now, id, &request.path_and_query, &request.body)?;
                 }
                 Wake::InboundClosed => inbound_open = false,
                 Wake::Deadline => bridge.handle_timeout(now),
