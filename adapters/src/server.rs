@@ -7,7 +7,8 @@
 //! head through [`crate::http_guard`] and each body up to `max_body_bytes` (de-chunking it), and
 //! answers what fails with a JSON error (400, 408, 413, 431, 501, 503) before tide sees anything.
 //! tide gets only a checked request with a body of known length; its reply goes out in one write
-//! on a `TCP_NODELAY` socket. A panic while serving a connection is logged and answered with 500.
+//! on a `TCP_NODELAY` socket. A panic in tide or a handler is logged and answered with 500 (the
+//! connection goes on); one anywhere else in a connection's task is logged and closes only it.
 //!
 //! Routing (`/`, `/events`, 404s) is the core's decision, not made here. Who consumes the channel
 //! is [`crate::driver`]'s business; tests may answer it themselves.
