@@ -22,7 +22,7 @@ use smol::{future, Executor, Task, Timer};
 
 use crate::endpoints::Endpoints;
 use crate::outbound::Outbound;
-use crate::server::{self, BindError, InboundRequest};
+use crate::server::{self, BindError, InboundRequest, ServerLimits};
 use crate::tls::{self, TlsError};
 
 /// `log` target of the core's records.
@@ -44,8 +44,8 @@ pub struct DriverSettings {
     pub listen_host: String,
     /// Port to listen on (`--port`); 0 picks a free one.
     pub listen_port: u16,
-    /// Largest inbound request body accepted; larger ones get 413.
-    pub max_body_bytes: usize,
+    /// Limits of the inbound server: body size, open connections, read timeouts.
+    pub server: ServerLimits,
 }
 
 /// Why the driver stopped without being asked to.
@@ -80,7 +80,7 @@ pub async fn run(
     );
     let (inbound_tx, inbound_rx) = channel::unbounded();
     let serving = async {
-        let stopped = server::serve(listener, inbound_tx, settings.max_body_bytes).await;
+        let stopped = server::serve(listener, inbound_tx, settings.server).await;
         Err(DriverError::Server(stopped.err().unwrap_or_else(|| {
             io::Error::other("the listener stopped accepting")
         })))
@@ -198,7 +198,7 @@ pub async fn drive(
                     let id = InboundId(next_inbound);
                     next_inbound += 1;
                     io.waiting.insert(id, request.reply);
-                    bridge.handle_inbound(now, id, &request.path, &request.body)?;
+                    bridge.handle_inbound(now, id, &request.path_and_query, &request.body)?;
                 }
                 Wake::InboundClosed => inbound_open = false,
                 Wake::Deadline => bridge.handle_timeout(now),

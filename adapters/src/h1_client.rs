@@ -1,12 +1,20 @@
 //! [`H1Client`], surf's HTTP backend: HTTP/1.1 (async-h1) over TCP (async-net) or TLS
 //! (futures-rustls with rustls 0.23), with a keep-alive pool of idle connections per peer.
 //!
+//! Peers are untrusted: every response head is read here, within [`crate::http_guard::MAX_HEAD_BYTES`],
+//! and checked by [`crate::http_guard`] before async-h1 parses it (http-types panics on a header
+//! value that is not ASCII); a head that fails is an error. A response body is read up to the
+//! request's [`ResponseLimit`]: a longer `Content-Length` fails at once, a longer chunked body
+//! after one byte more, both as [`ResponseTooLarge`]. A panic inside an exchange is logged and
+//! becomes an error.
+//!
 //! A connection goes back to the pool only after its response body was read to the end, the
-//! response was delimited (`Content-Length` or chunked) and did not say `Connection: close`.
-//! Anything else (errors, timeouts that drop the future, oversized bodies) closes it. A request
-//! marked with [`StreamBody`] gets its response as soon as the head is in, with a body that streams
-//! from a connection of its own, closed when the body is dropped; that body may also be one that
-//! ends only when the connection closes, as Marathon's event stream is (no length, not chunked).
+//! response was delimited (`Content-Length` or chunked) and did not say `Connection: close`, and
+//! no byte beyond it was received. Anything else (errors, timeouts that drop the future, oversized
+//! bodies) closes it. A request marked with [`StreamBody`] gets its response as soon as the head
+//! is in, with a body that streams from a connection of its own, closed when the body is dropped;
+//! that body may also be one that ends only when the connection closes, as Marathon's event
+//! stream is (no length, not chunked).
 //!
 //! Not here: URLs and credentials ([`crate::endpoints`]), the per-request timeout and the mapping
 //! to the core's types ([`crate::outbound`]), the TLS roots ([`crate::tls`]).
@@ -15,6 +23,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -25,20 +34,24 @@ use futures_rustls::TlsConnector;
 use http_client::{Error, HttpClient, Request, Response};
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use smol::future;
+use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use smol::net::TcpStream;
 use surf::http::headers::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use surf::http::url::{Host, Url};
 use surf::http::{Body, StatusCode};
 
+use crate::http_guard::{panic_message, parse_response_head, HeadProgress, HeadScanner};
+
 /// Idle connections kept per peer; more are closed. Matches the core's default per-target limit.
 const MAX_IDLE_PER_PEER: usize = 8;
 /// Idle connections older than this are closed rather than reused, well below the idle timeouts
 /// of common servers, so a reused connection is rarely one the peer is closing at that moment.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest response body read into memory. Marathon's `/v2/apps` of a big cluster is a few MiB.
-const MAX_RESPONSE_BODY: u64 = 64 * 1024 * 1024;
+/// Largest response body read for a request that carries no [`ResponseLimit`].
+const UNMARKED_RESPONSE_LIMIT: usize = 64 * 1024 * 1024;
+/// Most bytes asked of the socket at once while reading a response head.
+const HEAD_READ_BYTES: usize = 4 * 1024;
 
 /// The connection to the peer could not be made: DNS, TCP connect or TLS handshake failed.
 /// [`crate::outbound`] finds it in surf's error to report `TransportError::Connect`.
@@ -50,6 +63,20 @@ pub struct ConnectError(pub String);
 /// the body stream, for responses that never end (Marathon's event stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamBody;
+
+/// Request extension (`surf::Request::set_ext`): the largest response body to read. Without it,
+/// 64 MiB. Streams ([`StreamBody`]) are not limited by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseLimit(pub usize);
+
+/// The response body was longer than the request's [`ResponseLimit`].
+/// [`crate::outbound`] finds it in surf's error to report `TransportError::TooLarge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("response body larger than {limit} bytes")]
+pub struct ResponseTooLarge {
+    /// The limit that was exceeded.
+    pub limit: usize,
+}
 
 /// An HTTP/1.1 client with connection reuse, for [`surf::Client::with_http_client`].
 pub struct H1Client {
@@ -127,32 +154,59 @@ impl fmt::Debug for H1Client {
 #[http_client::async_trait]
 impl HttpClient for H1Client {
     async fn send(&self, req: Request) -> Result<Response, Error> {
+        let origin = req.url().origin().ascii_serialization();
+        match AssertUnwindSafe(self.exchange(req)).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                log::error!(
+                    "an HTTP exchange with {origin} panicked: {}",
+                    panic_message(&*panic)
+                );
+                Err(Error::from_str(
+                    StatusCode::InternalServerError,
+                    "the HTTP client panicked",
+                ))
+            }
+        }
+    }
+}
+
+impl H1Client {
+    async fn exchange(&self, req: Request) -> Result<Response, Error> {
         let peer = Peer::of(req.url()).map_err(|e| Error::new(StatusCode::BadGateway, e))?;
         let conn = self
             .checkout(&peer)
             .await
             .map_err(|e| Error::new(StatusCode::BadGateway, e))?;
         let streaming = req.ext().get::<StreamBody>().is_some();
+        let limit = req
+            .ext()
+            .get::<ResponseLimit>()
+            .map_or(UNMARKED_RESPONSE_LIMIT, |limit| limit.0);
         let shared = SharedConn::new(conn);
+        let mut res = async_h1::connect(GuardedHead::new(shared.clone()), req).await?;
         if streaming {
-            let mut res = async_h1::connect(HeadFirst::new(shared.clone()), req).await?;
             // async-h1 gives a response framed by neither `Content-Length` nor chunked encoding an
             // empty body. Marathon's event stream is such a response: its body is everything until
-            // the connection closes. `HeadFirst` left all of it unread on the connection.
+            // the connection closes. `GuardedHead` handed async-h1 the head and nothing more; the
+            // rest is still on the connection, or buffered in `shared`.
             if !is_delimited(&res) {
                 res.set_body(Body::from_reader(BufReader::new(shared), None));
             }
             // The body owns the connection from here on; it is closed, not pooled, when dropped.
             return Ok(res);
         }
-        let mut res = async_h1::connect(shared.clone(), req).await?;
+        if res.len().is_some_and(|length| length > limit) {
+            return Err(too_large(limit));
+        }
         // Reading the body here (rather than handing a streaming body to surf) is what makes it
         // safe to pool the connection: we know the response ended where its framing said.
-        let body = read_body(&mut res).await?;
+        let body = read_body(&mut res, limit).await?;
         let reusable = keeps_connection_open(&res);
         res.set_body(body);
         if reusable {
-            // `into_inner` fails if async-h1 still holds its handle, i.e. the body is unfinished.
+            // `into_inner` fails if async-h1 still holds its handle, i.e. the body is unfinished,
+            // or if the peer sent more than the response.
             if let Some(conn) = shared.into_inner() {
                 self.pool().put(peer, conn, Instant::now());
             }
@@ -161,19 +215,21 @@ impl HttpClient for H1Client {
     }
 }
 
-async fn read_body(res: &mut Response) -> Result<Vec<u8>, Error> {
-    let mut body = Vec::new();
-    res.take_body()
-        .take(MAX_RESPONSE_BODY + 1)
-        .read_to_end(&mut body)
-        .await?;
-    if body.len() as u64 > MAX_RESPONSE_BODY {
-        return Err(Error::from_str(
-            StatusCode::BadGateway,
-            format!("response body larger than {MAX_RESPONSE_BODY} bytes"),
-        ));
+/// The body, at most `limit` bytes; one byte more is [`ResponseTooLarge`].
+async fn read_body(res: &mut Response, limit: usize) -> Result<Vec<u8>, Error> {
+    // One byte more than the length: `read_to_end` doubles a full buffer before it sees the end.
+    let reserve = res.len().unwrap_or(0).min(limit).saturating_add(1);
+    let mut body = Vec::with_capacity(reserve);
+    let most = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    res.take_body().take(most).read_to_end(&mut body).await?;
+    if body.len() > limit {
+        return Err(too_large(limit));
     }
     Ok(body)
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::new(StatusCode::BadGateway, ResponseTooLarge { limit })
 }
 
 /// Whether the peer left the connection ready for another request. async-h1 only speaks
@@ -335,25 +391,60 @@ impl AsyncWrite for Conn {
 }
 
 /// A connection shared between async-h1 (which takes its stream by value and keeps it inside the
-/// response body) and the client, which takes it back once the body is done.
+/// response body) and the client, which takes it back once the body is done. It holds the bytes
+/// read from the connection that nobody has used yet: [`GuardedHead`] reads ahead.
 #[derive(Clone)]
-struct SharedConn(Arc<Mutex<Conn>>);
+struct SharedConn(Arc<Mutex<BufferedConn>>);
+
+struct BufferedConn {
+    conn: Conn,
+    /// Received from `conn`, not yet read by anyone.
+    unread: Vec<u8>,
+}
+
+impl BufferedConn {
+    /// Reads more from the connection onto the end of `unread`.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let filled = self.unread.len();
+        self.unread.resize(filled + HEAD_READ_BYTES, 0);
+        let read = Pin::new(&mut self.conn).poll_read(cx, &mut self.unread[filled..]);
+        let received = match read {
+            Poll::Ready(Ok(received)) => received,
+            _ => 0,
+        };
+        self.unread.truncate(filled + received);
+        read
+    }
+
+    /// Moves up to `buf.len()` unread bytes into `buf`.
+    fn take_unread(&mut self, buf: &mut [u8]) -> usize {
+        let taken = buf.len().min(self.unread.len());
+        buf[..taken].copy_from_slice(&self.unread[..taken]);
+        self.unread.drain(..taken);
+        taken
+    }
+}
 
 impl SharedConn {
     fn new(conn: Conn) -> Self {
-        SharedConn(Arc::new(Mutex::new(conn)))
+        SharedConn(Arc::new(Mutex::new(BufferedConn {
+            conn,
+            unread: Vec::new(),
+        })))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Conn> {
+    fn lock(&self) -> MutexGuard<'_, BufferedConn> {
         // Locked only inside one poll call; nothing can observe a half-done update.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The connection, if no other handle to it is left.
+    /// The connection, if no other handle to it is left and nothing unread remains.
     fn into_inner(self) -> Option<Conn> {
-        Arc::try_unwrap(self.0)
-            .ok()
-            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+        let buffered = Arc::try_unwrap(self.0)
+            .ok()?
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        buffered.unread.is_empty().then_some(buffered.conn)
     }
 }
 
@@ -363,7 +454,11 @@ impl AsyncRead for SharedConn {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.lock()).poll_read(cx, buf)
+        let mut buffered = self.lock();
+        if !buffered.unread.is_empty() {
+            return Poll::Ready(Ok(buffered.take_unread(buf)));
+        }
+        Pin::new(&mut buffered.conn).poll_read(cx, buf)
     }
 }
 
@@ -373,59 +468,103 @@ impl AsyncWrite for SharedConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.lock()).poll_write(cx, buf)
+        Pin::new(&mut self.lock().conn).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_flush(cx)
+        Pin::new(&mut self.lock().conn).poll_flush(cx)
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.lock()).poll_close(cx)
+        Pin::new(&mut self.lock().conn).poll_close(cx)
     }
 }
 
-/// Hands async-h1 the response head one byte at a time, then gets out of the way. async-h1 reads
-/// the head through a buffer of its own, which it drops when the body has no framing it knows; a
-/// byte-wise head leaves nothing in that buffer, so the body can be read from the connection.
-/// Only used to open streams, where the head is small and read once.
-struct HeadFirst {
+/// What async-h1 reads a response through. The head is first read into the connection's buffer,
+/// up to [`crate::http_guard::MAX_HEAD_BYTES`], and checked; only a head that passes is handed on, and
+/// only up to its blank line: async-h1 reads the head through a buffer of its own, which it drops
+/// when the body has no framing it knows, so nothing of the body may be in it. After the head,
+/// reads go to the [`SharedConn`], buffered bytes first.
+struct GuardedHead {
     conn: SharedConn,
-    /// The last four bytes read while in the head.
-    last: [u8; 4],
-    head_done: bool,
+    phase: HeadPhase,
 }
 
-impl HeadFirst {
+enum HeadPhase {
+    /// Receiving and checking the head.
+    Receiving(HeadScanner),
+    /// Handing on the checked head; this many bytes of it are left.
+    Replaying(usize),
+    /// The head is out; the body follows.
+    Passing,
+}
+
+impl GuardedHead {
     fn new(conn: SharedConn) -> Self {
-        HeadFirst {
+        GuardedHead {
             conn,
-            last: [0; 4],
-            head_done: false,
+            phase: HeadPhase::Receiving(HeadScanner::new()),
         }
     }
 }
 
-impl AsyncRead for HeadFirst {
+fn invalid_head(reason: impl fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("invalid response head: {reason}"),
+    )
+}
+
+impl AsyncRead for GuardedHead {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.head_done || buf.is_empty() {
-            return Pin::new(&mut this.conn).poll_read(cx, buf);
+        loop {
+            match &mut this.phase {
+                HeadPhase::Receiving(scanner) => {
+                    let mut buffered = this.conn.lock();
+                    match scanner.scan(&buffered.unread) {
+                        Ok(HeadProgress::Complete { len }) => {
+                            if let Err(violation) = parse_response_head(&buffered.unread[..len]) {
+                                return Poll::Ready(Err(invalid_head(violation)));
+                            }
+                            drop(buffered);
+                            this.phase = HeadPhase::Replaying(len);
+                            continue;
+                        }
+                        Ok(HeadProgress::Incomplete) => {}
+                        Err(violation) => return Poll::Ready(Err(invalid_head(violation))),
+                    }
+                    match buffered.poll_fill(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                        Poll::Ready(Ok(0)) if buffered.unread.is_empty() => {
+                            // Nothing at all: async-h1 reports the closed connection.
+                            return Poll::Ready(Ok(0));
+                        }
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Err(invalid_head("the connection closed in it")))
+                        }
+                        Poll::Ready(Ok(_)) => {}
+                    }
+                }
+                HeadPhase::Replaying(0) => this.phase = HeadPhase::Passing,
+                HeadPhase::Replaying(left) => {
+                    let wanted = (*left).min(buf.len());
+                    let handed = this.conn.lock().take_unread(&mut buf[..wanted]);
+                    *left -= handed;
+                    return Poll::Ready(Ok(handed));
+                }
+                HeadPhase::Passing => return Pin::new(&mut this.conn).poll_read(cx, buf),
+            }
         }
-        let read = Pin::new(&mut this.conn).poll_read(cx, &mut buf[..1]);
-        if let Poll::Ready(Ok(1)) = read {
-            this.last = [this.last[1], this.last[2], this.last[3], buf[0]];
-            this.head_done = &this.last == b"\r\n\r\n";
-        }
-        read
     }
 }
 
-impl AsyncWrite for HeadFirst {
+impl AsyncWrite for GuardedHead {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -2,7 +2,8 @@
 //!
 //! Real IO for the sans-IO `consular-core`: the run loop that owns the [`consular_core::Bridge`]
 //! ([`driver`]), outbound HTTP with surf over an async-h1 + rustls 0.23 backend ([`outbound`],
-//! [`h1_client`], [`tls`], [`endpoints`]), and the inbound tide server ([`server`]).
+//! [`h1_client`], [`tls`], [`endpoints`]), and the inbound tide server ([`server`]). Both HTTP
+//! sides read message heads through [`http_guard`] first: peers in either direction are untrusted.
 //!
 //! The adapters translate and never decide: which requests to send, how to answer an inbound
 //! request (including `/` and 404s) and when to retry is the core's business. CLI parsing and
@@ -16,6 +17,7 @@
 pub mod driver;
 pub mod endpoints;
 pub mod h1_client;
+pub mod http_guard;
 pub mod outbound;
 pub mod server;
 pub mod simulator;

@@ -23,7 +23,7 @@ use surf::http::{Body, Method as HttpMethod};
 use crate::endpoints::{
     leader_verdict, redact_userinfo, Destination, Endpoints, LeaderAnswer, StreamRedirect,
 };
-use crate::h1_client::{ConnectError, H1Client, StreamBody};
+use crate::h1_client::{ConnectError, H1Client, ResponseLimit, ResponseTooLarge, StreamBody};
 
 const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -57,12 +57,18 @@ impl Outbound {
     /// Sends `request` and waits for the whole response, at most `request.timeout`.
     pub async fn execute(&self, request: &Request) -> Result<Response, TransportError> {
         within(request.timeout, async {
-            let http = self.http_request(request, JSON)?;
+            let mut http = self.http_request(request, JSON)?;
+            http.set_ext(ResponseLimit(request.response_limit));
             let mut response = self.client.send(http).await.map_err(transport_error)?;
             // Reserved at its full length when known: Marathon's app list can be megabytes, and
             // a doubling buffer would hold up to twice that. One byte more, because `read_to_end`
-            // doubles a full buffer before it can see the end of the body.
-            let reserve = response.len().unwrap_or(0).min(MAX_RESERVED_BODY_BYTES);
+            // doubles a full buffer before it can see the end of the body. The client already
+            // refused a body longer than the limit.
+            let reserve = response
+                .len()
+                .unwrap_or(0)
+                .min(request.response_limit)
+                .min(MAX_RESERVED_BODY_BYTES);
             let mut body = Vec::with_capacity(reserve + 1);
             response
                 .take_body()
@@ -158,6 +164,7 @@ impl Outbound {
             Err(e) => return LeaderAnswer::Unknown(e.to_string()),
         };
         let mut http = surf::Request::new(HttpMethod::Get, destination.url);
+        http.set_ext(ResponseLimit(MAX_LEADER_ANSWER_BYTES));
         http.insert_header("Accept", JSON);
         for (name, value) in destination.headers {
             http.insert_header(name, value);
@@ -280,10 +287,14 @@ fn http_method(method: Method) -> HttpMethod {
     }
 }
 
-/// Connect failures are tagged by [`H1Client`]; everything else broke an open connection.
+/// Connect failures and oversized bodies are tagged by [`H1Client`]; everything else (including
+/// a response head it refused) broke an open connection.
 fn transport_error(error: surf::Error) -> TransportError {
-    match error.downcast_ref::<ConnectError>() {
-        Some(connect) => TransportError::Connect(connect.to_string()),
-        None => TransportError::Io(error.to_string()),
+    if let Some(connect) = error.downcast_ref::<ConnectError>() {
+        return TransportError::Connect(connect.to_string());
     }
+    if let Some(too_large) = error.downcast_ref::<ResponseTooLarge>() {
+        return TransportError::TooLarge(too_large.limit);
+    }
+    TransportError::Io(error.to_string())
 }

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{free_port, outbound, raw_http, Canned, TestServer};
-use consular_adapters::server::{self, DEFAULT_MAX_BODY_BYTES};
+use consular_adapters::server::{self, ServerLimits, DEFAULT_MAX_BODY_BYTES};
 use consular_adapters::{drive, run, BaseUrl, DriverError, DriverSettings, Endpoints};
 use consular_core::{Bridge, Config, EventSource, InboundId, Output, Reply};
 use smol::channel;
@@ -24,7 +24,7 @@ fn settings(port: u16, marathon: &str) -> DriverSettings {
         ca_file: None,
         listen_host: "127.0.0.1".to_owned(),
         listen_port: port,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        server: ServerLimits::default(),
     }
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{outbound, raw_exchange, raw_http, request, Canned, TestServer};
+use consular_adapters::server::ServerLimits;
 use consular_adapters::simulator::{ConsulServer, MarathonServer};
 use consular_adapters::{run, BaseUrl, DriverSettings, Endpoints};
 use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon};
@@ -481,7 +482,7 @@ fn the_bridge_follows_the_simulated_marathon_stream_into_the_simulated_consul() 
         ca_file: None,
         listen_host: "127.0.0.1".to_owned(),
         listen_port: 0,
-        max_body_bytes: 1024 * 1024,
+        server: ServerLimits::default(),
     };
     let on_agent = |address: &str| {
         consul.with(|c| {

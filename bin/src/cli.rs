@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use consular_adapters::endpoints::{check_token, redact_userinfo};
-use consular_adapters::server::DEFAULT_MAX_BODY_BYTES;
+use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{Config, EventSource, EventsEndpoint};
@@ -215,7 +215,7 @@ impl RunArgs {
             ca_file: self.ca_file.clone(),
             listen_host: self.host.clone(),
             listen_port: self.port,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            server: ServerLimits::default(),
         }
     }
 }
@@ -600,7 +600,7 @@ mod tests {
             (settings.listen_host.as_str(), settings.listen_port),
             ("localhost", 7000)
         );
-        assert_eq!(settings.max_body_bytes, 1024 * 1024);
+        assert_eq!(settings.server.max_body_bytes, 1024 * 1024);
     }
 
     #[test]

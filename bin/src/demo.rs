@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use consular_adapters::server::DEFAULT_MAX_BODY_BYTES;
+use consular_adapters::server::ServerLimits;
 use consular_adapters::simulator::{ConsulServer, MarathonServer};
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon, SimTask};
@@ -97,7 +97,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
         ca_file: None,
         listen_host: "127.0.0.1".to_owned(),
         listen_port: bridge_port(args.port),
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        server: ServerLimits::default(),
     };
     stage.print_how_to_look(&settings, args.step);
     let config = Config {

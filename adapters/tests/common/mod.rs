@@ -1,6 +1,7 @@
 //! Test fixtures shared by the adapter tests: a tiny scripted HTTP/1.1 server on 127.0.0.1 that
 //! records each request and counts accepted connections, canned responses, and helpers to build
-//! the adapter's types. Only loopback traffic; no assertions live here.
+//! the adapter's types, the process's resident memory, and a deadline for futures. Only loopback
+//! traffic; no assertions live here (a missed deadline panics, naming what was awaited).
 #![allow(dead_code)] // Each test file uses a different subset.
 
 use std::net::SocketAddr;
@@ -263,6 +264,7 @@ pub fn request(target: Target, method: Method, path: &str, body: Option<&[u8]>) 
     request.method = method;
     request.path_and_query = path.to_owned();
     request.body = body.map(<[u8]>::to_vec);
+    request.response_limit = 1024 * 1024;
     request.timeout = Duration::from_secs(5);
     request
 }
@@ -304,14 +306,17 @@ pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>) -> RawResponse {
     let mut stream = smol::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(&request).await.unwrap();
     let mut reader = BufReader::new(stream);
+    read_response(&mut reader)
+        .await
+        .expect("the connection closed without a response")
+}
+
+/// Reads one response from `reader` (Content-Length framed, or read to the end); `None` if the
+/// connection ended before a status line.
+pub async fn read_response<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<RawResponse> {
     let mut status_line = String::new();
-    reader.read_line(&mut status_line).await.unwrap();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    reader.read_line(&mut status_line).await.ok()?;
+    let status = status_line.split_whitespace().nth(1)?.parse().unwrap();
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
@@ -337,11 +342,33 @@ pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>) -> RawResponse {
             reader.read_to_end(&mut body).await.unwrap();
         }
     }
-    RawResponse {
+    Some(RawResponse {
         status,
         headers,
         body,
-    }
+    })
+}
+
+/// This process's resident memory in bytes, where the platform tells (Linux).
+pub fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `future`'s output, or a panic naming `what` once `limit` has passed (so that a test of a
+/// timeout fails instead of hanging when the timeout is missing).
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    let expired = async {
+        Timer::after(limit).await;
+        panic!("{what}: nothing after {limit:?}");
+    };
+    smol::future::or(future, expired).await
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
