@@ -1,28 +1,21 @@
-//! Every payload in Marathon's own fixtures (`../shared/fixtures/marathon/`) goes through the
+//! Every payload in Marathon's own fixtures (`core/tests/fixtures/marathon/`) goes through the
 //! parser the bridge uses for it, and parses — or, for payloads the bridge never reads as that
 //! kind, is rejected with a clear error. A fixture the table below does not know fails the test,
 //! so a new Marathon shape cannot slip in untested.
 
+mod support;
+
+use support::fixtures::{fixture, fixtures_dir};
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use consular_core::marathon::{
     parse_app_labels, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task,
     TaskState,
 };
 
-fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/marathon")
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let path = dir().join(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (the shared fixtures sit beside the repo)",
-            path.display()
-        )
-    })
+    fixture(name)
 }
 
 /// Events the bridge acts on, and what they must parse to.
@@ -223,7 +216,7 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
             "events_stream_sample_v1.1_doc.txt",
         ])
         .collect();
-    for entry in std::fs::read_dir(dir()).unwrap() {
+    for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(
             known.contains(name.as_str()),

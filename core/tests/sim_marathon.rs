@@ -2,7 +2,11 @@
 //! the simulator's JSON must have the fixture's keys (recursively for apps, tasks and events),
 //! plus its documented behaviours (404s, leader loss, callbacks, ids, events, determinism).
 //!
-//! Fixtures are read at test time from `../../shared/fixtures/marathon/` relative to this crate.
+//! Fixtures are read at test time from `../core/tests/fixtures/marathon/` relative to this crate.
+
+mod support;
+
+use support::fixtures::fixture_text;
 
 use std::collections::BTreeSet;
 
@@ -15,13 +19,6 @@ use MarathonVersion::{V0_15, V1_1, V1_10, V1_4};
 
 const ALL: [MarathonVersion; 4] = [V0_15, V1_1, V1_4, V1_10];
 
-fn fixture_text(name: &str) -> String {
-    let path = format!(
-        "{}/../../shared/fixtures/marathon/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
-}
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))

@@ -1,6 +1,10 @@
 //! Property: the event-stream parser yields the same events, and skips the same oversize ones,
 //! however the same bytes are split into chunks.
 
+
+mod support;
+
+use support::fixtures::fixture;
 use consular_core::marathon::{SseEvent, SseParser};
 use quickcheck::{quickcheck, Arbitrary, Gen};
 
@@ -59,14 +63,6 @@ quickcheck! {
     }
 }
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../../shared/fixtures/marathon/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e} (the shared fixtures sit beside the repo)"))
-}
 
 #[test]
 fn marathons_own_stream_samples_parse() {
