@@ -44,7 +44,9 @@ pub struct DriverSettings {
     pub listen_host: String,
     /// Port to listen on (`--port`); 0 picks a free one.
     pub listen_port: u16,
-    /// Limits of the inbound server: body size, open connections, read timeouts.
+    /// Limits of the inbound server: open connections, read timeouts. Its `max_body_bytes` is
+    /// replaced by the bridge's `Config::max_event_bytes`: one limit for an event, whether it
+    /// comes as a callback body or as a stream frame.
     pub server: ServerLimits,
 }
 
@@ -78,9 +80,14 @@ pub async fn run(
         settings.endpoints,
         tls::client_config(settings.ca_file.as_deref())?,
     );
+    // Bounded by the server's connection cap: each connection waits for its reply.
     let (inbound_tx, inbound_rx) = channel::unbounded();
+    let limits = ServerLimits {
+        max_body_bytes: bridge.config().max_event_bytes,
+        ..settings.server
+    };
     let serving = async {
-        let stopped = server::serve(listener, inbound_tx, settings.server).await;
+        let stopped = server::serve(listener, inbound_tx, limits).await;
         Err(DriverError::Server(stopped.err().unwrap_or_else(|| {
             io::Error::other("the listener stopped accepting")
         })))

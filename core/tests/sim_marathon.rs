@@ -19,7 +19,6 @@ use MarathonVersion::{V0_15, V1_1, V1_10, V1_4};
 
 const ALL: [MarathonVersion; 4] = [V0_15, V1_1, V1_4, V1_10];
 
-
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }

@@ -1,16 +1,21 @@
 //! The bridge state machine: the one owner type, [`Bridge`], fed by `handle_*` and drained by
-//! [`Bridge::poll_output`]. This file holds the public API, inbound routing, response dispatch and
-//! timers; each workflow has its own file:
+//! [`Bridge::poll_output`]. This file holds the public API (every input, each a thin delegator),
+//! inbound routing, response dispatch and timers; each workflow has its own file:
 //!
+//! - `events.rs`: the one door for Marathon's events, from callbacks and from the stream alike;
 //! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
 //! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
 //! - `stream.rs`: Marathon's event stream, reconnected forever;
+//! - `freshness.rs`: the rule between events and syncs (what a sync's older snapshot leaves alone,
+//!   which label versions are in place);
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
 //! - `names.rs`: which app owns each Consul service name, and which apps the bridge knows;
 //! - `members.rs`: which task hosts are Consul members, so only they are sent the token;
 //! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
 
+mod events;
+mod freshness;
 mod members;
 mod names;
 mod requests;
@@ -20,7 +25,7 @@ mod sync;
 mod task;
 mod writes;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -33,9 +38,8 @@ use crate::io::{
     InboundId, Level, LogRecord, Method, Output, Reply, RequestId, Response, Target, TransportError,
 };
 use crate::marathon::ids::Shown;
-use crate::marathon::{parse_event, MarathonEvent};
-use requests::{Requests, Sent};
-use sync::Termination;
+use events::EventOrigin;
+use requests::{NewRequest, Requests, Sent};
 
 /// Counters a driver can expose or a test can assert on.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,11 +69,11 @@ pub struct Stats {
 /// What a response is for: the workflow step waiting on it.
 #[derive(Debug)]
 enum Awaiting {
-    Subscription(subscription::Step),
+    Subscription(subscription::SubscriptionStep),
     Members,
     Task(task::ChainId),
     TaskKv(task::ChainId, usize),
-    Sync(sync::RoundId, sync::Wait),
+    Sync(sync::RoundId, sync::SyncWait),
 }
 
 /// A response together with the request it answers, reduced to what workflows branch on.
@@ -161,9 +165,9 @@ pub struct Bridge {
     out: VecDeque<Output>,
     stats: Stats,
     requests: Requests,
-    awaiting: BTreeMap<RequestId, Awaiting>,
     open_inbound: BTreeSet<InboundId>,
     tasks: task::Tasks,
+    freshness: freshness::Freshness,
     members: members::Members,
     names: names::AppNames,
     sync: sync::Syncs,
@@ -181,9 +185,9 @@ impl Bridge {
             out: VecDeque::new(),
             stats: Stats::default(),
             requests,
-            awaiting: BTreeMap::new(),
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
+            freshness: freshness::Freshness::default(),
             members: members::Members::default(),
             names: names::AppNames::default(),
             sync: sync::Syncs::new(
@@ -244,6 +248,32 @@ impl Bridge {
     ) {
         self.advance_clock(now);
         self.dispatch(id, result);
+        self.release_requests();
+    }
+
+    /// The response head of the stream request `id` (from [`Output::OpenStream`]) arrived.
+    pub fn handle_stream_open(&mut self, now: Duration, id: RequestId, status: u16) {
+        self.advance_clock(now);
+        self.on_stream_open(id, status);
+        self.release_requests();
+    }
+
+    /// A chunk of the stream `id`'s body arrived.
+    pub fn handle_stream_data(&mut self, now: Duration, id: RequestId, data: &[u8]) {
+        self.advance_clock(now);
+        self.on_stream_data(id, data);
+        self.release_requests();
+    }
+
+    /// The stream `id` ended, cleanly (`None`) or not.
+    pub fn handle_stream_closed(
+        &mut self,
+        now: Duration,
+        id: RequestId,
+        error: Option<TransportError>,
+    ) {
+        self.advance_clock(now);
+        self.on_stream_closed(id, error);
         self.release_requests();
     }
 
@@ -330,39 +360,11 @@ impl Bridge {
                 return self.reply_error(id, 403, "missing or wrong events secret");
             }
         }
-        self.handle_event(id, body);
-    }
-
-    fn handle_event(&mut self, id: InboundId, body: &[u8]) {
-        match parse_event(body) {
-            Ok(MarathonEvent::StatusUpdate(update)) => {
-                self.stats.events += 1;
-                self.handle_status_update(Some(id), update);
-            }
-            Ok(MarathonEvent::AppTerminated { app_id }) => {
-                let status = match self.handle_app_terminated(&app_id) {
-                    Termination::Purging => "{\"status\": \"ok\"}",
-                    Termination::UnknownApp => "{\"status\": \"ignored\"}",
-                };
-                self.reply(id, 200, String::from(status));
-            }
-            Ok(MarathonEvent::Other(event_type)) => {
-                // Marathon posts every event type to callbacks and backs off a callback that
-                // fails, so unused types are acknowledged rather than rejected.
-                self.debug(alloc::format!("ignoring {event_type}"));
-                self.reply(id, 200, String::from("{\"status\": \"ignored\"}"));
-            }
-            Err(e) => {
-                let message = alloc::format!("{e}");
-                self.log(Level::Warn, alloc::format!("rejected event: {message}"));
-                self.reply_error(id, 400, &message);
-            }
-        }
+        self.take_event(EventOrigin::Callback(id), body);
     }
 
     fn dispatch(&mut self, id: RequestId, result: Result<Response, TransportError>) {
-        let (Some(sent), Some(awaiting)) = (self.requests.finish(id), self.awaiting.remove(&id))
-        else {
+        let Some((sent, awaiting)) = self.requests.finish(id) else {
             self.stats.late_responses += 1;
             return;
         };
@@ -401,15 +403,15 @@ impl Bridge {
             Method::Get => self.config.max_listing_bytes,
             Method::Put | Method::Post | Method::Delete => Config::WRITE_RESPONSE_LIMIT,
         };
-        let id = self.requests.submit(
+        let new = NewRequest {
             target,
             method,
             path_and_query,
             body,
             response_limit,
             timeout,
-        );
-        self.awaiting.insert(id, awaiting);
+        };
+        self.requests.submit(awaiting, new);
     }
 
     fn release_requests(&mut self) {

@@ -1,13 +1,15 @@
 //! Outbound requests between "the core wants this sent" and "its answer came back": id
-//! allocation, queueing under the global and per-target in-flight limits, and deadlines the core
-//! enforces itself so a driver that never answers cannot stall a workflow. What a response means
-//! is not decided here.
+//! allocation, queueing under the global and per-target in-flight limits, deadlines the core
+//! enforces itself so a driver that never answers cannot stall a workflow, and, with each request,
+//! the workflow step waiting for its answer (one table, so the two can never disagree). What a
+//! response means is not decided here.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::Awaiting;
 use crate::encoding::redact_secret;
 use crate::io::{Method, Output, Request, RequestId, Target};
 
@@ -32,16 +34,27 @@ impl Sent {
     }
 }
 
+/// A request as a workflow asks for it: everything but the id, which [`Requests`] allocates.
+#[derive(Debug)]
+pub(crate) struct NewRequest {
+    pub(crate) target: Target,
+    pub(crate) method: Method,
+    pub(crate) path_and_query: String,
+    pub(crate) body: Option<Vec<u8>>,
+    pub(crate) response_limit: usize,
+    pub(crate) timeout: Duration,
+}
+
 #[derive(Debug)]
 pub(crate) struct Requests {
     next_id: u64,
     max_total: usize,
     max_per_target: usize,
-    /// Not yet handed out, per target; empty queues are removed.
-    queues: BTreeMap<Target, VecDeque<Request>>,
+    /// Not yet handed out, per target, with the step waiting for each; empty queues are removed.
+    queues: BTreeMap<Target, VecDeque<(Request, Awaiting)>>,
     /// The target after which the next release round starts, so no target starves the others.
     cursor: Option<Target>,
-    in_flight: BTreeMap<RequestId, Sent>,
+    in_flight: BTreeMap<RequestId, (Sent, Awaiting)>,
     per_target: BTreeMap<Target, usize>,
     deadlines: BTreeSet<(Duration, RequestId)>,
 }
@@ -66,27 +79,24 @@ impl Requests {
         RequestId(self.next_id)
     }
 
-    /// Queues a request; [`Requests::release`] hands it out when the limits allow.
-    pub(crate) fn submit(
-        &mut self,
-        target: Target,
-        method: Method,
-        path_and_query: String,
-        body: Option<Vec<u8>>,
-        response_limit: usize,
-        timeout: Duration,
-    ) -> RequestId {
+    /// Queues `new` for the step `awaiting`; [`Requests::release`] hands it out when the limits
+    /// allow.
+    pub(crate) fn submit(&mut self, awaiting: Awaiting, new: NewRequest) -> RequestId {
         let id = self.allocate_id();
+        let target = new.target.clone();
         let request = Request {
             id,
-            target: target.clone(),
-            method,
-            path_and_query,
-            body,
-            response_limit,
-            timeout,
+            target: new.target,
+            method: new.method,
+            path_and_query: new.path_and_query,
+            body: new.body,
+            response_limit: new.response_limit,
+            timeout: new.timeout,
         };
-        self.queues.entry(target).or_default().push_back(request);
+        self.queues
+            .entry(target)
+            .or_default()
+            .push_back((request, awaiting));
         id
     }
 
@@ -116,7 +126,7 @@ impl Requests {
                 let Some(queue) = self.queues.get_mut(&target) else {
                     continue;
                 };
-                let Some(request) = queue.pop_front() else {
+                let Some((request, awaiting)) = queue.pop_front() else {
                     continue;
                 };
                 if queue.is_empty() {
@@ -125,15 +135,13 @@ impl Requests {
                 let deadline = now + request.timeout + DEADLINE_GRACE;
                 self.deadlines.insert((deadline, request.id));
                 *self.per_target.entry(target.clone()).or_default() += 1;
-                self.in_flight.insert(
-                    request.id,
-                    Sent {
-                        target: target.clone(),
-                        method: request.method,
-                        path: request.path_and_query.clone(),
-                        deadline,
-                    },
-                );
+                let sent = Sent {
+                    target: target.clone(),
+                    method: request.method,
+                    path: request.path_and_query.clone(),
+                    deadline,
+                };
+                self.in_flight.insert(request.id, (sent, awaiting));
                 self.cursor = Some(target);
                 out.push_back(Output::Request(request));
                 released = true;
@@ -144,9 +152,10 @@ impl Requests {
         }
     }
 
-    /// Forgets an in-flight request; `None` if it is unknown (already answered or given up on).
-    pub(crate) fn finish(&mut self, id: RequestId) -> Option<Sent> {
-        let sent = self.in_flight.remove(&id)?;
+    /// Forgets an in-flight request and hands back the step waiting for it; `None` if it is
+    /// unknown (already answered or given up on).
+    pub(crate) fn finish(&mut self, id: RequestId) -> Option<(Sent, Awaiting)> {
+        let (sent, awaiting) = self.in_flight.remove(&id)?;
         self.deadlines.remove(&(sent.deadline, id));
         if let Some(n) = self.per_target.get_mut(&sent.target) {
             *n -= 1;
@@ -154,7 +163,7 @@ impl Requests {
                 self.per_target.remove(&sent.target);
             }
         }
-        Some(sent)
+        Some((sent, awaiting))
     }
 
     /// Ids of in-flight requests whose deadline has passed.
@@ -183,6 +192,17 @@ impl Requests {
 mod tests {
     use super::*;
 
+    fn get(target: Target, path: &str) -> NewRequest {
+        NewRequest {
+            target,
+            method: Method::Get,
+            path_and_query: path.into(),
+            body: None,
+            response_limit: 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
     fn drain(out: &mut VecDeque<Output>) -> Vec<Request> {
         out.drain(..)
             .filter_map(|o| match o {
@@ -198,23 +218,9 @@ mod tests {
         let mut out = VecDeque::new();
         let slow = Target::Agent("slow".into());
         for _ in 0..4 {
-            requests.submit(
-                slow.clone(),
-                Method::Get,
-                "/x".into(),
-                None,
-                1024,
-                Duration::from_secs(5),
-            );
+            requests.submit(Awaiting::Members, get(slow.clone(), "/x"));
         }
-        let fast = requests.submit(
-            Target::Consul,
-            Method::Get,
-            "/y".into(),
-            None,
-            1024,
-            Duration::from_secs(5),
-        );
+        let fast = requests.submit(Awaiting::Members, get(Target::Consul, "/y"));
         requests.release(Duration::ZERO, &mut out);
         let sent = drain(&mut out);
         assert_eq!(sent.len(), 3);
@@ -237,14 +243,7 @@ mod tests {
     fn deadlines_expire_after_timeout_plus_grace() {
         let mut requests = Requests::new(8, 8);
         let mut out = VecDeque::new();
-        let id = requests.submit(
-            Target::Marathon,
-            Method::Get,
-            "/".into(),
-            None,
-            1024,
-            Duration::from_secs(5),
-        );
+        let id = requests.submit(Awaiting::Members, get(Target::Marathon, "/"));
         requests.release(Duration::from_secs(10), &mut out);
         assert_eq!(requests.next_deadline(), Some(Duration::from_secs(16)));
         assert!(requests.expired(Duration::from_secs(15)).is_empty());

@@ -1,5 +1,5 @@
 //! Marathon's event stream (`/v2/events`): open it, feed its bytes through the framing parser
-//! into the same task workflow callbacks use, and keep it alive — a silent stream (no heartbeat)
+//! into the one event door callbacks use too (`events.rs`), and keep it alive — a silent stream (no heartbeat)
 //! is dropped, and every disconnect is followed by a reconnect after a jittered exponential
 //! backoff, forever. Events sent while disconnected are lost, so every (re)connect asks for a
 //! full sync; the first scheduled sync waits for the first attempt, so a start syncs once. In
@@ -8,10 +8,11 @@
 use alloc::string::String;
 use core::time::Duration;
 
+use super::events::EventOrigin;
 use super::Bridge;
 use crate::config::EventSource;
 use crate::io::{Level, Method, Output, Request, RequestId, Target, TransportError};
-use crate::marathon::{parse_event, MarathonEvent, SseParser};
+use crate::marathon::SseParser;
 
 /// The event types the bridge acts on; Marathon ≥ 1.3.7 sends only these, older ones send all and
 /// the rest are dropped here.
@@ -21,7 +22,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
-enum State {
+enum StreamState {
     /// Events come through callbacks only.
     Off,
     Waiting {
@@ -39,7 +40,7 @@ enum State {
 
 #[derive(Debug)]
 pub(super) struct EventStream {
-    state: State,
+    state: StreamState,
     parser: SseParser,
     failures: u32,
     rng: u64,
@@ -53,8 +54,8 @@ impl EventStream {
         seed: u64,
     ) -> Self {
         let state = match source {
-            EventSource::Callback => State::Off,
-            EventSource::Stream | EventSource::Auto => State::Waiting { retry_at: now },
+            EventSource::Callback => StreamState::Off,
+            EventSource::Stream | EventSource::Auto => StreamState::Waiting { retry_at: now },
         };
         EventStream {
             state,
@@ -66,21 +67,21 @@ impl EventStream {
 
     pub(super) fn next_at(&self) -> Option<Duration> {
         match self.state {
-            State::Off => None,
-            State::Waiting { retry_at } => Some(retry_at),
-            State::Connecting { deadline, .. } => Some(deadline),
-            State::Open { idle_deadline, .. } => Some(idle_deadline),
+            StreamState::Off => None,
+            StreamState::Waiting { retry_at } => Some(retry_at),
+            StreamState::Connecting { deadline, .. } => Some(deadline),
+            StreamState::Open { idle_deadline, .. } => Some(idle_deadline),
         }
     }
 
     /// True once callbacks are the event source: configured so, or Marathon has no stream.
     pub(super) fn is_off(&self) -> bool {
-        matches!(self.state, State::Off)
+        matches!(self.state, StreamState::Off)
     }
 
     /// True for the id of the stream being opened or open.
     fn is_current(&self, id: RequestId) -> bool {
-        matches!(self.state, State::Connecting { id: c, .. } | State::Open { id: c, .. } if c == id)
+        matches!(self.state, StreamState::Connecting { id: c, .. } | StreamState::Open { id: c, .. } if c == id)
     }
 
     /// The wait before the next attempt: doubling from 1 s to 60 s, then a random point in its
@@ -106,13 +107,12 @@ impl EventStream {
 
 impl Bridge {
     /// The response head of the stream request `id` arrived.
-    pub fn handle_stream_open(&mut self, now: Duration, id: RequestId, status: u16) {
-        self.advance_clock(now);
-        if !matches!(self.stream.state, State::Connecting { id: c, .. } if c == id) {
+    pub(super) fn on_stream_open(&mut self, id: RequestId, status: u16) {
+        if !matches!(self.stream.state, StreamState::Connecting { id: c, .. } if c == id) {
             return;
         }
         if status == 200 {
-            self.stream.state = State::Open {
+            self.stream.state = StreamState::Open {
                 id,
                 idle_deadline: self.now + self.config.stream_idle_timeout,
             };
@@ -127,7 +127,7 @@ impl Bridge {
         } else {
             self.out.push_back(Output::CloseStream(id));
             if status == 404 && self.config.events == EventSource::Auto {
-                self.stream.state = State::Off;
+                self.stream.state = StreamState::Off;
                 let message =
                     "Marathon has no event stream (404 on /v2/events); using HTTP callbacks";
                 self.log(Level::Warn, String::from(message));
@@ -145,13 +145,11 @@ impl Bridge {
                 self.stream_down(alloc::format!("Marathon answered HTTP {status} ({hint})"));
             }
         }
-        self.release_requests();
     }
 
     /// A chunk of the stream `id`'s body arrived.
-    pub fn handle_stream_data(&mut self, now: Duration, id: RequestId, data: &[u8]) {
-        self.advance_clock(now);
-        let State::Open {
+    pub(super) fn on_stream_data(&mut self, id: RequestId, data: &[u8]) {
+        let StreamState::Open {
             id: open,
             idle_deadline,
         } = &mut self.stream.state
@@ -175,33 +173,12 @@ impl Bridge {
             );
         }
         for event in events {
-            match parse_event(event.data.as_bytes()) {
-                Ok(MarathonEvent::StatusUpdate(update)) => {
-                    self.stats.events += 1;
-                    self.handle_status_update(None, update);
-                }
-                Ok(MarathonEvent::AppTerminated { app_id }) => {
-                    // Nobody waits for a reply on the stream; the outcome is logged already.
-                    let _ = self.handle_app_terminated(&app_id);
-                }
-                Ok(MarathonEvent::Other(_)) => {}
-                Err(e) => self.log(
-                    Level::Warn,
-                    alloc::format!("skipped an unreadable stream event: {e}"),
-                ),
-            }
+            self.take_event(EventOrigin::Stream, event.data.as_bytes());
         }
-        self.release_requests();
     }
 
     /// The stream `id` ended, cleanly (`None`) or not.
-    pub fn handle_stream_closed(
-        &mut self,
-        now: Duration,
-        id: RequestId,
-        error: Option<TransportError>,
-    ) {
-        self.advance_clock(now);
+    pub(super) fn on_stream_closed(&mut self, id: RequestId, error: Option<TransportError>) {
         if self.stream.is_current(id) {
             let why = match error {
                 Some(e) => alloc::format!("{e}"),
@@ -209,13 +186,12 @@ impl Bridge {
             };
             self.stream_down(why);
         }
-        self.release_requests();
     }
 
     /// Opens the stream when its retry time has come; drops it when it went silent.
     pub(super) fn on_stream_timer(&mut self) {
         match self.stream.state {
-            State::Waiting { retry_at } if retry_at <= self.now => {
+            StreamState::Waiting { retry_at } if retry_at <= self.now => {
                 let id = self.requests.allocate_id();
                 let timeout = self.config.request_timeout;
                 let request = Request {
@@ -229,19 +205,19 @@ impl Bridge {
                 };
                 self.debug(alloc::format!("{id} opening the event stream"));
                 self.out.push_back(Output::OpenStream(request));
-                self.stream.state = State::Connecting {
+                self.stream.state = StreamState::Connecting {
                     id,
                     deadline: self.now + timeout,
                 };
             }
-            State::Connecting { id, deadline } if deadline <= self.now => {
+            StreamState::Connecting { id, deadline } if deadline <= self.now => {
                 self.out.push_back(Output::CloseStream(id));
                 self.stream_down(alloc::format!(
                     "no answer within {} s",
                     self.config.request_timeout.as_secs()
                 ));
             }
-            State::Open { id, idle_deadline } if idle_deadline <= self.now => {
+            StreamState::Open { id, idle_deadline } if idle_deadline <= self.now => {
                 self.out.push_back(Output::CloseStream(id));
                 let idle = self.config.stream_idle_timeout.as_secs();
                 self.stream_down(alloc::format!(
@@ -261,7 +237,7 @@ impl Bridge {
                 wait.as_secs_f32()
             ),
         );
-        self.stream.state = State::Waiting {
+        self.stream.state = StreamState::Waiting {
             retry_at: self.now + wait,
         };
         self.release_held_sync();

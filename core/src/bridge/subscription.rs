@@ -16,7 +16,7 @@ const MAX_RETRY: Duration = Duration::from_secs(300);
 
 /// Which subscription request a response answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Step {
+pub(super) enum SubscriptionStep {
     List,
     Subscribe,
 }
@@ -60,7 +60,7 @@ impl Bridge {
         let timeout = self.config.request_timeout;
         let path = String::from(SUBSCRIPTIONS_PATH);
         self.send(
-            Awaiting::Subscription(Step::List),
+            Awaiting::Subscription(SubscriptionStep::List),
             Target::Marathon,
             Method::Get,
             path,
@@ -69,7 +69,7 @@ impl Bridge {
         );
     }
 
-    pub(super) fn on_subscription_answer(&mut self, step: Step, answer: Answer) {
+    pub(super) fn on_subscription_answer(&mut self, step: SubscriptionStep, answer: Answer) {
         let Some(url) = self.config.callback_url.clone() else {
             return;
         };
@@ -77,7 +77,7 @@ impl Bridge {
             return self.retry_subscription(&answer);
         };
         match step {
-            Step::List => {
+            SubscriptionStep::List => {
                 let listed = serde_json::from_slice::<CallbackUrls>(body)
                     .is_ok_and(|l| l.callback_urls.contains(&url));
                 if listed {
@@ -93,7 +93,7 @@ impl Bridge {
                         encode_query_value(&url)
                     );
                     let timeout = self.config.request_timeout;
-                    let awaiting = Awaiting::Subscription(Step::Subscribe);
+                    let awaiting = Awaiting::Subscription(SubscriptionStep::Subscribe);
                     self.send(
                         awaiting,
                         Target::Marathon,
@@ -104,7 +104,7 @@ impl Bridge {
                     );
                 }
             }
-            Step::Subscribe => {
+            SubscriptionStep::Subscribe => {
                 self.subscription.backoff = FIRST_RETRY;
                 let shown = redact_secret(&url);
                 self.log(

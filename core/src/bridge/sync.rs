@@ -10,7 +10,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::freshness::SnapshotEpoch;
 use super::members::Membership;
+use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{agent_host, service_name};
 use crate::consul::{
@@ -21,9 +23,7 @@ use crate::consul::{
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::check_host;
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
-use crate::plan::{
-    desired_state, plan_sync, ConsulState, DesiredService, Exclusions, ObservedService, Purge,
-};
+use crate::plan::{desired_state, plan_sync, ConsulState, DesiredService, ObservedService, Purge};
 
 /// What an `app_terminated_event` led to.
 #[must_use]
@@ -41,7 +41,7 @@ pub(super) struct RoundId(u64);
 
 /// Which request of a round a response answers.
 #[derive(Debug)]
-pub(super) enum Wait {
+pub(super) enum SyncWait {
     Apps,
     AppTasks(usize),
     Kv,
@@ -54,11 +54,11 @@ pub(super) enum Wait {
 }
 
 #[derive(Debug)]
-struct Round {
+struct SyncRound {
     id: RoundId,
     started_at: Duration,
-    /// The task-update epoch when Marathon was read: later updates win over this snapshot.
-    epoch: u64,
+    /// When Marathon was asked: later updates win over this snapshot.
+    snapshot: SnapshotEpoch,
     apps: Option<Vec<App>>,
     /// The catalog's nodes and the names of the failed ones; agents are listed once both are in.
     nodes: Option<Vec<CatalogNode>>,
@@ -80,7 +80,7 @@ struct Round {
 pub(super) struct Syncs {
     interval: Duration,
     next_at: Option<Duration>,
-    round: Option<Round>,
+    round: Option<SyncRound>,
     rounds: u64,
     /// A sync was requested while one ran: run another when it ends.
     again: bool,
@@ -155,7 +155,7 @@ impl Bridge {
         }
         self.names.forget(app_id);
         let name = service_name(app_id);
-        self.tasks.labels_synced.remove(&name);
+        self.freshness.labels_unknown(&name);
         self.sync.terminated.insert(name);
         self.request_sync(&alloc::format!("app {app_id} terminated"));
         Termination::Purging
@@ -165,13 +165,11 @@ impl Bridge {
         self.sync.held_for_stream = false;
         self.sync.rounds += 1;
         let id = RoundId(self.sync.rounds);
-        // Updates before this point are older than the snapshot about to be read.
-        self.tasks.touched_tasks.clear();
-        self.tasks.touched_apps.clear();
-        self.sync.round = Some(Round {
+        let snapshot = self.freshness.snapshot_requested();
+        self.sync.round = Some(SyncRound {
             id,
             started_at: self.now,
-            epoch: self.tasks.epoch,
+            snapshot,
             apps: None,
             nodes: None,
             failed_nodes: None,
@@ -196,7 +194,7 @@ impl Bridge {
         let timeout = self.config.request_timeout;
         let apps = String::from(APPS_WITH_TASKS_PATH);
         self.send(
-            Awaiting::Sync(id, Wait::Apps),
+            Awaiting::Sync(id, SyncWait::Apps),
             Target::Marathon,
             Method::Get,
             apps,
@@ -205,7 +203,7 @@ impl Bridge {
         );
         let kv = kv_tree_path(KV_ROOT);
         self.send(
-            Awaiting::Sync(id, Wait::Kv),
+            Awaiting::Sync(id, SyncWait::Kv),
             Target::Consul,
             Method::Get,
             kv,
@@ -213,8 +211,8 @@ impl Bridge {
             timeout,
         );
         for (wait, path) in [
-            (Wait::Nodes, CATALOG_NODES_PATH),
-            (Wait::FailedNodes, CRITICAL_CHECKS_PATH),
+            (SyncWait::Nodes, CATALOG_NODES_PATH),
+            (SyncWait::FailedNodes, CRITICAL_CHECKS_PATH),
         ] {
             let awaiting = Awaiting::Sync(id, wait);
             let path = String::from(path);
@@ -222,14 +220,14 @@ impl Bridge {
         }
     }
 
-    pub(super) fn on_sync_answer(&mut self, round_id: RoundId, wait: Wait, answer: Answer) {
+    pub(super) fn on_sync_answer(&mut self, round_id: RoundId, wait: SyncWait, answer: Answer) {
         let Some(round) = self.sync.round.as_mut().filter(|r| r.id == round_id) else {
             return;
         };
         let awaiting = |wait| Awaiting::Sync(round_id, wait);
         let timeout = self.config.request_timeout;
         match wait {
-            Wait::Apps => {
+            SyncWait::Apps => {
                 round.reads_pending -= 1;
                 let apps = match answer.required(parse_apps) {
                     Ok(apps) => apps,
@@ -248,7 +246,7 @@ impl Bridge {
                 round.apps = Some(apps);
                 for (i, path) in missing {
                     self.send(
-                        awaiting(Wait::AppTasks(i)),
+                        awaiting(SyncWait::AppTasks(i)),
                         Target::Marathon,
                         Method::Get,
                         path,
@@ -257,7 +255,7 @@ impl Bridge {
                     );
                 }
             }
-            Wait::AppTasks(i) => {
+            SyncWait::AppTasks(i) => {
                 round.reads_pending -= 1;
                 let tasks = match answer.parsed(parse_tasks) {
                     // Marathon 0.15 answers 404 for an app without tasks (marathon#3881).
@@ -268,7 +266,7 @@ impl Bridge {
                     app.tasks = Some(tasks);
                 }
             }
-            Wait::Kv => {
+            SyncWait::Kv => {
                 round.reads_pending -= 1;
                 round.consul.kv = match answer.parsed(parse_kv_entries) {
                     Ok(entries) => Some(entries.unwrap_or_default()),
@@ -279,7 +277,7 @@ impl Bridge {
                 };
                 round.kv_read = round.consul.kv.is_some();
             }
-            Wait::Nodes => {
+            SyncWait::Nodes => {
                 round.reads_pending -= 1;
                 match answer.required(parse_catalog_nodes) {
                     Ok(nodes) => {
@@ -290,7 +288,7 @@ impl Bridge {
                     Err(e) => round_unlisted(round, e),
                 }
             }
-            Wait::FailedNodes => {
+            SyncWait::FailedNodes => {
                 round.reads_pending -= 1;
                 let failed = match answer.required(parse_failed_nodes) {
                     Ok(names) => names.iter().map(|n| agent_host(n)).collect(),
@@ -305,7 +303,7 @@ impl Bridge {
                 round.failed_nodes = Some(failed);
                 self.list_agents();
             }
-            Wait::AgentServices(agent) => {
+            SyncWait::AgentServices(agent) => {
                 round.reads_pending -= 1;
                 match answer.required(parse_agent_services) {
                     Ok(services) => {
@@ -320,30 +318,30 @@ impl Bridge {
                     Err(e) => round_unlisted(round, e),
                 }
             }
-            Wait::Register(service, on_fallback) => {
+            SyncWait::Register(service, on_fallback) => {
                 round.writes_pending -= 1;
                 match self.registration_done(&service, on_fallback, &answer) {
-                    Ok(()) => {}
-                    Err(true) => {
+                    Registered::Done => {}
+                    Registered::RetryOnMainConsul => {
                         self.current_round().writes_pending += 1;
                         self.send_registration(
-                            awaiting(Wait::Register(service.clone(), true)),
+                            awaiting(SyncWait::Register(service.clone(), true)),
                             &service,
                             true,
                         );
                     }
-                    Err(false) => self.current_round().failures += 1,
+                    Registered::Failed => self.current_round().failures += 1,
                 }
             }
-            Wait::Deregister(agent, id) => {
+            SyncWait::Deregister(agent, id) => {
                 round.writes_pending -= 1;
-                if !self.deregistration_done(&agent, &id, &answer) {
+                if self.deregistration_done(&agent, &id, &answer) == Written::Failed {
                     self.current_round().failures += 1;
                 }
             }
-            Wait::KvWrite(ops) => {
+            SyncWait::KvWrite(ops) => {
                 round.writes_pending -= 1;
-                if !self.kv_ops_done(ops, &answer) {
+                if self.kv_ops_done(ops, &answer) == Written::Failed {
                     self.current_round().failures += 1;
                 }
             }
@@ -392,13 +390,13 @@ impl Bridge {
         for address in listed {
             let target = Target::Agent(address.clone());
             let path = String::from(AGENT_SERVICES_PATH);
-            let awaiting = Awaiting::Sync(id, Wait::AgentServices(address));
+            let awaiting = Awaiting::Sync(id, SyncWait::AgentServices(address));
             self.send(awaiting, target, Method::Get, path, None, timeout);
         }
     }
 
     /// The running round; only called while answering one.
-    fn current_round(&mut self) -> &mut Round {
+    fn current_round(&mut self) -> &mut SyncRound {
         self.sync
             .round
             .as_mut()
@@ -436,15 +434,8 @@ impl Bridge {
             desired.running_tasks.remove(task);
             desired.services.remove(task);
         }
-        let live = &desired.live_names;
-        self.tasks
-            .labels_synced
-            .retain(|name, _| live.contains(name));
-        let epoch = round.epoch;
-        let excluded = Exclusions {
-            tasks: newer_than(&self.tasks.touched_tasks, epoch),
-            app_names: newer_than(&self.tasks.touched_apps, epoch),
-        };
+        self.freshness.keep_label_versions_of(&desired.live_names);
+        let excluded = self.freshness.newer_than(round.snapshot);
         round.running_tasks = desired.running_tasks.len();
         let clashes = core::mem::take(&mut desired.clashes);
         let skipped = core::mem::take(&mut desired.skipped);
@@ -489,7 +480,7 @@ impl Bridge {
                 continue;
             }
             let (target, body, timeout) = self.registration_request(&service, on_fallback);
-            let awaiting = Awaiting::Sync(id, Wait::Register(service, on_fallback));
+            let awaiting = Awaiting::Sync(id, SyncWait::Register(service, on_fallback));
             self.send(
                 awaiting,
                 target,
@@ -508,10 +499,10 @@ impl Bridge {
         }
         let writes = writes - skipped;
         for (agent, service_id) in &plan.deregister {
-            let wait = Wait::Deregister(agent.clone(), service_id.clone());
+            let wait = SyncWait::Deregister(agent.clone(), service_id.clone());
             self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);
         }
-        let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, Wait::KvWrite(n)));
+        let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, SyncWait::KvWrite(n)));
         self.current_round().writes_pending = writes + batches;
         self.advance_sync();
     }
@@ -581,19 +572,11 @@ impl Bridge {
 }
 
 /// A Consul listing failed: the round still registers what is missing but purges nothing.
-fn round_unlisted(round: &mut Round, why: String) {
+fn round_unlisted(round: &mut SyncRound, why: String) {
     if round.consul.services_complete {
         round
             .notes
             .push(alloc::format!("services not fully listed ({why})"));
     }
     round.consul.services_complete = false;
-}
-
-fn newer_than(touched: &alloc::collections::BTreeMap<String, u64>, epoch: u64) -> BTreeSet<String> {
-    touched
-        .iter()
-        .filter(|(_, &e)| e > epoch)
-        .map(|(k, _)| k.clone())
-        .collect()
 }

@@ -9,6 +9,7 @@ use alloc::string::String;
 
 use super::members::Membership;
 use super::names::NameClaim;
+use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge};
 use crate::consul::{
     agent_host, agent_service_path, kv_tree_path, parse_agent_service, parse_kv_entries,
@@ -20,9 +21,6 @@ use crate::plan::{plan_app_labels, DesiredService};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
 const ENDED_TASKS_REMEMBERED: usize = 16_384;
-/// Apps whose synced label version is remembered. Syncs prune the list to Marathon's apps; without
-/// syncs it is cleared when full, which costs only an app read per app.
-const APP_VERSIONS_REMEMBERED: usize = 16_384;
 /// Updates of one task queued behind the one in progress; more are dropped (a callback gets 503,
 /// so Marathon retries it; the stream's next sync repairs what a dropped one would have done).
 const MAX_QUEUED_PER_TASK: usize = 1024;
@@ -32,7 +30,7 @@ const MAX_QUEUED_PER_TASK: usize = 1024;
 pub(super) struct ChainId(u64);
 
 #[derive(Debug)]
-enum Step {
+enum TaskStep {
     /// Waiting for the catalog to say whether the task's host is a Consul member.
     AwaitMembers,
     Register {
@@ -60,7 +58,7 @@ enum Step {
 struct Chain {
     reply_to: Option<InboundId>,
     update: StatusUpdate,
-    step: Step,
+    step: TaskStep,
     error: Option<String>,
 }
 
@@ -72,17 +70,8 @@ pub(super) struct Tasks {
     busy: BTreeMap<String, VecDeque<(Option<InboundId>, StatusUpdate)>>,
     ended: BTreeSet<String>,
     ended_order: VecDeque<String>,
-    /// Counts updates; a sync compares it with the value when it read Marathon.
-    pub(super) epoch: u64,
-    pub(super) touched_tasks: BTreeMap<String, u64>,
-    pub(super) touched_apps: BTreeMap<String, u64>,
     /// Apps whose labels an update is syncing, by service name.
     label_syncs: BTreeMap<String, LabelSync>,
-    /// The app version whose labels an update last made KV match, by service name. Marathon gives
-    /// every change of an app a new version, so a task of that version needs no label sync: a
-    /// rolling start of N tasks reads the app once, not N times. Pruned to Marathon's apps by
-    /// every sync, so it holds at most one entry per app, and [`APP_VERSIONS_REMEMBERED`] at most.
-    pub(super) labels_synced: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -153,14 +142,9 @@ impl Bridge {
         reply_to: Option<InboundId>,
         update: StatusUpdate,
     ) -> Option<Finished> {
-        self.tasks.epoch += 1;
-        // Only a sync in flight can be undone by this update; with none, remembering it would only
-        // grow memory with every event.
+        self.freshness.update_started();
         if self.sync.is_running() {
-            let epoch = self.tasks.epoch;
-            self.tasks
-                .touched_tasks
-                .insert(update.task_id.clone(), epoch);
+            self.freshness.task_touched_during_sync(&update.task_id);
         }
         self.tasks.next_chain += 1;
         let chain_id = ChainId(self.tasks.next_chain);
@@ -198,7 +182,7 @@ impl Bridge {
                 let chain = Chain {
                     reply_to,
                     update,
-                    step: Step::AwaitMembers,
+                    step: TaskStep::AwaitMembers,
                     error: None,
                 };
                 self.tasks.chains.insert(chain_id, chain);
@@ -264,7 +248,7 @@ impl Bridge {
                     registration,
                 };
                 self.send_registration(Awaiting::Task(chain_id), &service, on_fallback);
-                Step::Register {
+                TaskStep::Register {
                     service,
                     on_fallback,
                 }
@@ -275,7 +259,7 @@ impl Bridge {
                 let target = Target::Agent(agent.clone());
                 let awaiting = Awaiting::Task(chain_id);
                 self.send(awaiting, target, Method::Get, path, None, timeout);
-                Step::CheckOwner { agent }
+                TaskStep::CheckOwner { agent }
             }
             Membership::Stranger | Membership::Unknown => {
                 return Some(self.stranger_refused(reply_to, update))
@@ -312,18 +296,17 @@ impl Bridge {
         let app_id = chain.update.app_id.clone().unwrap_or_default();
         let timeout = self.config.request_timeout;
         chain.step = match chain.step {
-            Step::Register {
+            TaskStep::Register {
                 service,
                 on_fallback,
             } => match self.registration_done(&service, on_fallback, &answer) {
-                Ok(()) => {
+                Registered::Done => {
                     let name = service.registration.name.clone();
                     if self.sync.is_running() {
-                        let epoch = self.tasks.epoch;
-                        self.tasks.touched_apps.insert(name.clone(), epoch);
+                        self.freshness.app_touched_during_sync(&name);
                     }
                     let version = chain.update.app_version.as_ref();
-                    if version.is_some() && self.tasks.labels_synced.get(&name) == version {
+                    if self.freshness.labels_match(&name, version) {
                         return self.finish_chain(chain.reply_to, chain.update, None);
                     }
                     if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
@@ -346,16 +329,16 @@ impl Bridge {
                         None,
                         timeout,
                     );
-                    Step::FetchApp
+                    TaskStep::FetchApp
                 }
-                Err(true) => {
+                Registered::RetryOnMainConsul => {
                     self.send_registration(awaiting, &service, true);
-                    Step::Register {
+                    TaskStep::Register {
                         service,
                         on_fallback: true,
                     }
                 }
-                Err(false) => {
+                Registered::Failed => {
                     return self.finish_chain(
                         chain.reply_to,
                         chain.update,
@@ -363,12 +346,12 @@ impl Bridge {
                     )
                 }
             },
-            Step::FetchApp => match answer.parsed(parse_app_labels) {
+            TaskStep::FetchApp => match answer.parsed(parse_app_labels) {
                 Ok(Some(app)) => {
                     let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
                     let path = kv_tree_path(&prefix);
                     self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
-                    Step::ReadLabels { app }
+                    TaskStep::ReadLabels { app }
                 }
                 Ok(None) => {
                     let message = alloc::format!(
@@ -386,7 +369,7 @@ impl Bridge {
                     return self.labels_done(chain_id, chain.reply_to, chain.update, error);
                 }
             },
-            Step::ReadLabels { app } => {
+            TaskStep::ReadLabels { app } => {
                 let current = match answer.parsed(parse_kv_entries) {
                     Ok(entries) => entries.unwrap_or_default(),
                     Err(e) => {
@@ -407,22 +390,22 @@ impl Bridge {
                     alloc::format!("syncing {} label keys of {name}", ops.len()),
                 );
                 let pending = self.send_kv_ops(&ops, |n| Awaiting::TaskKv(chain_id, n));
-                Step::WriteLabels {
+                TaskStep::WriteLabels {
                     pending,
                     app_version: app.version,
                 }
             }
-            Step::WriteLabels {
+            TaskStep::WriteLabels {
                 pending,
                 app_version,
             } => {
-                if !self.kv_ops_done(kv_ops, &answer) {
+                if self.kv_ops_done(kv_ops, &answer) == Written::Failed {
                     chain.error.get_or_insert_with(|| {
                         alloc::format!("writing labels: {}", answer.summary())
                     });
                 }
                 if pending > 1 {
-                    Step::WriteLabels {
+                    TaskStep::WriteLabels {
                         pending: pending - 1,
                         app_version,
                     }
@@ -431,13 +414,13 @@ impl Bridge {
                     return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
                 }
             }
-            Step::AwaitMembers => Step::AwaitMembers,
-            Step::CheckOwner { agent } => {
+            TaskStep::AwaitMembers => TaskStep::AwaitMembers,
+            TaskStep::CheckOwner { agent } => {
                 let task_id = &chain.update.task_id;
                 match answer.parsed(|body| parse_agent_service(task_id, body)) {
                     Ok(Some(service)) if service.is_owned_by(&self.config.registration_id) => {
                         self.send_deregistration(awaiting, &agent, task_id);
-                        Step::Deregister { agent }
+                        TaskStep::Deregister { agent }
                     }
                     Ok(Some(_)) => {
                         let message = alloc::format!(
@@ -460,10 +443,10 @@ impl Bridge {
                     }
                 }
             }
-            Step::Deregister { agent } => {
-                let gone = self.deregistration_done(&agent, &chain.update.task_id, &answer);
-                let error =
-                    (!gone).then(|| alloc::format!("cannot deregister: {}", answer.summary()));
+            TaskStep::Deregister { agent } => {
+                let written = self.deregistration_done(&agent, &chain.update.task_id, &answer);
+                let error = (written == Written::Failed)
+                    .then(|| alloc::format!("cannot deregister: {}", answer.summary()));
                 return self.finish_chain(chain.reply_to, chain.update, error);
             }
         };
@@ -482,17 +465,9 @@ impl Bridge {
     ) {
         let name = service_name(update.app_id.as_deref().unwrap_or_default());
         match &synced {
-            Ok(Some(version)) => {
-                let synced = &mut self.tasks.labels_synced;
-                if synced.len() >= APP_VERSIONS_REMEMBERED && !synced.contains_key(&name) {
-                    synced.clear();
-                }
-                synced.insert(name.clone(), version.clone());
-            }
+            Ok(Some(version)) => self.freshness.labels_synced(&name, version),
             // Unknown now: a failed write may have left some keys behind.
-            _ => {
-                self.tasks.labels_synced.remove(&name);
-            }
+            _ => self.freshness.labels_unknown(&name),
         }
         if let Some(sync) = self.tasks.label_syncs.get_mut(&name).filter(|s| s.again) {
             sync.again = false;
@@ -509,7 +484,7 @@ impl Bridge {
             let chain = Chain {
                 reply_to,
                 update,
-                step: Step::FetchApp,
+                step: TaskStep::FetchApp,
                 error: None,
             };
             self.tasks.chains.insert(chain_id, chain);
@@ -677,7 +652,7 @@ mod tests {
                 .unwrap();
             answer_all(&mut bridge);
         }
-        assert!(bridge.tasks.touched_tasks.is_empty());
+        assert!(bridge.freshness.remembers_no_touch());
         assert!(bridge.tasks.busy.is_empty());
         assert_eq!(bridge.stats().deregistered, 100);
     }

@@ -7,6 +7,26 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::{Answer, Awaiting, Bridge};
+
+/// How a registration answer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registered {
+    /// The agent (or the main Consul) holds the service.
+    Done,
+    /// The agent failed and `--fallback` is on: register on the main Consul.
+    RetryOnMainConsul,
+    /// Failed for good (logged).
+    Failed,
+}
+
+/// How a deregistration or KV transaction answer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    /// Applied (for a deregistration: the service is gone, whoever removed it).
+    Done,
+    /// Not applied (logged); the next sync retries.
+    Failed,
+}
 use crate::consul::{deregister_path, txn_batches, TxnOp, REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH};
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::Shown;
@@ -41,14 +61,13 @@ impl Bridge {
         (target, Some(service.registration.to_json()), timeout)
     }
 
-    /// Accounts for a registration answer. Returns `Ok(())` on success; on failure, `Err(true)` if
-    /// the caller should retry on the main Consul, `Err(false)` if it has failed for good.
+    /// Accounts for a registration answer.
     pub(super) fn registration_done(
         &mut self,
         service: &DesiredService,
         on_fallback: bool,
         answer: &Answer,
-    ) -> Result<(), bool> {
+    ) -> Registered {
         let reg = &service.registration;
         if answer.body().is_some() {
             self.stats.registered += 1;
@@ -61,7 +80,7 @@ impl Bridge {
                 Level::Info,
                 alloc::format!("registered {} ({}) on {place}", reg.id, reg.name),
             );
-            return Ok(());
+            return Registered::Done;
         }
         if !on_fallback && self.config.fallback {
             self.log(
@@ -72,13 +91,13 @@ impl Bridge {
                     reg.id
                 ),
             );
-            return Err(true);
+            return Registered::RetryOnMainConsul;
         }
         self.log(
             Level::Error,
             alloc::format!("cannot register {}: {}", reg.id, answer.failure()),
         );
-        Err(false)
+        Registered::Failed
     }
 
     /// Deregisters service `id` from the agent on `agent`.
@@ -95,9 +114,14 @@ impl Bridge {
         );
     }
 
-    /// Accounts for a deregistration answer; `true` if the service is gone. An agent that no
-    /// longer has it answers 404 (Consul ≥ 1.11) or 500 "Unknown service" (older, with ACLs).
-    pub(super) fn deregistration_done(&mut self, agent: &str, id: &str, answer: &Answer) -> bool {
+    /// Accounts for a deregistration answer. An agent that no longer has the service answers 404
+    /// (Consul ≥ 1.11) or 500 "Unknown service" (older, with ACLs): it is gone, so that is done.
+    pub(super) fn deregistration_done(
+        &mut self,
+        agent: &str,
+        id: &str,
+        answer: &Answer,
+    ) -> Written {
         let already_gone = match &answer.result {
             Ok(r) => r.status == 404 || (r.status == 500 && r.body.starts_with(b"Unknown service")),
             Err(_) => false,
@@ -108,13 +132,13 @@ impl Bridge {
                 Level::Info,
                 alloc::format!("deregistered {id} from {agent}"),
             );
-            true
+            Written::Done
         } else {
             self.log(
                 Level::Error,
                 alloc::format!("cannot deregister {id}: {}", answer.failure()),
             );
-            false
+            Written::Failed
         }
     }
 
@@ -149,11 +173,11 @@ impl Bridge {
         sent
     }
 
-    /// Accounts for a transaction of `ops` operations; `true` if it was applied.
-    pub(super) fn kv_ops_done(&mut self, ops: usize, answer: &Answer) -> bool {
+    /// Accounts for a transaction of `ops` operations.
+    pub(super) fn kv_ops_done(&mut self, ops: usize, answer: &Answer) -> Written {
         if answer.body().is_some() {
             self.stats.kv_writes += ops as u64;
-            return true;
+            return Written::Done;
         }
         let why = if answer.status() == Some(409) {
             "KV changed since it was read; the next sync retries"
@@ -167,6 +191,6 @@ impl Bridge {
                 answer.failure()
             ),
         );
-        false
+        Written::Failed
     }
 }

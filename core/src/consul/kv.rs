@@ -5,8 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::Deserialize;
 
-use super::ParseError;
 use crate::encoding::{base64_decode, base64_encode, encode_segment, json_ascii_string};
+use crate::error::ParseError;
 
 /// Every key the bridge writes or deletes starts with this.
 pub const KV_ROOT: &str = "consular/";

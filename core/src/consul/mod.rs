@@ -15,14 +15,3 @@ pub use service::{
     AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH,
     REGISTER_PATH, REG_ID_TAG_PREFIX,
 };
-
-/// Why a Consul response body could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unexpected Consul response: {0}")]
-pub struct ParseError(pub alloc::string::String);
-
-impl From<serde_json::Error> for ParseError {
-    fn from(e: serde_json::Error) -> Self {
-        ParseError(alloc::string::ToString::to_string(&e))
-    }
-}

@@ -6,8 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use super::ParseError;
 use crate::encoding::encode_segment;
+use crate::error::ParseError;
 
 /// `PUT` registers a service on the agent that receives it.
 pub const REGISTER_PATH: &str = "/v1/agent/service/register";

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use serde::Deserialize;
 
 use super::task_state::TaskState;
-use super::ParseError;
+use crate::error::ParseError;
 
 /// A Marathon app, with only what the bridge uses.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -14,14 +14,3 @@ pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
 pub use requests::{app_path, app_tasks_path, APPS_WITH_TASKS_PATH, SUBSCRIPTIONS_PATH};
 pub use sse::{SseEvent, SseParser};
 pub use task_state::{TaskAction, TaskState};
-
-/// Why a Marathon response body could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unexpected Marathon response: {0}")]
-pub struct ParseError(pub alloc::string::String);
-
-impl From<serde_json::Error> for ParseError {
-    fn from(e: serde_json::Error) -> Self {
-        ParseError(alloc::string::ToString::to_string(&e))
-    }
-}
