@@ -50,6 +50,7 @@ pub mod bridge;
 pub mod config;
 pub mod consul;
 pub mod encoding;
+pub mod engine;
 pub mod error;
 pub mod io;
 pub mod marathon;
@@ -59,6 +60,7 @@ pub mod sim;
 
 pub use bridge::{Bridge, Stats};
 pub use config::{Config, EventSource, EventsEndpoint};
+pub use engine::{ConsulEngine, EngineConfig};
 pub use error::Error;
 pub use io::{
     InboundId, Level, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,

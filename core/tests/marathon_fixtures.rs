@@ -182,10 +182,7 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
     ];
     for name in not_listings {
         let error = parse_apps(&read(name)).expect_err(name).to_string();
-        assert!(
-            error.starts_with("unreadable answer"),
-            "{name}: {error}"
-        );
+        assert!(error.starts_with("unreadable answer"), "{name}: {error}");
         assert!(
             parse_event(&read(name)).is_err() || name.starts_with("event_subscriptions"),
             "{name}"

@@ -288,6 +288,14 @@ impl Bridge {
         self.release_requests();
     }
 
+    /// The Consul side alone: sync Consul to `desired` instead of Marathon's snapshot, now or right
+    /// after the sync running. For [`crate::ConsulEngine`].
+    pub(crate) fn handle_desired(&mut self, now: Duration, desired: crate::plan::DesiredState) {
+        self.advance_clock(now);
+        self.sync_to(desired);
+        self.release_requests();
+    }
+
     /// The next thing to do. Call until it returns [`Output::Timeout`].
     pub fn poll_output(&mut self) -> Output {
         if let Some(output) = self.out.pop_front() {

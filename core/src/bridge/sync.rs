@@ -23,7 +23,9 @@ use crate::consul::{
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::check_host;
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
-use crate::plan::{desired_state, plan_sync, ConsulState, DesiredService, ObservedService, Purge};
+use crate::plan::{
+    desired_state, plan_sync, ConsulState, DesiredService, DesiredState, ObservedService, Purge,
+};
 
 /// What an `app_terminated_event` led to.
 #[must_use]
@@ -60,6 +62,8 @@ struct SyncRound {
     /// When Marathon was asked: later updates win over this snapshot.
     snapshot: SnapshotEpoch,
     apps: Option<Vec<App>>,
+    /// The desired state an embedder gave ([`crate::ConsulEngine::sync`]), instead of Marathon's.
+    given: Option<DesiredState>,
     /// The catalog's nodes and the names of the failed ones; agents are listed once both are in.
     nodes: Option<Vec<CatalogNode>>,
     failed_nodes: Option<BTreeSet<String>>,
@@ -86,6 +90,9 @@ pub(super) struct Syncs {
     again: bool,
     /// Service names of apps Marathon reported terminated, purged by the next sync.
     terminated: BTreeSet<String>,
+    /// The desired state the next sync plans from instead of reading Marathon, if an embedder
+    /// gave one; the latest given wins.
+    next_given: Option<DesiredState>,
     /// No sync starts on schedule until the event stream's first attempt ends: a sync that read
     /// Marathon before the stream connected would miss the events in between, so connecting
     /// starts one anyway, and starting one before would only do the work twice.
@@ -102,6 +109,7 @@ impl Syncs {
             rounds: 0,
             again: false,
             terminated: BTreeSet::new(),
+            next_given: None,
             held_for_stream,
         }
     }
@@ -129,6 +137,16 @@ impl Bridge {
     /// Runs a sync now, or right after the one running, whatever the interval.
     pub(super) fn request_sync(&mut self, why: &str) {
         self.log(Level::Info, alloc::format!("sync requested: {why}"));
+        if self.sync.round.is_some() {
+            self.sync.again = true;
+        } else {
+            self.start_sync();
+        }
+    }
+
+    /// Plans the next sync from `desired` instead of Marathon: now, or right after the one running.
+    pub(super) fn sync_to(&mut self, desired: DesiredState) {
+        self.sync.next_given = Some(desired);
         if self.sync.round.is_some() {
             self.sync.again = true;
         } else {
@@ -166,15 +184,18 @@ impl Bridge {
         self.sync.rounds += 1;
         let id = RoundId(self.sync.rounds);
         let snapshot = self.freshness.snapshot_requested();
+        let given = self.sync.next_given.take();
+        let reads_pending = if given.is_some() { 3 } else { 4 };
         self.sync.round = Some(SyncRound {
             id,
             started_at: self.now,
             snapshot,
             apps: None,
+            given,
             nodes: None,
             failed_nodes: None,
             failed_hosts: BTreeSet::new(),
-            reads_pending: 4,
+            reads_pending,
             purge: Purge {
                 everything: self.config.purge,
                 apps: core::mem::take(&mut self.sync.terminated),
@@ -190,17 +211,21 @@ impl Bridge {
             failures: 0,
             notes: Vec::new(),
         });
-        self.log(Level::Info, String::from("syncing apps"));
         let timeout = self.config.request_timeout;
-        let apps = String::from(APPS_WITH_TASKS_PATH);
-        self.send(
-            Awaiting::Sync(id, SyncWait::Apps),
-            Target::Marathon,
-            Method::Get,
-            apps,
-            None,
-            timeout,
-        );
+        if reads_pending == 4 {
+            self.log(Level::Info, String::from("syncing apps"));
+            let apps = String::from(APPS_WITH_TASKS_PATH);
+            self.send(
+                Awaiting::Sync(id, SyncWait::Apps),
+                Target::Marathon,
+                Method::Get,
+                apps,
+                None,
+                timeout,
+            );
+        } else {
+            self.log(Level::Info, String::from("syncing the given services"));
+        }
         let kv = kv_tree_path(KV_ROOT);
         self.send(
             Awaiting::Sync(id, SyncWait::Kv),
@@ -416,13 +441,21 @@ impl Bridge {
         }
         round.writing = true;
         let id = round.id;
-        let apps = round.apps.take().unwrap_or_default();
-        self.names
-            .learn_snapshot(apps.iter().map(|app| app.id.as_str()));
-        let mut desired = desired_state(&apps, &self.config.registration_id);
-        let apps_count = apps.len();
-        // The apps are the largest thing a sync holds; nothing planned from here on needs them.
-        drop(apps);
+        let (mut desired, source) = match round.given.take() {
+            Some(given) => {
+                let source = alloc::format!("{} services given", given.services.len());
+                (given, source)
+            }
+            None => {
+                let apps = round.apps.take().unwrap_or_default();
+                self.names
+                    .learn_snapshot(apps.iter().map(|app| app.id.as_str()));
+                let desired = desired_state(&apps, &self.config.registration_id);
+                // The apps are the largest thing a sync holds; nothing planned from here on
+                // needs them.
+                (desired, alloc::format!("{} apps", apps.len()))
+            }
+        };
         let ended: Vec<String> = desired
             .running_tasks
             .iter()
@@ -449,7 +482,7 @@ impl Bridge {
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
         round.consul.kv = None;
-        round.notes.insert(0, alloc::format!("{apps_count} apps"));
+        round.notes.insert(0, source);
         let failed_hosts = core::mem::take(&mut round.failed_hosts);
         const SKIPPED_LINES: usize = 20;
         for line in skipped.iter().take(SKIPPED_LINES) {

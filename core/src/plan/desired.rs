@@ -38,6 +38,27 @@ pub struct DesiredState {
     pub skipped: Vec<String>,
 }
 
+impl DesiredState {
+    /// Adds `service` as a running one: its agent should hold it, and a purge never removes it.
+    /// For sources other than Marathon ([`crate::ConsulEngine`]); build the registration with
+    /// [`Registration::for_task`] so it carries the ownership tags.
+    pub fn insert_service(&mut self, service: DesiredService) {
+        let registration = &service.registration;
+        self.running_tasks.insert(registration.id.clone());
+        self.live_names.insert(registration.name.clone());
+        self.synced_names.insert(registration.name.clone());
+        self.services.insert(registration.id.clone(), service);
+    }
+
+    /// Adds the KV entry `consular/<name>/<label>` = `value` (stored JSON-encoded, as labels are);
+    /// the other keys under `consular/<name>/` become stale and are deleted.
+    pub fn insert_label(&mut self, name: &str, label: &str, value: &str) {
+        self.live_names.insert(String::from(name));
+        self.synced_names.insert(String::from(name));
+        self.kv.insert(label_key(name, label), label_value(value));
+    }
+}
+
 /// The desired state for `apps`, each with its tasks (apps without tasks count as having none).
 pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
     let mut state = DesiredState::default();
