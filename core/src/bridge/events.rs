@@ -6,7 +6,7 @@
 use alloc::string::String;
 
 use super::sync::Termination;
-use super::Bridge;
+use super::{Bridge, Counter};
 use crate::io::{InboundId, Level};
 use crate::marathon::{parse_event, MarathonEvent};
 
@@ -28,7 +28,7 @@ impl Bridge {
         };
         match parse_event(body) {
             Ok(MarathonEvent::StatusUpdate(update)) => {
-                self.stats.events += 1;
+                self.stats.count(Counter::Events, 1);
                 self.handle_status_update(reply_to, update);
             }
             Ok(MarathonEvent::AppTerminated { app_id }) => {

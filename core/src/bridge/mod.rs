@@ -66,6 +66,39 @@ pub struct Stats {
     pub late_responses: u64,
 }
 
+/// One of the [`Stats`] counters, for the workflow that knows the outcome to count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    Events,
+    DroppedEvents,
+    OversizeEvents,
+    StreamConnects,
+    Registered,
+    Deregistered,
+    KvWrites,
+    SyncsCompleted,
+    SyncsFailed,
+    LateResponses,
+}
+
+impl Stats {
+    fn count(&mut self, counter: Counter, n: u64) {
+        let field = match counter {
+            Counter::Events => &mut self.events,
+            Counter::DroppedEvents => &mut self.dropped_events,
+            Counter::OversizeEvents => &mut self.oversize_events,
+            Counter::StreamConnects => &mut self.stream_connects,
+            Counter::Registered => &mut self.registered,
+            Counter::Deregistered => &mut self.deregistered,
+            Counter::KvWrites => &mut self.kv_writes,
+            Counter::SyncsCompleted => &mut self.syncs_completed,
+            Counter::SyncsFailed => &mut self.syncs_failed,
+            Counter::LateResponses => &mut self.late_responses,
+        };
+        *field = field.saturating_add(n);
+    }
+}
+
 /// What a response is for: the workflow step waiting on it.
 #[derive(Debug)]
 enum Awaiting {
@@ -373,7 +406,7 @@ impl Bridge {
 
     fn dispatch(&mut self, id: RequestId, result: Result<Response, TransportError>) {
         let Some((sent, awaiting)) = self.requests.finish(id) else {
-            self.stats.late_responses += 1;
+            self.stats.count(Counter::LateResponses, 1);
             return;
         };
         let answer = Answer { sent, result };

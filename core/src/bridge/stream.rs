@@ -9,7 +9,7 @@ use alloc::string::String;
 use core::time::Duration;
 
 use super::events::EventOrigin;
-use super::Bridge;
+use super::{Bridge, Counter};
 use crate::config::EventSource;
 use crate::io::{Level, Method, Output, Request, RequestId, Target, TransportError};
 use crate::marathon::SseParser;
@@ -118,7 +118,7 @@ impl Bridge {
             };
             self.stream.parser = SseParser::new(self.config.max_event_bytes);
             self.stream.failures = 0;
-            self.stats.stream_connects += 1;
+            self.stats.count(Counter::StreamConnects, 1);
             self.log(
                 Level::Info,
                 String::from("connected to Marathon's event stream"),
@@ -165,7 +165,7 @@ impl Bridge {
         self.stream.parser.push(data, &mut events);
         let skipped = self.stream.parser.oversize_skipped() - skipped_before;
         if skipped > 0 {
-            self.stats.oversize_events += skipped;
+            self.stats.count(Counter::OversizeEvents, skipped);
             let limit = self.config.max_event_bytes;
             self.log(
                 Level::Warn,

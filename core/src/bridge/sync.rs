@@ -13,7 +13,7 @@ use core::time::Duration;
 use super::freshness::SnapshotEpoch;
 use super::members::Membership;
 use super::writes::{Registered, Written};
-use super::{Answer, Awaiting, Bridge};
+use super::{Answer, Awaiting, Bridge, Counter};
 use crate::consul::{agent_host, service_name};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
@@ -546,9 +546,9 @@ impl Bridge {
         };
         let complete = round.failures == 0 && round.kv_read && round.consul.services_complete;
         if complete {
-            self.stats.syncs_completed += 1;
+            self.stats.count(Counter::SyncsCompleted, 1);
         } else {
-            self.stats.syncs_failed += 1;
+            self.stats.count(Counter::SyncsFailed, 1);
         }
         let mut message = alloc::format!(
             "sync done in {} ms: {} running tasks",
@@ -578,7 +578,7 @@ impl Bridge {
         let Some(round) = self.sync.round.take() else {
             return;
         };
-        self.stats.syncs_failed += 1;
+        self.stats.count(Counter::SyncsFailed, 1);
         self.log(
             Level::Error,
             alloc::format!("sync failed, nothing written: {reason}; next sync retries"),

@@ -10,7 +10,7 @@ use alloc::string::String;
 use super::members::Membership;
 use super::names::NameClaim;
 use super::writes::{Registered, Written};
-use super::{Answer, Awaiting, Bridge};
+use super::{Answer, Awaiting, Bridge, Counter};
 use crate::consul::{
     agent_host, agent_service_path, kv_tree_path, parse_agent_service, parse_kv_entries,
     service_name, Registration, APP_ID_TAG_PREFIX, KV_ROOT, REG_ID_TAG_PREFIX,
@@ -112,7 +112,7 @@ impl Bridge {
                 queue.push_back((reply_to, update));
                 return;
             }
-            self.stats.dropped_events += 1;
+            self.stats.count(Counter::DroppedEvents, 1);
             let message = alloc::format!(
                 "dropped a {} update of {}: {MAX_QUEUED_PER_TASK} updates of it are already queued",
                 update.state.name(),

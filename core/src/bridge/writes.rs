@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Answer, Awaiting, Bridge};
+use super::{Answer, Awaiting, Bridge, Counter};
 
 /// How a registration answer counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl Bridge {
     ) -> Registered {
         let reg = &service.registration;
         if answer.body().is_some() {
-            self.stats.registered += 1;
+            self.stats.count(Counter::Registered, 1);
             let place = if on_fallback {
                 String::from("the main Consul (fallback)")
             } else {
@@ -127,7 +127,7 @@ impl Bridge {
             Err(_) => false,
         };
         if answer.body().is_some() || already_gone {
-            self.stats.deregistered += 1;
+            self.stats.count(Counter::Deregistered, 1);
             self.log(
                 Level::Info,
                 alloc::format!("deregistered {id} from {agent}"),
@@ -176,7 +176,7 @@ impl Bridge {
     /// Accounts for a transaction of `ops` operations.
     pub(super) fn kv_ops_done(&mut self, ops: usize, answer: &Answer) -> Written {
         if answer.body().is_some() {
-            self.stats.kv_writes += ops as u64;
+            self.stats.count(Counter::KvWrites, ops as u64);
             return Written::Done;
         }
         let why = if answer.status() == Some(409) {
