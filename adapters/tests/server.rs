@@ -392,31 +392,10 @@ fn a_slowloris_head_is_cut_off_by_the_head_timeout() {
         });
         let stream = TcpStream::connect(core.addr).await.unwrap();
         let started = Instant::now();
-        let mut writer = stream.clone();
-        let _dribble = smol::spawn(async move {
-            for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
-                .iter()
-                .chain([b'a'; 1000].iter())
-            {
-                if writer.write_all(&[*byte]).await.is_err() {
-                    return;
-                }
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        });
-        let response = within(
-            PATIENCE,
-            "the 408",
-            read_response(&mut BufReader::new(stream)),
-        )
-        .await
-        .expect("a reply before the close");
-        assert_json_error(&response, 408);
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= head_timeout && elapsed < head_timeout * 4,
-            "{elapsed:?}"
-        );
+        let mut slow_head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec();
+        slow_head.extend([b'a'; 1000]);
+        let _dribble = dribble(stream.clone(), slow_head);
+        expect_408_in_time(stream, started, head_timeout).await;
         assert!(core.seen.is_empty());
     });
 }
@@ -435,30 +414,37 @@ fn a_slow_body_is_cut_off_by_the_body_timeout() {
             .await
             .unwrap();
         let started = Instant::now();
-        let mut writer = stream.clone();
-        let _dribble = smol::spawn(async move {
-            for _ in 0..100 {
-                if writer.write_all(b"x").await.is_err() {
-                    return;
-                }
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        });
-        let response = within(
-            PATIENCE,
-            "the 408",
-            read_response(&mut BufReader::new(stream)),
-        )
-        .await
-        .expect("a reply before the close");
-        assert_json_error(&response, 408);
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= body_timeout && elapsed < body_timeout * 4,
-            "{elapsed:?}"
-        );
+        let _dribble = dribble(stream.clone(), vec![b'x'; 100]);
+        expect_408_in_time(stream, started, body_timeout).await;
         assert!(core.seen.is_empty());
     });
+}
+
+/// Sends `bytes` one every 100 ms, as a slowloris client does, until the server closes.
+fn dribble(mut writer: TcpStream, bytes: Vec<u8>) -> smol::Task<()> {
+    smol::spawn(async move {
+        for byte in bytes {
+            if writer.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            Timer::after(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// The server answers `stream` 408 once `timeout` (counted from `started`) has passed, and not
+/// much later.
+async fn expect_408_in_time(stream: TcpStream, started: Instant, timeout: Duration) {
+    let response = within(
+        PATIENCE,
+        "the 408",
+        read_response(&mut BufReader::new(stream)),
+    )
+    .await
+    .expect("a reply before the close");
+    assert_json_error(&response, 408);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= timeout && elapsed < timeout * 4, "{elapsed:?}");
 }
 
 /// Whether the server closed `stream` (end of stream) within `wait`.

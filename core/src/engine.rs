@@ -10,51 +10,12 @@
 //! Driving it is the same contract (see the crate docs): `handle_*` in, [`ConsulEngine::poll_output`]
 //! out until [`Output::Timeout`].
 
-use alloc::string::String;
 use core::time::Duration;
 
 use crate::bridge::{Bridge, Stats};
 use crate::config::{Config, EventSource};
 use crate::io::{Output, RequestId, Response, TransportError};
 use crate::plan::DesiredState;
-
-/// How a [`ConsulEngine`] writes: the Consul half of [`Config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EngineConfig {
-    /// Written into the `consular-reg-id=<id>` tag and the KV mark; only what carries it is ever
-    /// removed.
-    pub registration_id: String,
-    /// Deregister our services and delete our KV entries that the desired state no longer has.
-    pub purge: bool,
-    /// Timeout of every request.
-    pub request_timeout: Duration,
-    /// Register on the main Consul when a service's agent fails or is not a cluster member.
-    pub fallback: bool,
-    /// Timeout of the fallback registration.
-    pub fallback_timeout: Duration,
-    /// Requests in flight at most, over all targets.
-    pub max_in_flight: usize,
-    /// Requests in flight at most to any one agent.
-    pub max_in_flight_per_target: usize,
-    /// Emit one debug record per request.
-    pub debug: bool,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        let bridge = Config::default();
-        EngineConfig {
-            registration_id: bridge.registration_id,
-            purge: true,
-            request_timeout: bridge.request_timeout,
-            fallback: bridge.fallback,
-            fallback_timeout: bridge.fallback_timeout,
-            max_in_flight: bridge.max_in_flight,
-            max_in_flight_per_target: bridge.max_in_flight_per_target,
-            debug: bridge.debug,
-        }
-    }
-}
 
 /// Keeps Consul in step with a [`DesiredState`] given by its owner. No IO: see the module note.
 #[derive(Debug)]
@@ -63,24 +24,18 @@ pub struct ConsulEngine {
 }
 
 impl ConsulEngine {
-    /// An idle engine at `now`; it sends nothing until [`ConsulEngine::sync`].
-    pub fn new(config: EngineConfig, now: Duration) -> Self {
-        let config = Config {
-            registration_id: config.registration_id,
+    /// An idle engine at `now`; it sends nothing until [`ConsulEngine::sync`]. Of `config`, the
+    /// Consul half counts (`registration_id`, `purge`, timeouts, `fallback`, in-flight limits,
+    /// `debug`, `max_listing_bytes`); everything about Marathon is switched off.
+    pub fn new(config: Config, now: Duration) -> Self {
+        let consul_only = Config {
             callback_url: None,
             sync_interval: Duration::ZERO,
-            purge: config.purge,
-            request_timeout: config.request_timeout,
-            fallback: config.fallback,
-            fallback_timeout: config.fallback_timeout,
-            max_in_flight: config.max_in_flight,
-            max_in_flight_per_target: config.max_in_flight_per_target,
-            debug: config.debug,
             events: EventSource::Callback,
-            ..Config::default()
+            ..config
         };
         ConsulEngine {
-            bridge: Bridge::new(config, now),
+            bridge: Bridge::new(consul_only, now),
         }
     }
 

@@ -60,7 +60,7 @@ pub mod sim;
 
 pub use bridge::{Bridge, Stats};
 pub use config::{Config, EventSource, EventsEndpoint};
-pub use engine::{ConsulEngine, EngineConfig};
+pub use engine::ConsulEngine;
 pub use error::Error;
 pub use io::{
     InboundId, Level, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,

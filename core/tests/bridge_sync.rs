@@ -33,12 +33,20 @@ fn service(id: &str, port: u16, reg: &str, app: &str) -> String {
     )
 }
 
-/// Answers the three opening reads and the agent listings; returns nothing left to read.
+/// The four reads a sync opens with, in order: Marathon's apps, the KV tree, the node list and
+/// the nodes' health.
+fn opening_reads(t: &mut Transcript) -> [Request; 4] {
+    [
+        t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks"),
+        t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse"),
+        t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes"),
+        t.expect(Method::Get, Target::Consul, "/v1/health/state/critical"),
+    ]
+}
+
+/// Answers the opening reads and the agent listings; returns nothing left to read.
 fn answer_reads(t: &mut Transcript, apps: &str, kv: &str, agents: &[(&str, String)]) {
-    let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
-    let kv_req = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
-    let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
-    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    let [apps_req, kv_req, nodes, critical] = opening_reads(t);
     t.respond(&critical, 200, "[]");
     let node_list: Vec<_> = agents
         .iter()
@@ -157,10 +165,7 @@ fn a_failed_marathon_read_writes_and_purges_nothing() {
 #[test]
 fn an_unlisted_agent_loses_nothing_and_the_listed_ones_are_purged() {
     let mut t = Transcript::new(config(true));
-    let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
-    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
-    let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
-    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    let [apps_req, kv, nodes, critical] = opening_reads(&mut t);
     t.respond(&kv, 404, "");
     t.respond(&critical, 200, "[]");
     t.respond(
@@ -201,10 +206,7 @@ fn an_unlisted_agent_loses_nothing_and_the_listed_ones_are_purged() {
 #[test]
 fn a_failed_node_is_not_contacted() {
     let mut t = Transcript::new(config(true));
-    let apps_req = t.expect(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
-    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
-    let nodes = t.expect(Method::Get, Target::Consul, "/v1/catalog/nodes");
-    let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
+    let [apps_req, kv, nodes, critical] = opening_reads(&mut t);
     t.respond(&kv, 404, "");
     t.respond(
         &nodes,

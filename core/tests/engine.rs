@@ -7,7 +7,7 @@ use std::time::Duration;
 use consular_core::consul::{kv_mark, Registration};
 use consular_core::plan::{DesiredService, DesiredState};
 use consular_core::sim::{SimConsul, SimService};
-use consular_core::{ConsulEngine, EngineConfig, Method, Output, Response, Target};
+use consular_core::{Config, ConsulEngine, Method, Output, Response, Target};
 
 const SERVER: &str = "127.0.0.1";
 const AGENT: &str = "127.0.0.2";
@@ -87,9 +87,10 @@ fn given_services_converge_and_leave_when_they_leave_the_state() {
     let marked = format!("/v1/kv/consular/other/k?flags={}", kv_mark("marathon"));
     let put = consul.handle(SERVER, Method::Put, &marked, b"\"foreign\"");
     assert_eq!(put.status, 200);
-    let config = EngineConfig {
+    let config = Config {
         registration_id: "files".into(),
-        ..EngineConfig::default()
+        purge: true,
+        ..Config::default()
     };
     let mut engine = ConsulEngine::new(config, Duration::ZERO);
     assert!(matches!(engine.poll_output(), Output::Timeout(None)));
