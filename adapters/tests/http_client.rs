@@ -425,17 +425,8 @@ fn an_endless_header_line_from_a_peer_is_cut_off_without_reading_it() {
         let (result, elapsed) = get_from(&peer.base, 1024 * 1024).await;
         assert_io_error(&result, "head larger than 16384 bytes");
         assert!(elapsed < PROMPTLY, "{elapsed:?}");
-        Timer::after(Duration::from_millis(200)).await;
         // What the socket buffers took; the client itself read 16 KiB of it.
-        assert!(
-            peer.written() < 16 << 20,
-            "the peer got {} bytes out",
-            peer.written()
-        );
-        if let (Some(before), Some(after)) = (before, resident_bytes()) {
-            let grown = after.saturating_sub(before);
-            assert!(grown < 16 << 20, "resident memory grew by {grown} bytes");
-        }
+        assert_flood_contained(&peer, before).await;
     });
 }
 
@@ -510,15 +501,21 @@ fn an_endless_chunked_body_stops_at_the_response_limit() {
         let (result, elapsed) = get_from(&peer.base, 64 * 1024).await;
         assert_eq!(result, Err(TransportError::TooLarge(64 * 1024)));
         assert!(elapsed < PROMPTLY, "{elapsed:?}");
-        Timer::after(Duration::from_millis(200)).await;
-        assert!(
-            peer.written() < 16 << 20,
-            "the peer got {} bytes out",
-            peer.written()
-        );
-        if let (Some(before), Some(after)) = (before, resident_bytes()) {
-            let grown = after.saturating_sub(before);
-            assert!(grown < 16 << 20, "resident memory grew by {grown} bytes");
-        }
+        assert_flood_contained(&peer, before).await;
     });
+}
+
+/// After a peer's endless answer was refused: the peer got little out (what the socket buffers
+/// take) and this process's memory (resident before: `before`) grew by little.
+async fn assert_flood_contained(peer: &HostilePeer, before: Option<usize>) {
+    Timer::after(Duration::from_millis(200)).await;
+    assert!(
+        peer.written() < 16 << 20,
+        "the peer got {} bytes out",
+        peer.written()
+    );
+    if let (Some(before), Some(after)) = (before, resident_bytes()) {
+        let grown = after.saturating_sub(before);
+        assert!(grown < 16 << 20, "resident memory grew by {grown} bytes");
+    }
 }
