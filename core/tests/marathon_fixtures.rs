@@ -10,7 +10,7 @@ use support::fixtures::{fixture, fixtures_dir};
 use std::collections::BTreeSet;
 
 use consular_core::marathon::{
-    parse_app_labels, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task,
+    parse_app_definition, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task,
     TaskState,
 };
 
@@ -118,7 +118,7 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
     assert_eq!(apps[0].id, "/myapp");
     let apps = parse_apps(&read("apps_list_v1.1.json")).expect("apps_list_v1.1.json");
     assert!(!apps.is_empty() && apps.iter().all(|a| a.id.starts_with('/')));
-    let app = parse_app_labels(&read("app_show_embed_tasks_v1.1.json"))
+    let app = parse_app_definition(&read("app_show_embed_tasks_v1.1.json"))
         .expect("app_show_embed_tasks_v1.1.json");
     assert_eq!(app.id, "/toggle");
     assert_eq!(app.version.as_deref(), Some("2014-09-12T23:28:21.737Z"));

@@ -17,7 +17,7 @@ use consular_core::encoding::{
 use consular_core::marathon::ids::{check_app_id, check_host, check_task_id};
 use consular_core::marathon::{app_path, app_tasks_path};
 use consular_core::marathon::{
-    parse_app_labels, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
+    parse_app_definition, parse_apps, parse_event, parse_tasks, MarathonEvent, TaskState,
 };
 
 /// Runs every parser and encoder on `bytes`.
@@ -34,7 +34,7 @@ fn parsers(bytes: &[u8]) {
             }
         }
     }
-    let _ = parse_app_labels(bytes);
+    let _ = parse_app_definition(bytes);
     let _ = parse_tasks(bytes);
     match parse_event(bytes) {
         Ok(MarathonEvent::StatusUpdate(update)) => {

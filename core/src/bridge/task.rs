@@ -16,7 +16,7 @@ use crate::consul::{
     service_name, Registration, APP_ID_TAG_PREFIX, KV_ROOT, REG_ID_TAG_PREFIX,
 };
 use crate::io::{InboundId, Level, Method, Target};
-use crate::marathon::{app_path, parse_app_labels, AppLabels, StatusUpdate, TaskAction};
+use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
 use crate::plan::{plan_app_labels, DesiredService};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
@@ -39,7 +39,7 @@ enum TaskStep {
     },
     FetchApp,
     ReadLabels {
-        app: AppLabels,
+        app: AppDefinition,
     },
     WriteLabels {
         pending: usize,
@@ -346,7 +346,7 @@ impl Bridge {
                     )
                 }
             },
-            TaskStep::FetchApp => match answer.parsed(parse_app_labels) {
+            TaskStep::FetchApp => match answer.parsed(parse_app_definition) {
                 Ok(Some(app)) => {
                     let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
                     let path = kv_tree_path(&prefix);

@@ -41,6 +41,22 @@ pub fn service_name(app_id: &str) -> String {
     app_id.trim_start_matches('/').replace('/', "-")
 }
 
+/// The id of the service for port `index` of task `task_id`, when an app's ports each become a
+/// service: `<task id>:<index>` (`:` never appears in a task id, so the task stays recoverable).
+pub fn port_service_id(task_id: &str, index: usize) -> String {
+    alloc::format!("{task_id}:{index}")
+}
+
+/// The task a service id belongs to: the id itself, or what comes before `:<index>`.
+pub fn task_of_service(service_id: &str) -> &str {
+    match service_id.rsplit_once(':') {
+        Some((task, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => {
+            task
+        }
+        _ => service_id,
+    }
+}
+
 /// The agent host for a task host: lower-cased, as consular 1.3.0's URL builder did.
 pub fn agent_host(host: &str) -> String {
     host.to_ascii_lowercase()
@@ -64,6 +80,10 @@ pub struct Registration {
     /// The service port, if the task has one.
     #[serde(rename = "Port", skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Service meta: the task's Marathon identity and `consul-meta-` labels. After `Port`, so a
+    /// body without meta is consular 1.3.0's byte for byte.
+    #[serde(rename = "Meta", skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
 }
 
 impl Registration {
@@ -85,6 +105,7 @@ impl Registration {
                 alloc::format!("{APP_ID_TAG_PREFIX}{app_id}"),
             ],
             port: ports.iter().copied().min(),
+            meta: BTreeMap::new(),
         }
     }
 
@@ -117,6 +138,8 @@ struct AgentService {
     tags: Option<Vec<String>>,
     #[serde(rename = "Port", default)]
     port: u32,
+    #[serde(rename = "Meta", default)]
+    meta: Option<BTreeMap<String, String>>,
 }
 
 /// Parses `GET /v1/agent/services`, a map keyed by service id. Port 0 means "no port".
@@ -130,6 +153,7 @@ pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError
             address: s.address,
             tags: s.tags.unwrap_or_default(),
             port: u16::try_from(s.port).ok().filter(|&p| p != 0),
+            meta: s.meta.unwrap_or_default(),
         })
         .collect())
 }
@@ -143,6 +167,7 @@ pub fn parse_agent_service(id: &str, body: &[u8]) -> Result<Registration, ParseE
         address: s.address,
         tags: s.tags.unwrap_or_default(),
         port: u16::try_from(s.port).ok().filter(|&p| p != 0),
+        meta: s.meta.unwrap_or_default(),
     })
 }
 
@@ -224,6 +249,14 @@ mod tests {
         assert_eq!(failed, ["n1"]);
         let nodes = parse_catalog_nodes(br#"[{"Node":"n1","Address":"10.0.0.1","ID":"x"}]"#);
         assert_eq!(nodes.unwrap()[0].name, "n1");
+    }
+
+    #[test]
+    fn port_services_name_their_task() {
+        assert_eq!(port_service_id("web.1", 2), "web.1:2");
+        assert_eq!(task_of_service("web.1:2"), "web.1");
+        assert_eq!(task_of_service("web.1"), "web.1");
+        assert_eq!(task_of_service("web.1:x"), "web.1:x");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Marathon apps and tasks as `/v2/apps`, `/v2/apps/<id>` (its labels) and `/v2/apps/<id>/tasks` return them,
-//! across versions: tasks with or without `state` (before 1.1.2 there is none), `ports` present or
-//! absent, embedded tasks present or not.
+//! Marathon apps and tasks as `/v2/apps`, `/v2/apps/<id>` (its definition) and
+//! `/v2/apps/<id>/tasks` return them, across versions: tasks with or without `state` (before 1.1.2
+//! there is none), `ports` present or absent, embedded tasks present or not, port labels on port
+//! definitions or on the container's port mappings, task addresses from IP-per-task or networks.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -10,32 +11,153 @@ use serde::Deserialize;
 use super::task_state::TaskState;
 use crate::error::ParseError;
 
-/// A Marathon app, with only what the bridge uses.
+/// A Marathon app with only what the bridge uses, and its tasks as `T` holds them: embedded
+/// ([`App`]) or skipped unparsed ([`AppDefinition`]). One definition serves both, so the sync and
+/// an event's app read see an app the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct App {
+#[serde(rename_all = "camelCase")]
+pub struct AppOf<T> {
     /// The app id, such as `/group/app`.
     pub id: String,
-    /// Labels, written to Consul KV.
+    /// Labels: written to Consul KV, and naming, tagging and selecting services
+    /// ([`crate::plan::services`]).
     #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
-    /// The app's tasks when Marathon embedded them; `None` when it did not, so they must be
-    /// fetched from `/v2/apps/<id>/tasks`.
-    #[serde(default)]
-    pub tasks: Option<Vec<Task>>,
-}
-
-/// What a label sync needs of `GET /v2/apps/<id>`. The tasks Marathon embeds there are skipped
-/// unparsed: they can be most of the body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct AppLabels {
-    /// The app id, such as `/group/app`.
-    pub id: String,
-    /// Labels, written to Consul KV.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub labels: BTreeMap<String, String>,
-    /// The app version (the time of its last change); new with every change of the labels.
+    /// The app version (the time of its last change); new with every change of the definition.
     #[serde(default)]
     pub version: Option<String>,
+    /// Host-mode ports (Marathon 1.4+), with their names and labels.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub port_definitions: Vec<PortSpec>,
+    /// The container, whose port mappings carry the ports of container networks.
+    #[serde(default)]
+    pub container: Option<Container>,
+    /// Networks (Marathon 1.5+): `container` or `container/bridge` modes give tasks their own
+    /// address.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub networks: Vec<Network>,
+    /// IP-per-task (Marathon 0.14 to 1.4): present when each task gets an IP of its own.
+    #[serde(default, deserialize_with = "present")]
+    pub ip_address: Presence,
+    /// The app's tasks.
+    #[serde(default)]
+    pub tasks: T,
+}
+
+/// An app from `GET /v2/apps?embed=apps.tasks`: tasks are `None` when Marathon did not embed
+/// them, so they must be fetched from `/v2/apps/<id>/tasks`.
+pub type App = AppOf<Option<Vec<Task>>>;
+
+/// An app from `GET /v2/apps/<id>`, read for its labels and service definition; the tasks
+/// Marathon embeds there are skipped unparsed: they can be most of the body.
+pub type AppDefinition = AppOf<Skipped>;
+
+/// A part of a body skipped unparsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped;
+
+impl<'de> Deserialize<'de> for Skipped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Skipped)
+    }
+}
+
+/// Whether a field was there (and not `null`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Presence {
+    /// Absent or `null`.
+    #[default]
+    Absent,
+    /// There, with any value.
+    Present,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Presence, D::Error> {
+    let value = Option::<serde::de::IgnoredAny>::deserialize(d)?;
+    Ok(value.map_or(Presence::Absent, |_| Presence::Present))
+}
+
+/// One port of a port definition or mapping: its index is its place in the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortSpec {
+    /// The port's name, if it has one.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port's labels (`consul`, and `tag`-valued ones, select and tag services).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// The port inside the container (port mappings only).
+    #[serde(default)]
+    pub container_port: Option<u32>,
+}
+
+/// What of `container` the bridge uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// Port mappings (Marathon 1.5+).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub port_mappings: Vec<PortSpec>,
+    /// Docker's own settings (Marathon before 1.5 kept port mappings there).
+    #[serde(default)]
+    pub docker: Option<DockerContainer>,
+}
+
+/// What of `container.docker` the bridge uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DockerContainer {
+    /// Port mappings (Marathon before 1.5).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub port_mappings: Vec<PortSpec>,
+    /// `BRIDGE`, `USER` or `HOST` (Marathon before 1.5).
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// One of an app's networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Network {
+    /// `host`, `container` or `container/bridge`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+impl<T> AppOf<T> {
+    /// The ports that carry labels, in port order: port definitions, else the container's port
+    /// mappings (either place Marathon versions put them).
+    pub fn port_specs(&self) -> &[PortSpec] {
+        if !self.port_definitions.is_empty() {
+            return &self.port_definitions;
+        }
+        let Some(container) = &self.container else {
+            return &[];
+        };
+        if !container.port_mappings.is_empty() {
+            return &container.port_mappings;
+        }
+        container
+            .docker
+            .as_ref()
+            .map_or(&[][..], |d| d.port_mappings.as_slice())
+    }
+
+    /// True if each task gets an address of its own: IP-per-task, or a container network
+    /// (`USER` on Docker before 1.5, mode `container` from 1.5).
+    pub fn has_task_addresses(&self) -> bool {
+        let container_network = self
+            .networks
+            .iter()
+            .any(|n| n.mode.as_deref() == Some("container"));
+        let docker_user = self
+            .container
+            .as_ref()
+            .and_then(|c| c.docker.as_ref())
+            .and_then(|d| d.network.as_deref())
+            == Some("USER");
+        self.ip_address == Presence::Present || container_network || docker_user
+    }
 }
 
 /// A Marathon task.
@@ -57,6 +179,18 @@ pub struct Task {
     /// When the task started; null while staging.
     #[serde(default)]
     pub started_at: Option<String>,
+    /// The task's own addresses (IP-per-task and container networks), when Marathon knows them.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ip_addresses: Vec<TaskAddress>,
+}
+
+/// One of a task's own addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskAddress {
+    /// The IP address.
+    #[serde(default)]
+    pub ip_address: String,
 }
 
 impl Task {
@@ -108,7 +242,7 @@ struct AppsBody {
 
 #[derive(Deserialize)]
 struct AppBody {
-    app: AppLabels,
+    app: AppDefinition,
 }
 
 #[derive(Deserialize)]
@@ -121,8 +255,8 @@ pub fn parse_apps(body: &[u8]) -> Result<Vec<App>, ParseError> {
     Ok(serde_json::from_slice::<AppsBody>(body)?.apps)
 }
 
-/// Parses `GET /v2/apps/<id>` (`{"app": {...}}`) for its labels.
-pub fn parse_app_labels(body: &[u8]) -> Result<AppLabels, ParseError> {
+/// Parses `GET /v2/apps/<id>` (`{"app": {...}}`) for its labels and service definition.
+pub fn parse_app_definition(body: &[u8]) -> Result<AppDefinition, ParseError> {
     Ok(serde_json::from_slice::<AppBody>(body)?.app)
 }
 

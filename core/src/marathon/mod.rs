@@ -9,7 +9,10 @@ mod requests;
 mod sse;
 mod task_state;
 
-pub use app::{parse_app_labels, parse_apps, parse_tasks, App, AppLabels, BadPorts, Task};
+pub use app::{
+    parse_app_definition, parse_apps, parse_tasks, App, AppDefinition, AppOf, BadPorts, Container,
+    DockerContainer, Network, PortSpec, Presence, Skipped, Task, TaskAddress,
+};
 pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
 pub use requests::{app_path, app_tasks_path, APPS_WITH_TASKS_PATH, SUBSCRIPTIONS_PATH};
 pub use sse::{SseEvent, SseParser};
