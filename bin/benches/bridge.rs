@@ -43,7 +43,7 @@
 //! 7. **peak RSS** (`VmHWM`) of the bridge after the 10,000-task cold sync, and the size of the
 //!    stripped binary.
 //!
-//! Targets are reported, never asserted. A run takes about two and a half minutes on 2 cores,
+//! Targets are reported, never asserted. A run takes two minutes or a little more on 2 cores,
 //! after the release build. `BRIDGE_BENCH_LOGS=<dir>` keeps each bridge's log for a closer look.
 
 #[allow(dead_code)] // Each benchmark uses part of the test helper.
