@@ -25,16 +25,26 @@
 //!    the simulator (delivered on the event stream); each timed until `GET
 //!    /v1/agent/service/<id>` on its agent, tight-polled with a keep-alive client, answers 200.
 //!    After each event the benchmark times a registration of its own on the same agent: Consul
-//!    alone, the floor of this row. Rows 3b and 5b repeat rows 3 and 5 against the simulated
-//!    Consul (`ConsulServer`, in memory), which answers in about 0.1 ms: what remains is the
-//!    bridge's own share.
+//!    alone, the floor of this row. Each event is the first of its app's version the bridge sees,
+//!    so after registering it also reads the app and its labels (unchanged: nothing is written).
+//!    Target: p99 within 1.25× Consul alone's p99 (and issue #5's p99 < 5 ms).
+//!    Rows **5c** and **5k**: the same 1,000 events as HTTP callbacks, from a bridge run with
+//!    `--events callback` (and no `--purge`) against a Marathon 1.4 simulator with the same apps
+//!    and labels, one bridge per row. The benchmark POSTs each `status_update_event` itself, the
+//!    body Marathon 1.4 posts (it carries the app's `version`), to the registered callback URL:
+//!    on a fresh TCP connection per event (5c), or all on one kept-alive HTTP/1.1 connection, each
+//!    once the previous reply is in, as a pooled client sends them (5k). Timed as row 5, beside
+//!    Consul alone, with the same target; the callback's reply (POST → 200, sent after the label
+//!    check) is timed too.
+//!    Rows 3b and 5b repeat rows 3 and 5 against the simulated Consul (`ConsulServer`, in
+//!    memory), which answers in about 0.1 ms: what remains is the bridge's own share.
 //! 6. **core** rows: measured by `core/benches/core.rs`, which this file includes as a module
 //!    (the one place those are measured).
 //! 7. **peak RSS** (`VmHWM`) of the bridge after the 10,000-task cold sync, and the size of the
 //!    stripped binary.
 //!
-//! Targets are reported, never asserted. A run takes about two minutes on 2 cores, after the
-//! release build. `BRIDGE_BENCH_LOGS=<dir>` keeps each bridge's log for a closer look.
+//! Targets are reported, never asserted. A run takes two minutes or a little more on 2 cores,
+//! after the release build. `BRIDGE_BENCH_LOGS=<dir>` keeps each bridge's log for a closer look.
 
 #[allow(dead_code)] // Each benchmark uses part of the test helper.
 #[path = "../tests/support/consul.rs"]
@@ -47,8 +57,8 @@ mod core_bench;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
@@ -65,7 +75,7 @@ use consular_core::consul::{
     TXN_MAX_OPS, TXN_PATH,
 };
 use consular_core::encoding::encode_path;
-use consular_core::sim::{SimConsul, SimMarathon};
+use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon};
 use consular_core::{Bridge, Config, Method, Output, Request, Response, Target, TransportError};
 
 use consul::ConsulCluster;
@@ -77,8 +87,11 @@ const SMALL: (usize, usize, usize) = (100, 5, 3);
 const BIG: (usize, usize, usize) = (1_000, 10, 3);
 /// Rounds of rows 1 and 2 (floor, then bridge), whose medians are reported.
 const SMALL_ROUNDS: usize = 3;
-/// Events of row 5.
+/// Events of each of rows 5, 5b, 5c and 5k.
 const EVENTS: usize = 1_000;
+/// The issue's no-stall target for rows 5, 5c and 5k: event → visible p99 within this many times
+/// Consul's own one-registration p99, measured in the same run.
+const CONSUL_RATIO: f64 = 1.25;
 /// The floor client's requests in flight per target: the bridge's own per-target limit
 /// (`Config::max_in_flight_per_target`), so the ratio measures the bridge, not a concurrency policy.
 const FLOOR_IN_FLIGHT: usize = 8;
@@ -127,7 +140,7 @@ fn main() {
             "the floor client wrote everything"
         );
         client.wipe();
-        let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url());
+        let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url(), Events::Stream);
         let done = bridge.wait_sync_done(1);
         colds.push(client.wait_complete(&expected, bridge.spawned, done));
         drop(bridge);
@@ -175,7 +188,7 @@ fn main() {
     let apps_read = client.time_apps_read(&server.url());
     progress("bridge: cold sync of 1,000×10×3");
     let before = server.requests().len();
-    let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url());
+    let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url(), Events::Stream);
     let cold = bridge.wait_sync_done(1);
     let cold_complete = client.wait_complete(&expected, bridge.spawned, cold);
     let cold_requests = bridge.sync_requests(0);
@@ -217,7 +230,7 @@ fn main() {
 
     progress("bridge: warm sync of 1,000×10×3 (restarted)");
     let before = server.requests().len();
-    let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url());
+    let mut bridge = BridgeProcess::spawn(&server.url(), &cluster.server_url(), Events::Stream);
     let warm = bridge.wait_sync_done(1);
     let warm_requests = bridge.sync_requests(0);
     let warm_marathon = server.requests()[before..]
@@ -259,31 +272,76 @@ fn main() {
     );
 
     progress(&format!(
-        "bridge: {EVENTS} TASK_RUNNING events, one at a time"
+        "bridge: {EVENTS} TASK_RUNNING events on the stream, one at a time"
     ));
-    bridge.wait_stream_and_idle();
-    let latency = measure_event_latency(&server, &client, &mut bridge);
+    bridge.wait_events_and_idle();
+    let mut stream = StreamDelivery::new(&mut bridge);
+    let latency = measure_event_latency(&server, &client, &mut stream, "5");
+    let with_call = Samples::new(stream.with_call);
     let events_syncs = bridge.syncs_done();
     let warm_hwm = bridge.vm_hwm_kib();
     drop(bridge);
-    table.row(
+    table.row_checks(
         "5. event → registration visible on its agent (1,000 TASK_RUNNING over SSE, loopback)",
         format!(
-            "{}, max {}; {} lost. Server agent (state in memory): {}; client agents (persist \
-             to disk): {}. Consul alone (the bench's own PUT register, same agents): {}, max \
-             {}. Simulator's `with` call inside each sample: p50 {}",
-            latency.all.p50_p99(),
-            ms_precise(latency.all.percentile(100)),
-            latency.lost,
-            latency.on_server.p50_p99(),
-            latency.on_clients.p50_p99(),
-            latency.direct.p50_p99(),
-            ms_precise(latency.direct.percentile(100)),
-            ms_precise(latency.with_call.percentile(50))
+            "{}. Simulator's `with` call inside each sample: p50 {}",
+            latency.describe(),
+            ms_precise(with_call.percentile(50))
         ),
-        "p99 < 5 ms",
-        Some(latency.lost == 0 && latency.all.percentile(99) < Duration::from_millis(5)),
+        &[
+            (ratio_target(), latency.within_ratio()),
+            (
+                "p99 < 5 ms".into(),
+                latency.lost == 0 && latency.all.percentile(99) < Duration::from_millis(5),
+            ),
+        ],
     );
+
+    // Rows 5c and 5k: the same events as callbacks, which Marathon 1.10 no longer has: a Marathon
+    // 1.4 simulator with the same apps and labels (so KV already matches and nothing is written
+    // for them), and one bridge per row, so that each row's events are the first of their app's
+    // version the bridge sees, as in row 5.
+    let callbacks = callback_marathon(&server);
+    for (connection, row, what) in [
+        (
+            Connection::Fresh,
+            "5c",
+            "5c. event → registration visible, callbacks on a fresh TCP connection each (1,000 \
+             POST /events, loopback)",
+        ),
+        (
+            Connection::KeptAlive,
+            "5k",
+            "5k. event → registration visible, callbacks on one kept-alive HTTP/1.1 connection \
+             (1,000 POST /events, loopback)",
+        ),
+    ] {
+        progress(&format!(
+            "bridge: {EVENTS} TASK_RUNNING callbacks ({connection:?} connections), one at a time"
+        ));
+        let mut bridge =
+            BridgeProcess::spawn(&callbacks.url(), &cluster.server_url(), Events::Callback);
+        bridge.wait_events_and_idle();
+        let mut delivery = CallbackDelivery::new(&callbacks, connection);
+        let latency = measure_event_latency(&callbacks, &client, &mut delivery, row);
+        let replies = Samples::new(delivery.replies);
+        drop(bridge);
+        table.row(
+            what,
+            format!(
+                "{}. The callback's reply (POST → whole 200, after the registration and the \
+                 label check): {}, max {}. Body: the `status_update_event` Marathon 1.4 posts, \
+                 with the app's `version`; each event the first of its app version, so the \
+                 bridge also reads the app and its labels (unchanged) before replying",
+                latency.describe(),
+                replies.p50_p99(),
+                ms_precise(replies.percentile(100))
+            ),
+            &ratio_target(),
+            Some(latency.within_ratio()),
+        );
+    }
+    drop(callbacks);
     drop(cluster);
 
     // Rows 3b and 5b: the same against the simulated Consul (in memory, in this process), which
@@ -292,7 +350,7 @@ fn main() {
     let sim_consul = ConsulServer::start(sim_consul(), 0).expect("starting the Consul simulator");
     let client = Client::new(&sim_consul.url());
     let expected = server.with(|m| Expected::of(m));
-    let mut bridge = BridgeProcess::spawn(&server.url(), &sim_consul.url());
+    let mut bridge = BridgeProcess::spawn(&server.url(), &sim_consul.url(), Events::Stream);
     let sim_cold = bridge.wait_sync_done(1);
     let sim_cold_time = client.wait_complete(&expected, bridge.spawned, sim_cold);
     let sim_cpu = bridge.cpu_time();
@@ -308,8 +366,13 @@ fn main() {
         "–",
         None,
     );
-    bridge.wait_stream_and_idle();
-    let latency = measure_event_latency(&server, &client, &mut bridge);
+    bridge.wait_events_and_idle();
+    let latency = measure_event_latency(
+        &server,
+        &client,
+        &mut StreamDelivery::new(&mut bridge),
+        "5b",
+    );
     drop(bridge);
     drop(server);
     table.row(
@@ -671,6 +734,32 @@ fn sim_consul() -> SimConsul {
     consul
 }
 
+/// The Marathon of rows 5c and 5k: 1.4, which still has HTTP callbacks, with the apps and labels
+/// of `server`'s world and none of its tasks; the events its setup emitted are dropped unsent.
+fn callback_marathon(server: &MarathonServer) -> MarathonServer {
+    let apps: Vec<(String, Vec<(String, String)>)> = server.with(|m| {
+        m.apps()
+            .map(|app| {
+                let labels = app.labels.iter();
+                (
+                    app.id.clone(),
+                    labels.map(|(k, v)| (k.clone(), v.clone())).collect(),
+                )
+            })
+            .collect()
+    });
+    let mut model = SimMarathon::new(MarathonVersion::V1_4);
+    for (id, labels) in &apps {
+        let labels: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        model.put_app(id, &labels);
+    }
+    model.take_events();
+    MarathonServer::start(model).expect("starting the Marathon 1.4 simulator")
+}
+
 fn endpoints(marathon: &str, consul: &str) -> Endpoints {
     Endpoints::new(
         BaseUrl::parse(marathon).expect("a valid URL"),
@@ -695,10 +784,23 @@ struct SyncDone {
     core_ms: u64,
 }
 
+/// Where a bridge takes its events from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Events {
+    /// `--events sse --purge`: Marathon's event stream, and a sync that removes whatever of ours
+    /// Marathon does not list.
+    Stream,
+    /// `--events callback`, without `--purge`: the callback rows' Marathon (1.4, a simulator of
+    /// its own) lists none of the tasks rows 3–5 left in Consul, and a purge of those 11,000
+    /// services would only slow the first sync down.
+    Callback,
+}
+
 /// The real `consular` binary, run with `--debug` so that every answered request is one log
 /// line; its standard output is read line by line on a thread of its own.
 struct BridgeProcess {
     child: Child,
+    events: Events,
     spawned: Instant,
     lines: Receiver<LogLine>,
     log: Vec<LogLine>,
@@ -713,13 +815,19 @@ struct Marks {
     /// Indexes in the log of each "sync done …" or "sync failed …".
     sync_ends: Vec<usize>,
     stream_connected: bool,
+    /// "registered callback … at Marathon".
+    callback_registered: bool,
     /// Answered label reads of events (`GET consul /v1/kv/consular/<app>/?recurse`).
     label_reads: usize,
 }
 
 impl BridgeProcess {
-    fn spawn(marathon_url: &str, consul_url: &str) -> BridgeProcess {
+    fn spawn(marathon_url: &str, consul_url: &str, events: Events) -> BridgeProcess {
         let port = free_port();
+        let source: &[&str] = match events {
+            Events::Stream => &["--purge", "--events", "sse"],
+            Events::Callback => &["--events", "callback"],
+        };
         let args = [
             "--host",
             "127.0.0.1",
@@ -733,14 +841,12 @@ impl BridgeProcess {
             REGISTRATION_ID,
             "--sync-interval",
             "3600",
-            "--purge",
-            "--events",
-            "sse",
             "--debug",
         ];
         let spawned = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_consular"))
             .args(args)
+            .args(source)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -767,6 +873,7 @@ impl BridgeProcess {
         });
         BridgeProcess {
             child,
+            events,
             spawned,
             lines,
             log: Vec::new(),
@@ -785,6 +892,8 @@ impl BridgeProcess {
             self.marks.sync_ends.push(self.log.len());
         } else if msg == "connected to Marathon's event stream" {
             self.marks.stream_connected = true;
+        } else if msg.starts_with("registered callback ") {
+            self.marks.callback_registered = true;
         } else if is_label_read(msg) {
             self.marks.label_reads += 1;
         }
@@ -861,9 +970,17 @@ impl BridgeProcess {
         }
     }
 
-    /// Waits until the event stream is connected and the sync it asked for is over.
-    fn wait_stream_and_idle(&mut self) {
-        self.read_until("the event stream to connect", |m| m.stream_connected);
+    /// Waits until the bridge's event source is ready (the stream connected, or the callback
+    /// registered at Marathon) and no sync is running.
+    fn wait_events_and_idle(&mut self) {
+        match self.events {
+            Events::Stream => {
+                self.read_until("the event stream to connect", |m| m.stream_connected)
+            }
+            Events::Callback => {
+                self.read_until("the callback to be registered", |m| m.callback_registered)
+            }
+        }
         self.wait_idle();
     }
 
@@ -1094,41 +1211,260 @@ struct Latency {
     direct: Samples,
     /// Events whose service never showed within [`EVENT_DEADLINE`].
     lost: usize,
-    /// The simulator's `with(set_task_state)` call itself, which is inside each sample (it finds
-    /// the task by scanning every task of the model).
-    with_call: Samples,
 }
 
-/// Starts [`EVENTS`] new tasks, one after another: each is staged (an event the bridge ignores),
-/// then marked `TASK_RUNNING` with the clock running until its agent lists it. Before the next
-/// one, the bridge is left to finish the event's label check (its KV read), so events do not
-/// queue behind one another; then the benchmark registers a service of its own on the same agent
-/// and times that too, as the floor of this row.
+impl Latency {
+    /// p99 of event → visible over p99 of Consul alone: the issue's no-stall measure.
+    fn ratio(&self) -> f64 {
+        self.all.percentile(99).as_secs_f64() / self.direct.percentile(99).as_secs_f64()
+    }
+
+    /// Within [`CONSUL_RATIO`] of Consul alone, and nothing lost.
+    fn within_ratio(&self) -> bool {
+        self.lost == 0 && self.ratio() <= CONSUL_RATIO
+    }
+
+    /// What rows 5, 5c and 5k have in common: the bridge's latency, by agent kind, beside Consul
+    /// alone and the ratio of the two p99s.
+    fn describe(&self) -> String {
+        format!(
+            "{}, max {}; {} lost. Server agent (state in memory): {}; client agents (persist to \
+             disk): {}. Consul alone (the bench's own PUT register, same agents, after each \
+             event): {}, max {}. p99 ratio {:.2}×",
+            self.all.p50_p99(),
+            ms_precise(self.all.percentile(100)),
+            self.lost,
+            self.on_server.p50_p99(),
+            self.on_clients.p50_p99(),
+            self.direct.p50_p99(),
+            ms_precise(self.direct.percentile(100)),
+            self.ratio()
+        )
+    }
+}
+
+/// How the events of rows 5, 5c and 5k reach the bridge; [`measure_event_latency`] does the rest.
+trait Delivery {
+    /// Stages a new task of `app` on `host` with `port` and returns its id.
+    fn stage(&mut self, server: &MarathonServer, app: &str, host: &str, port: u16) -> String;
+    /// Marks `task` `TASK_RUNNING` and sets its event on the way to the bridge; returns the
+    /// moment the clock started.
+    fn deliver(&mut self, server: &MarathonServer, task: &str) -> Instant;
+    /// Returns once the bridge's work for the `i`-th event (0-based) is over, so that events do
+    /// not queue behind one another.
+    fn settle(&mut self, i: usize);
+}
+
+/// Rows 5 and 5b: the simulator's event stream.
+struct StreamDelivery<'a> {
+    bridge: &'a mut BridgeProcess,
+    /// The bridge's label reads before the first event.
+    label_reads: usize,
+    /// The simulator's `with(set_task_state)` call itself, which is inside each sample (it finds
+    /// the task by scanning every task of the model).
+    with_call: Vec<Duration>,
+}
+
+impl StreamDelivery<'_> {
+    fn new(bridge: &mut BridgeProcess) -> StreamDelivery<'_> {
+        let label_reads = bridge.marks.label_reads;
+        StreamDelivery {
+            bridge,
+            label_reads,
+            with_call: Vec::with_capacity(EVENTS),
+        }
+    }
+}
+
+impl Delivery for StreamDelivery<'_> {
+    /// The staging event goes out on the stream too (the bridge ignores it), before the clock.
+    fn stage(&mut self, server: &MarathonServer, app: &str, host: &str, port: u16) -> String {
+        server.with(|m| m.start_task(app, host, &[port]))
+    }
+
+    fn deliver(&mut self, server: &MarathonServer, task: &str) -> Instant {
+        let started = Instant::now();
+        server.with(|m| m.set_task_state(task, "TASK_RUNNING"));
+        self.with_call.push(started.elapsed());
+        started
+    }
+
+    /// The stream has no reply: the end of the work is the event's label read in the log (after
+    /// the registration, the bridge reads the app and then its labels).
+    fn settle(&mut self, i: usize) {
+        let before = self.label_reads;
+        self.bridge
+            .read_until("the event's label read", |m| m.label_reads > before + i);
+    }
+}
+
+/// How rows 5c and 5k connect to the bridge's `/events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Connection {
+    /// A new TCP connection per event, `Connection: close`: a client without a pool.
+    Fresh,
+    /// One HTTP/1.1 connection for every event, each POSTed once the previous one's reply is in,
+    /// as a pooled client sends them.
+    KeptAlive,
+}
+
+/// Rows 5c and 5k: the benchmark POSTs each `status_update_event` to the callback URL the bridge
+/// registered at the simulator, the body as Marathon 1.4 posts it (with the app's `version`).
+/// The simulator's own events are taken from its model unsent, so nothing else reaches the
+/// bridge meanwhile.
+struct CallbackDelivery {
+    addr: SocketAddr,
+    /// `/events?registration=…`, from the registered callback URL.
+    path: String,
+    connection: Connection,
+    /// The kept-alive connection, or the current event's fresh one.
+    open: Option<TcpStream>,
+    /// When the current event's POST began.
+    sent: Instant,
+    /// POST → the whole `200` reply read (the reply comes after the bridge's work for the event).
+    replies: Vec<Duration>,
+}
+
+impl CallbackDelivery {
+    /// Posts to the callback the bridge registered last at `server`'s model.
+    fn new(server: &MarathonServer, connection: Connection) -> CallbackDelivery {
+        let url = server.with(|m| m.subscriptions().last().cloned());
+        let url = url.expect("the bridge registered its callback");
+        let rest = url
+            .strip_prefix("http://")
+            .expect("an http:// callback URL");
+        let (addr, path) = rest.split_at(rest.find('/').expect("a path in the callback URL"));
+        let mut delivery = CallbackDelivery {
+            addr: addr.parse().expect("an IP:port callback URL"),
+            path: path.to_owned(),
+            connection,
+            open: None,
+            sent: Instant::now(),
+            replies: Vec::with_capacity(EVENTS),
+        };
+        // Opened now, so the first event does not pay for the connect either.
+        if connection == Connection::KeptAlive {
+            delivery.open = Some(delivery.connect());
+        }
+        delivery
+    }
+
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connecting to the bridge's /events");
+        // So that a stall, if any, is the bridge's (each POST is one write anyway).
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        stream
+            .set_read_timeout(Some(PHASE_DEADLINE))
+            .expect("a read timeout");
+        stream
+    }
+}
+
+impl Delivery for CallbackDelivery {
+    /// Not posted: the bridge ignores `TASK_STAGING`, and the simulator must not post it either.
+    fn stage(&mut self, server: &MarathonServer, app: &str, host: &str, port: u16) -> String {
+        server.with(|m| {
+            let task = m.start_task(app, host, &[port]);
+            m.take_events();
+            task
+        })
+    }
+
+    fn deliver(&mut self, server: &MarathonServer, task: &str) -> Instant {
+        let events = server.with(|m| {
+            m.set_task_state(task, "TASK_RUNNING");
+            m.take_events()
+        });
+        // 1.4 also emits an `instance_changed_event`, not posted: the bridge only acknowledges it.
+        let event = events
+            .into_iter()
+            .find(|e| e.event_type == "status_update_event")
+            .expect("TASK_RUNNING emits a status_update_event");
+        let close = match self.connection {
+            Connection::Fresh => "Connection: close\r\n",
+            Connection::KeptAlive => "",
+        };
+        let mut request = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Type: \
+             application/json\r\n{close}Content-Length: {}\r\n\r\n",
+            self.path,
+            self.addr,
+            event.json.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&event.json);
+        // A fresh connection's connect is part of the event's way to the bridge.
+        self.sent = Instant::now();
+        let mut stream = match self.open.take() {
+            Some(stream) => stream,
+            None => self.connect(),
+        };
+        stream
+            .write_all(&request)
+            .expect("POSTing the event to the bridge");
+        self.open = Some(stream);
+        self.sent
+    }
+
+    /// Reads the reply, which the bridge sends once the registration and the label check are
+    /// done. It is read after the registration was seen, so a reply that arrived during the last
+    /// poll counts up to one poll late.
+    fn settle(&mut self, _: usize) {
+        let stream = self.open.as_mut().expect("an event was posted");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (status, body) = loop {
+            let n = stream.read(&mut buf).expect("reading the bridge's reply");
+            assert!(n > 0, "the bridge closed the connection before its reply");
+            raw.extend_from_slice(&buf[..n]);
+            // Incomplete until the head and Content-Length bytes of body are in.
+            if let Ok(reply) = consul::parse_response(&raw) {
+                break reply;
+            }
+        };
+        self.replies.push(self.sent.elapsed());
+        assert_eq!(
+            status,
+            200,
+            "POST {}: {}",
+            self.path,
+            String::from_utf8_lossy(&body)
+        );
+        if self.connection == Connection::Fresh {
+            self.open = None;
+        }
+    }
+}
+
+/// Starts [`EVENTS`] new tasks, one after another, each of app `i % 1,000` (so each event is the
+/// first of its app's version the bridge sees: it registers the task, then reads the app and its
+/// labels, which already match): staged, then marked `TASK_RUNNING` and delivered with the clock
+/// running until its agent lists it (`GET /v1/agent/service/<id>`, tight-polled on a keep-alive
+/// connection). Before the next one, the bridge is left to finish the event's work; then the
+/// benchmark registers a service of its own (`direct-<row>-<i>`) on the same agent and times that
+/// too, as the floor of the row.
 fn measure_event_latency(
     server: &MarathonServer,
     client: &Client,
-    bridge: &mut BridgeProcess,
+    delivery: &mut impl Delivery,
+    row: &str,
 ) -> Latency {
     let mut all = Vec::with_capacity(EVENTS);
     let (mut on_server, mut on_clients) = (Vec::new(), Vec::new());
     let mut direct = Vec::with_capacity(EVENTS);
-    let mut with_call = Vec::with_capacity(EVENTS);
     let mut lost = 0;
-    let reads_before = bridge.marks.label_reads;
     for i in 0..EVENTS {
         let app = app_id(i % BIG.0);
         let host = HOSTS[i % HOSTS.len()];
         let port = 40_000 + i as u16;
-        let task = server.with(|m| m.start_task(&app, host, &[port]));
+        let task = delivery.stage(server, &app, host, port);
         let probe = client.request(
             Target::Agent(host.into()),
             Method::Get,
             format!("/v1/agent/service/{}", encode_path(&task)),
             None,
         );
-        let started = Instant::now();
-        server.with(|m| m.set_task_state(&task, "TASK_RUNNING"));
-        with_call.push(started.elapsed());
+        let started = delivery.deliver(server, &task);
         loop {
             match client.execute(&probe) {
                 Ok(r) if r.status == 200 => {
@@ -1149,12 +1485,11 @@ fn measure_event_latency(
                 break;
             }
         }
-        bridge.read_until("the event's label read", |m| {
-            m.label_reads > reads_before + i
-        });
+        delivery.settle(i);
         // Not tagged as ours, so the bridge never touches it.
-        let body =
-            format!(r#"{{"ID":"direct-{i}","Name":"direct","Address":"{host}","Port":{port}}}"#);
+        let body = format!(
+            r#"{{"ID":"direct-{row}-{i}","Name":"direct","Address":"{host}","Port":{port}}}"#
+        );
         let register = client.request(
             Target::Agent(host.into()),
             Method::Put,
@@ -1173,7 +1508,6 @@ fn measure_event_latency(
         on_clients: Samples::new(on_clients),
         direct: Samples::new(direct),
         lost,
-        with_call: Samples::new(with_call),
     }
 }
 
@@ -1188,13 +1522,19 @@ struct Table {
 
 impl Table {
     fn row(&mut self, what: &str, measured: String, target: &str, pass: Option<bool>) {
-        let result = match pass {
-            Some(true) => "pass",
-            Some(false) => "**FAIL**",
-            None => "info",
-        };
         self.rows
-            .push([what.into(), measured, target.into(), result.into()]);
+            .push([what.into(), measured, target.into(), verdict(pass).into()]);
+    }
+
+    /// A row with several targets, each with its own verdict, in order: `a; b` and `pass; FAIL`.
+    fn row_checks(&mut self, what: &str, measured: String, checks: &[(String, bool)]) {
+        let target: Vec<&str> = checks.iter().map(|(target, _)| target.as_str()).collect();
+        let result: Vec<&str> = checks
+            .iter()
+            .map(|&(_, pass)| verdict(Some(pass)))
+            .collect();
+        let (target, result) = (target.join("; "), result.join("; "));
+        self.rows.push([what.into(), measured, target, result]);
     }
 
     fn print(&self) {
@@ -1204,6 +1544,19 @@ impl Table {
             println!("| {what} | {measured} | {target} | {result} |");
         }
     }
+}
+
+fn verdict(pass: Option<bool>) -> &'static str {
+    match pass {
+        Some(true) => "pass",
+        Some(false) => "**FAIL**",
+        None => "info",
+    }
+}
+
+/// The target text of [`Latency::within_ratio`].
+fn ratio_target() -> String {
+    format!("p99 ≤ {CONSUL_RATIO}× Consul alone's p99, 0 lost")
 }
 
 fn progress(message: &str) {
