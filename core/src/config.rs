@@ -26,6 +26,18 @@ pub enum EventsEndpoint {
     Always,
 }
 
+/// Which address a task's services register (`--address`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressMode {
+    /// The task's own IP and container port for an app on IP-per-task or a container network
+    /// without host ports; the host and host port for everything else.
+    Auto,
+    /// Always the task's host and host port (consular 1.3.0).
+    Host,
+    /// The task's own IP (and container port) whenever Marathon reports one.
+    TaskIp,
+}
+
 /// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -39,6 +51,10 @@ pub struct Config {
     pub purge: bool,
     /// Timeout of every request to Marathon and Consul.
     pub request_timeout: Duration,
+    /// Only apps carrying this label are registered; apps that lose it are deregistered.
+    pub require_label: Option<String>,
+    /// Which address a task's services register.
+    pub address: AddressMode,
     /// Register on the main Consul endpoint when the task host's agent fails.
     pub fallback: bool,
     /// Timeout of the fallback registration.
@@ -68,6 +84,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// How tasks become services under this configuration.
+    pub fn service_rules(&self) -> crate::plan::ServiceRules {
+        crate::plan::ServiceRules {
+            registration_id: self.registration_id.clone(),
+            require_label: self.require_label.clone(),
+            address: self.address,
+        }
+    }
+
     /// Largest answer read for a write (a registration, a deregistration, a KV transaction, the
     /// callback subscription): Consul and Marathon answer these with a few hundred bytes.
     pub const WRITE_RESPONSE_LIMIT: usize = 256 << 10;
@@ -81,6 +106,8 @@ impl Default for Config {
             sync_interval: Duration::ZERO,
             purge: false,
             request_timeout: Duration::from_secs(5),
+            require_label: None,
+            address: AddressMode::Auto,
             fallback: false,
             fallback_timeout: Duration::from_secs(2),
             max_in_flight: 64,

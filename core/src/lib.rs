@@ -59,7 +59,7 @@ pub mod plan;
 pub mod sim;
 
 pub use bridge::{Bridge, Stats};
-pub use config::{Config, EventSource, EventsEndpoint};
+pub use config::{AddressMode, Config, EventSource, EventsEndpoint};
 pub use engine::ConsulEngine;
 pub use error::Error;
 pub use io::{

@@ -10,8 +10,8 @@ use support::fixtures::{fixture, fixtures_dir};
 use std::collections::BTreeSet;
 
 use consular_core::marathon::{
-    parse_app_definition, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser, Task,
-    TaskState,
+    parse_app_definition, parse_apps, parse_event, parse_tasks, App, MarathonEvent, SseParser,
+    Task, TaskState,
 };
 
 fn read(name: &str) -> Vec<u8> {

@@ -14,7 +14,7 @@ use super::freshness::SnapshotEpoch;
 use super::members::Membership;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
-use crate::consul::{agent_host, service_name};
+use crate::consul::{agent_host, service_name, task_of_service};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
     CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
@@ -450,7 +450,7 @@ impl Bridge {
                 let apps = round.apps.take().unwrap_or_default();
                 self.names
                     .learn_snapshot(apps.iter().map(|app| app.id.as_str()));
-                let desired = desired_state(&apps, &self.config.registration_id);
+                let desired = desired_state(&apps, &self.config.service_rules());
                 // The apps are the largest thing a sync holds; nothing planned from here on
                 // needs them.
                 (desired, alloc::format!("{} apps", apps.len()))
@@ -462,10 +462,14 @@ impl Bridge {
             .filter(|t| self.tasks.has_ended(t))
             .cloned()
             .collect();
-        for task in &ended {
+        if !ended.is_empty() {
             // Marathon's snapshot lags an end we have already seen; the task never runs again.
-            desired.running_tasks.remove(task);
-            desired.services.remove(task);
+            for task in &ended {
+                desired.running_tasks.remove(task);
+            }
+            desired
+                .services
+                .retain(|id, _| !ended.iter().any(|t| t == task_of_service(id)));
         }
         self.freshness.keep_label_versions_of(&desired.live_names);
         let excluded = self.freshness.newer_than(round.snapshot);

@@ -115,6 +115,13 @@ impl Registration {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// The Marathon app id its `consular-app-id=` tag names.
+    pub fn app_id(&self) -> Option<&str> {
+        self.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(APP_ID_TAG_PREFIX))
+    }
+
     /// True if the service carries exactly our registration-id tag and an app-id tag, as every
     /// service we register does. Only such services are ever deregistered; one with our tag but
     /// no app id was not made by a consular and is left alone, as consular 1.3.0 does.

@@ -4,6 +4,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::services::{AppServices, Selection, ServiceRules, TaskFacts};
 use crate::consul::{agent_host, label_key, label_value, service_name, Registration};
 use crate::marathon::ids::{check_app_id, check_host, check_task_id, Shown};
 use crate::marathon::App;
@@ -20,7 +21,7 @@ pub struct DesiredService {
 /// What Consul should hold for one Marathon snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
-    /// Running tasks of syncable apps, by task id.
+    /// The services of running tasks of syncable apps, by service id.
     pub services: BTreeMap<String, DesiredService>,
     /// Label keys of syncable apps and their values.
     pub kv: BTreeMap<String, Vec<u8>>,
@@ -30,6 +31,11 @@ pub struct DesiredState {
     pub live_names: BTreeSet<String>,
     /// Ids of every running task, clashing apps' included: never purged.
     pub running_tasks: BTreeSet<String>,
+    /// Ids of the apps whose services `services` describes completely: a service of theirs that
+    /// is not there (a port that lost its `consul` label) goes, `--purge` or not.
+    pub synced_apps: BTreeSet<String>,
+    /// Ids of the apps `--require-label` leaves out: their services go, `--purge` or not.
+    pub deselected_apps: BTreeSet<String>,
     /// Service names that several app ids map to, with those ids in input order. These apps are
     /// skipped (neither written nor purged) until the clash is resolved.
     pub clashes: Vec<(String, Vec<String>)>,
@@ -59,8 +65,9 @@ impl DesiredState {
     }
 }
 
-/// The desired state for `apps`, each with its tasks (apps without tasks count as having none).
-pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
+/// The desired state for `apps`, each with its tasks (apps without tasks count as having none),
+/// their services shaped by `rules`.
+pub fn desired_state(apps: &[App], rules: &ServiceRules) -> DesiredState {
     let mut state = DesiredState::default();
     let apps: Vec<&App> = apps
         .iter()
@@ -93,6 +100,19 @@ pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
         let running = app.tasks.iter().flatten().filter(|t| t.is_running());
         let clashing = ids_by_name.get(&name).is_some_and(|ids| ids.len() > 1);
         state.live_names.insert(name.clone());
+        let services = AppServices::of(app, rules);
+        for note in services.notes() {
+            state.skipped.push(alloc::format!("app {}: {note}", app.id));
+        }
+        match (clashing, services.selection()) {
+            (true, _) => {}
+            (false, Selection::Selected) => {
+                state.synced_apps.insert(app.id.clone());
+            }
+            (false, Selection::NotSelected) => {
+                state.deselected_apps.insert(app.id.clone());
+            }
+        }
         for task in running {
             if let Err(e) = check_task_id(&task.id) {
                 let line = alloc::format!("skipping a task of {}: its id {e}", app.id);
@@ -117,16 +137,28 @@ pub fn desired_state(apps: &[App], registration_id: &str) -> DesiredState {
                     continue;
                 }
             };
-            let registration =
-                Registration::for_task(registration_id, &app.id, &task.id, &task.host, ports);
-            let agent = agent_host(&task.host);
-            state.services.insert(
-                task.id.clone(),
-                DesiredService {
+            let addresses: Vec<String> = task
+                .ip_addresses
+                .iter()
+                .map(|a| a.ip_address.clone())
+                .filter(|ip| check_host(ip).is_ok())
+                .collect();
+            let facts = TaskFacts {
+                id: &task.id,
+                host: &task.host,
+                ports,
+                addresses: &addresses,
+            };
+            for registration in services.registrations(rules, facts) {
+                let agent = agent_host(&task.host);
+                let service = DesiredService {
                     agent,
                     registration,
-                },
-            );
+                };
+                state
+                    .services
+                    .insert(service.registration.id.clone(), service);
+            }
         }
         if clashing {
             continue;
@@ -154,7 +186,7 @@ mod tests {
                                                      {"id":"t4","host":"h3","ports":[6],"state":"TASK_STAGING"}]}]}"#,
         )
         .unwrap();
-        let state = desired_state(&apps, "reg");
+        let state = desired_state(&apps, &ServiceRules::for_registration_id("reg"));
         assert_eq!(
             state.clashes,
             [("a-b".into(), alloc::vec!["/a/b".into(), "/a-b".into()])]
@@ -180,7 +212,7 @@ mod tests {
                 {"id":"t-good","host":"h","ports":[2],"state":"TASK_RUNNING"}]}]}"#,
         )
         .unwrap();
-        let state = desired_state(&apps, "reg");
+        let state = desired_state(&apps, &ServiceRules::for_registration_id("reg"));
         assert_eq!(state.services.keys().collect::<Vec<_>>(), ["t-good"]);
         assert_eq!(state.skipped.len(), 4, "{:?}", state.skipped);
         assert!(state.running_tasks.contains("t-host") && state.running_tasks.contains("t-port"));

@@ -7,7 +7,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::desired::{DesiredService, DesiredState};
-use crate::consul::{kv_mark, label_key, label_value, KvEntry, KvKey, Registration, TxnOp};
+use crate::consul::{
+    kv_mark, label_key, label_value, service_name, task_of_service, KvEntry, KvKey, Registration,
+    TxnOp,
+};
 use crate::marathon::ids::check_task_id;
 
 /// A service as one agent lists it.
@@ -84,7 +87,7 @@ pub fn plan_sync(
         .services
         .iter()
         .filter(|s| s.registration.is_owned_by(registration_id))
-        .filter(|s| check_task_id(&s.registration.id).is_ok())
+        .filter(|s| check_task_id(task_of_service(&s.registration.id)).is_ok())
         .collect();
     let mut listed: BTreeMap<&str, Vec<&Registration>> = BTreeMap::new();
     for s in &ours {
@@ -94,12 +97,27 @@ pub fn plan_sync(
             .push(&s.registration);
     }
     // Services are only observed on agents that listed them, so a node that could not be listed
-    // loses nothing; the others are purged as usual.
+    // loses nothing; the others are purged as usual. A service goes when its task no longer runs
+    // (with `--purge`, or for a terminated app), when its app is described completely and no
+    // longer has it (a port lost its `consul` label), or when `--require-label` leaves its app out.
     let deregister = ours
         .iter()
-        .filter(|s| purge.covers(&s.registration.name))
-        .filter(|s| !desired.running_tasks.contains(&s.registration.id))
-        .filter(|s| !excluded.tasks.contains(&s.registration.id))
+        .filter(|s| {
+            let registration = &s.registration;
+            let task = task_of_service(&registration.id);
+            if excluded.tasks.contains(task) {
+                return false;
+            }
+            let app_id = registration.app_id().unwrap_or_default();
+            if desired.deselected_apps.contains(app_id) {
+                return true;
+            }
+            if desired.running_tasks.contains(task) {
+                return desired.synced_apps.contains(app_id)
+                    && !desired.services.contains_key(&registration.id);
+            }
+            purge.covers(&service_name(app_id))
+        })
         .map(|s| (s.agent.clone(), s.registration.id.clone()))
         .collect();
     let mark = kv_mark(registration_id);
@@ -122,7 +140,7 @@ pub fn plan_sync(
     let register = desired
         .services
         .into_iter()
-        .filter(|(id, _)| !excluded.tasks.contains(id))
+        .filter(|(id, _)| !excluded.tasks.contains(task_of_service(id)))
         .filter(|(id, d)| {
             !listed
                 .get(id.as_str())
@@ -194,7 +212,7 @@ fn kv_ops(
 mod tests {
     use super::*;
     use crate::marathon::parse_apps;
-    use crate::plan::desired_state;
+    use crate::plan::{desired_state, ServiceRules};
 
     const EVERYTHING: Purge = Purge {
         everything: true,
@@ -203,7 +221,10 @@ mod tests {
 
     #[test]
     fn a_terminated_app_is_purged_without_purge_everything() {
-        let desired = desired_state(&parse_apps(br#"{"apps":[]}"#).unwrap(), "r");
+        let desired = desired_state(
+            &parse_apps(br#"{"apps":[]}"#).unwrap(),
+            &ServiceRules::for_registration_id("r"),
+        );
         let consul = ConsulState {
             services: alloc::vec![
                 observed("h", Registration::for_task("r", "/done", "d1", "h", &[])),
@@ -242,7 +263,7 @@ mod tests {
     #[test]
     fn keys_another_bridge_marked_are_neither_overwritten_nor_purged() {
         let apps = parse_apps(br#"{"apps":[{"id":"/a","labels":{"k":"new"}}]}"#).unwrap();
-        let desired = desired_state(&apps, "blue");
+        let desired = desired_state(&apps, &ServiceRules::for_registration_id("blue"));
         let marked = |key: &str, registration_id: &str, index| KvEntry {
             flags: kv_mark(registration_id),
             ..entry(key, "\"old\"", index)
@@ -293,7 +314,7 @@ mod tests {
             br#"{"apps":[{"id":"/a","labels":{"k":"v"},"tasks":[{"id":"t1","host":"h","ports":[1],"state":"TASK_RUNNING"}]}]}"#,
         )
         .unwrap();
-        let desired = desired_state(&apps, "r");
+        let desired = desired_state(&apps, &ServiceRules::for_registration_id("r"));
         let consul = ConsulState {
             services: alloc::vec![observed("h", desired.services["t1"].registration.clone())],
             services_complete: true,
@@ -309,7 +330,7 @@ mod tests {
     fn purge_touches_only_ours_and_only_what_was_listed() {
         let desired = desired_state(
             &parse_apps(br#"{"apps":[{"id":"/live","tasks":[]}]}"#).unwrap(),
-            "r",
+            &ServiceRules::for_registration_id("r"),
         );
         let dead = Registration::for_task("r", "/gone", "t9", "h", &[]);
         let foreign = Registration::for_task("other", "/gone", "t8", "h", &[]);
@@ -412,7 +433,7 @@ mod tests {
                                               {"id":"t2","host":"h","ports":[3],"state":"TASK_RUNNING"}]}]}"#,
         )
         .unwrap();
-        let desired = desired_state(&apps, "r");
+        let desired = desired_state(&apps, &ServiceRules::for_registration_id("r"));
         let old = Registration::for_task("r", "/a", "t1", "h", &[1]);
         let consul = ConsulState {
             services: alloc::vec![observed("h", old)],

@@ -1,0 +1,510 @@
+//! What Consul services one Marathon task becomes. With no labels and no flags: consular 1.3.0's
+//! one service per task, named after the app, on its lowest host port, with the task id as its
+//! id. On top, marathon-consul's label scheme, so its users keep their app definitions:
+//!
+//! - an app label `consul` names the service (empty or `true`: the default name);
+//! - app labels whose value is `tag` become tags of all the app's services;
+//! - when any port carries a `consul` label, each labelled port becomes a service of its own
+//!   (named by the label, tagged by the port's `tag` labels too), with id `<task id>:<index>`;
+//! - every registration carries the task's Marathon identity in its meta, plus the app's
+//!   `consul-meta-<key>` labels, within Consul's limits;
+//! - an app on IP-per-task or a container network registers the task's own address with the
+//!   container port (`AddressMode`).
+//!
+//! Pure functions: which tasks run, and what Consul holds, is decided elsewhere ([`super::desired`],
+//! [`super::diff`]).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::config::AddressMode;
+use crate::consul::{
+    port_service_id, service_name, Registration, APP_ID_TAG_PREFIX, REG_ID_TAG_PREFIX,
+};
+use crate::marathon::AppOf;
+
+/// The label that names a service (app or port) and, with `--require-label consul`, selects it.
+pub const NAME_LABEL: &str = "consul";
+/// A label with this value makes its key a tag.
+pub const TAG_VALUE: &str = "tag";
+/// App labels with this prefix become service meta (the rest of the key).
+pub const META_LABEL_PREFIX: &str = "consul-meta-";
+/// Consul's limits on service meta (1.8: `structs.ValidateMetadata`).
+const MAX_META_PAIRS: usize = 64;
+const MAX_META_KEY_LEN: usize = 128;
+const MAX_META_VALUE_LEN: usize = 512;
+/// Consul reserves meta keys with this prefix.
+const RESERVED_META_PREFIX: &str = "consul-";
+/// Longest service name or tag taken from a label.
+const MAX_LABEL_NAME_LEN: usize = 255;
+
+/// How an app's services are chosen, set by flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRules {
+    /// Written into the `consular-reg-id=<id>` tag.
+    pub registration_id: String,
+    /// Only apps carrying this label are registered (`--require-label`).
+    pub require_label: Option<String>,
+    /// Which address a service registers (`--address`).
+    pub address: AddressMode,
+}
+
+impl ServiceRules {
+    /// consular 1.3.0's rules for `registration_id`: every app, the task's host.
+    pub fn for_registration_id(registration_id: &str) -> Self {
+        ServiceRules {
+            registration_id: String::from(registration_id),
+            require_label: None,
+            address: AddressMode::Auto,
+        }
+    }
+}
+
+/// Whether an app's tasks are registered at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Registered.
+    Selected,
+    /// Lacks the label `--require-label` asks for: its services are removed.
+    NotSelected,
+}
+
+/// One service each task of the app becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServiceShape {
+    name: String,
+    tags: Vec<String>,
+    /// `None`: the task's lowest port and the task id as service id (consular 1.3.0).
+    port: Option<PortShape>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortShape {
+    index: usize,
+    name: Option<String>,
+    container_port: Option<u16>,
+}
+
+/// The services the tasks of one app become, worked out once per app version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppServices {
+    app_id: String,
+    version: Option<String>,
+    selection: Selection,
+    shapes: Vec<ServiceShape>,
+    /// Meta from `consul-meta-` labels that fits Consul's limits.
+    label_meta: BTreeMap<String, String>,
+    task_addresses: bool,
+    /// The container port of each port, for services on a task's own address.
+    lowest_container_port: Option<u16>,
+    /// What was left out and why, for one log line per app version.
+    notes: Vec<String>,
+}
+
+/// What of a task its registrations need.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFacts<'a> {
+    /// The task id.
+    pub id: &'a str,
+    /// The task's host (its agent).
+    pub host: &'a str,
+    /// Host ports, in port order.
+    pub ports: &'a [u16],
+    /// The task's own addresses, when it has any.
+    pub addresses: &'a [String],
+}
+
+impl AppServices {
+    /// The services of `app` under `rules`.
+    pub fn of<T>(app: &AppOf<T>, rules: &ServiceRules) -> Self {
+        let mut notes = Vec::new();
+        let selection = match &rules.require_label {
+            Some(label) if !app.labels.contains_key(label) => Selection::NotSelected,
+            _ => Selection::Selected,
+        };
+        let default_name = service_name(&app.id);
+        let app_name = match app.labels.get(NAME_LABEL).map(String::as_str) {
+            None | Some("") | Some("true") => default_name.clone(),
+            Some(name) if is_label_name(name) => String::from(name),
+            Some(_) => {
+                notes.push(alloc::format!(
+                    "its {NAME_LABEL} label is not a service name (letters, digits, '-', '_', '.'); using {default_name}"
+                ));
+                default_name.clone()
+            }
+        };
+        let app_tags = tags_of(&app.labels, &mut notes);
+        let ports = app.port_specs();
+        let labelled = ports.iter().any(|p| p.labels.contains_key(NAME_LABEL));
+        let shapes = if labelled {
+            ports
+                .iter()
+                .enumerate()
+                .filter_map(|(index, spec)| {
+                    let label = spec.labels.get(NAME_LABEL)?;
+                    let name = match label.as_str() {
+                        "" | "true" => app_name.clone(),
+                        name if is_label_name(name) => String::from(name),
+                        _ => {
+                            notes.push(alloc::format!(
+                                "the {NAME_LABEL} label of port {index} is not a service name; using {app_name}"
+                            ));
+                            app_name.clone()
+                        }
+                    };
+                    let mut tags = app_tags.clone();
+                    tags.extend(tags_of(&spec.labels, &mut notes));
+                    Some(ServiceShape {
+                        name,
+                        tags,
+                        port: Some(PortShape {
+                            index,
+                            name: spec.name.clone(),
+                            container_port: spec
+                                .container_port
+                                .and_then(|p| u16::try_from(p).ok()),
+                        }),
+                    })
+                })
+                .collect()
+        } else {
+            alloc::vec![ServiceShape {
+                name: app_name,
+                tags: app_tags,
+                port: None,
+            }]
+        };
+        let lowest_container_port = ports
+            .iter()
+            .filter_map(|p| p.container_port.and_then(|p| u16::try_from(p).ok()))
+            .min();
+        AppServices {
+            app_id: app.id.clone(),
+            version: app.version.clone(),
+            selection,
+            shapes,
+            label_meta: label_meta(&app.labels, &mut notes),
+            task_addresses: app.has_task_addresses(),
+            lowest_container_port,
+            notes,
+        }
+    }
+
+    /// The services of an app known only by its id (an event before its app was read): consular
+    /// 1.3.0's one service per task.
+    pub fn default_for(app_id: &str, version: Option<&str>) -> Self {
+        AppServices {
+            app_id: String::from(app_id),
+            version: version.map(String::from),
+            selection: Selection::Selected,
+            shapes: alloc::vec![ServiceShape {
+                name: service_name(app_id),
+                tags: Vec::new(),
+                port: None,
+            }],
+            label_meta: BTreeMap::new(),
+            task_addresses: false,
+            lowest_container_port: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Whether the app's tasks are registered.
+    pub fn selection(&self) -> Selection {
+        self.selection
+    }
+
+    /// The app version these services were worked out for.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// What was left out of these services and why (labels that break Consul's rules).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The registrations of one task, and the agent each goes to (the task's host).
+    pub fn registrations(&self, rules: &ServiceRules, task: TaskFacts<'_>) -> Vec<Registration> {
+        if self.selection == Selection::NotSelected {
+            return Vec::new();
+        }
+        let own_address = task.addresses.first().filter(|_| match rules.address {
+            AddressMode::Host => false,
+            AddressMode::TaskIp => true,
+            AddressMode::Auto => self.task_addresses && task.ports.is_empty(),
+        });
+        self.shapes
+            .iter()
+            .map(|shape| {
+                let (id, port) = match (&shape.port, own_address) {
+                    (None, None) => (String::from(task.id), task.ports.iter().copied().min()),
+                    (None, Some(_)) => (
+                        String::from(task.id),
+                        self.lowest_container_port
+                            .or_else(|| task.ports.iter().copied().min()),
+                    ),
+                    (Some(p), None) => (
+                        port_service_id(task.id, p.index),
+                        task.ports.get(p.index).copied(),
+                    ),
+                    (Some(p), Some(_)) => (
+                        port_service_id(task.id, p.index),
+                        p.container_port
+                            .or_else(|| task.ports.get(p.index).copied()),
+                    ),
+                };
+                let mut tags = alloc::vec![
+                    alloc::format!("{REG_ID_TAG_PREFIX}{}", rules.registration_id),
+                    alloc::format!("{APP_ID_TAG_PREFIX}{}", self.app_id),
+                ];
+                tags.extend(shape.tags.iter().cloned());
+                let mut meta = self.label_meta.clone();
+                meta.insert("marathon-app-id".into(), self.app_id.clone());
+                meta.insert("marathon-task-id".into(), String::from(task.id));
+                if let Some(version) = &self.version {
+                    meta.insert("marathon-app-version".into(), version.clone());
+                }
+                if let Some(p) = &shape.port {
+                    meta.insert("marathon-port-index".into(), alloc::format!("{}", p.index));
+                    if let Some(name) = &p.name {
+                        meta.insert("marathon-port-name".into(), name.clone());
+                    }
+                }
+                Registration {
+                    name: shape.name.clone(),
+                    id,
+                    address: String::from(own_address.map_or(task.host, String::as_str)),
+                    tags,
+                    port,
+                    meta,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A name or tag from a label: printable, no spaces, short enough for DNS tooling.
+fn is_label_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_LABEL_NAME_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The keys of `labels` whose value is `tag`.
+fn tags_of(labels: &BTreeMap<String, String>, notes: &mut Vec<String>) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|(_, value)| value.as_str() == TAG_VALUE)
+        .filter_map(|(key, _)| {
+            let printable = !key.is_empty()
+                && key.len() <= MAX_LABEL_NAME_LEN
+                && key.bytes().all(|b| b.is_ascii_graphic());
+            if !printable {
+                notes.push(String::from(
+                    "a tag label that is not printable ASCII was left out",
+                ));
+            }
+            printable.then(|| key.clone())
+        })
+        .collect()
+}
+
+/// `consul-meta-<key>` labels as meta, within Consul's limits; the rest is noted.
+fn label_meta(
+    labels: &BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    // Our own keys (app and task id, version, port index and name) count against the limit.
+    const OWN_KEYS: usize = 5;
+    let mut meta = BTreeMap::new();
+    for (label, value) in labels {
+        let Some(key) = label.strip_prefix(META_LABEL_PREFIX) else {
+            continue;
+        };
+        let key_ok = !key.is_empty()
+            && key.len() <= MAX_META_KEY_LEN
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            && !key.starts_with(RESERVED_META_PREFIX)
+            && !key.starts_with("marathon-");
+        let problem = if !key_ok {
+            "its key is not 1-128 letters, digits, '-' or '_' (or is reserved)"
+        } else if value.len() > MAX_META_VALUE_LEN {
+            "its value is longer than 512 bytes"
+        } else if meta.len() + OWN_KEYS >= MAX_META_PAIRS {
+            "Consul takes at most 64 meta keys"
+        } else {
+            meta.insert(String::from(key), value.clone());
+            continue;
+        };
+        notes.push(alloc::format!(
+            "label {} left out of the service meta: {problem}",
+            crate::marathon::ids::Shown(label)
+        ));
+    }
+    meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marathon::parse_apps;
+
+    fn rules() -> ServiceRules {
+        ServiceRules::for_registration_id("r")
+    }
+
+    fn task<'a>(ports: &'a [u16], addresses: &'a [String]) -> TaskFacts<'a> {
+        TaskFacts {
+            id: "web.1",
+            host: "h1",
+            ports,
+            addresses,
+        }
+    }
+
+    fn app(json: &str) -> crate::marathon::App {
+        parse_apps(alloc::format!(r#"{{"apps":[{json}]}}"#).as_bytes())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn no_labels_is_consular_1_3_with_the_marathon_identity_in_meta() {
+        let a = app(r#"{"id":"/g/web","version":"v1"}"#);
+        let regs =
+            AppServices::of(&a, &rules()).registrations(&rules(), task(&[31001, 31000], &[]));
+        assert_eq!(regs.len(), 1);
+        let reg = &regs[0];
+        assert_eq!((reg.name.as_str(), reg.id.as_str()), ("g-web", "web.1"));
+        assert_eq!((reg.address.as_str(), reg.port), ("h1", Some(31000)));
+        assert_eq!(reg.tags, ["consular-reg-id=r", "consular-app-id=/g/web"]);
+        assert_eq!(reg.meta["marathon-app-id"], "/g/web");
+        assert_eq!(reg.meta["marathon-task-id"], "web.1");
+        assert_eq!(reg.meta["marathon-app-version"], "v1");
+        assert_eq!(
+            AppServices::default_for("/g/web", Some("v1"))
+                .registrations(&rules(), task(&[31001, 31000], &[])),
+            regs
+        );
+    }
+
+    #[test]
+    fn a_consul_label_names_and_tag_labels_tag() {
+        let a = app(
+            r#"{"id":"/web","labels":{"consul":"frontend","public":"tag","canary":"tag","other":"x"}}"#,
+        );
+        let reg = &AppServices::of(&a, &rules()).registrations(&rules(), task(&[1], &[]))[0];
+        assert_eq!(reg.name, "frontend");
+        assert_eq!(
+            reg.tags,
+            [
+                "consular-reg-id=r",
+                "consular-app-id=/web",
+                "canary",
+                "public"
+            ]
+        );
+        for default in ["", "true"] {
+            let json = alloc::format!(r#"{{"id":"/web","labels":{{"consul":"{default}"}}}}"#);
+            let reg =
+                &AppServices::of(&app(&json), &rules()).registrations(&rules(), task(&[1], &[]))[0];
+            assert_eq!(reg.name, "web");
+        }
+    }
+
+    #[test]
+    fn labelled_ports_become_services_of_their_own() {
+        let a = app(r#"{"id":"/web","labels":{"team":"tag"},"portDefinitions":[
+                 {"port":0,"name":"http","labels":{"consul":"","public":"tag"}},
+                 {"port":0,"name":"debug"},
+                 {"port":0,"name":"admin","labels":{"consul":"web-admin"}}]}"#);
+        let regs = AppServices::of(&a, &rules())
+            .registrations(&rules(), task(&[31000, 31001, 31002], &[]));
+        let got: Vec<(&str, &str, Option<u16>)> = regs
+            .iter()
+            .map(|r| (r.id.as_str(), r.name.as_str(), r.port))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("web.1:0", "web", Some(31000)),
+                ("web.1:2", "web-admin", Some(31002))
+            ]
+        );
+        assert_eq!(regs[0].tags[2..], ["team".to_string(), "public".into()]);
+        assert_eq!(regs[1].tags[2..], ["team".to_string()]);
+        assert_eq!(regs[0].meta["marathon-port-name"], "http");
+        assert_eq!(regs[1].meta["marathon-port-index"], "2");
+    }
+
+    #[test]
+    fn container_networks_register_the_task_ip_and_container_port() {
+        let a = app(
+            r#"{"id":"/db","networks":[{"mode":"container","name":"dcos"}],
+                "container":{"portMappings":[{"containerPort":5432,"labels":{"consul":"pg"}}]}}"#,
+        );
+        let ip = [String::from("9.0.0.7")];
+        let services = AppServices::of(&a, &rules());
+        let reg = &services.registrations(&rules(), task(&[], &ip))[0];
+        assert_eq!(
+            (reg.address.as_str(), reg.port, reg.name.as_str()),
+            ("9.0.0.7", Some(5432), "pg")
+        );
+        let host = ServiceRules {
+            address: AddressMode::Host,
+            ..rules()
+        };
+        assert_eq!(
+            services.registrations(&host, task(&[], &ip))[0].address,
+            "h1"
+        );
+        // Host ports mapped: the host and host port, as everything else.
+        let reg = &services.registrations(&rules(), task(&[31000], &ip))[0];
+        assert_eq!((reg.address.as_str(), reg.port), ("h1", Some(31000)));
+    }
+
+    #[test]
+    fn meta_labels_within_consuls_limits_and_the_rest_noted() {
+        let long = "x".repeat(600);
+        let json = alloc::format!(
+            r#"{{"id":"/web","labels":{{"consul-meta-team":"payments","consul-meta-bad key":"v","consul-meta-consul-x":"v","consul-meta-big":"{long}"}}}}"#
+        );
+        let services = AppServices::of(&app(&json), &rules());
+        let reg = &services.registrations(&rules(), task(&[1], &[]))[0];
+        assert_eq!(reg.meta["team"], "payments");
+        assert_eq!(
+            reg.meta.len(),
+            2 + 1,
+            "app and task id (no version), one label"
+        );
+        assert_eq!(services.notes().len(), 3, "{:?}", services.notes());
+        let many: String = (0..100)
+            .map(|i| alloc::format!(r#""consul-meta-k{i}":"v","#))
+            .collect();
+        let json = alloc::format!(r#"{{"id":"/web","labels":{{{many}"x":"y"}}}}"#);
+        let reg =
+            &AppServices::of(&app(&json), &rules()).registrations(&rules(), task(&[1], &[]))[0];
+        assert!(reg.meta.len() <= 64, "{}", reg.meta.len());
+    }
+
+    #[test]
+    fn require_label_selects() {
+        let require = ServiceRules {
+            require_label: Some("consul".into()),
+            ..rules()
+        };
+        let unlabelled = AppServices::of(&app(r#"{"id":"/a"}"#), &require);
+        assert_eq!(unlabelled.selection(), Selection::NotSelected);
+        assert!(unlabelled
+            .registrations(&require, task(&[1], &[]))
+            .is_empty());
+        let labelled = AppServices::of(&app(r#"{"id":"/a","labels":{"consul":""}}"#), &require);
+        assert_eq!(labelled.registrations(&require, task(&[1], &[])).len(), 1);
+    }
+}
