@@ -33,7 +33,7 @@ use consular_core::consul::{
 };
 use consular_core::marathon::{app_path, parse_apps, APPS_WITH_TASKS_PATH};
 use consular_core::plan::{
-    desired_state, plan_sync, ConsulState, Exclusions, ObservedService, Purge,
+    desired_state, plan_sync, ConsulState, Exclusions, ObservedService, Purge, ServiceRules,
 };
 use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon};
 use consular_core::{
@@ -314,7 +314,7 @@ pub fn plan_times(apps: usize, tasks: usize, runs: usize) -> PlanTimes {
     let mut marathon = bench_world(apps, tasks, 3).marathon;
     let body = marathon.handle(Method::Get, APPS_WITH_TASKS_PATH, b"").body;
     let parsed = parse_apps(&body).expect("the simulator's apps parse");
-    let desired = desired_state(&parsed, REGISTRATION_ID);
+    let desired = desired_state(&parsed, &ServiceRules::for_registration_id(REGISTRATION_ID));
     let empty = ConsulState {
         services: Vec::new(),
         services_complete: true,
@@ -350,7 +350,7 @@ pub fn plan_times(apps: usize, tasks: usize, runs: usize) -> PlanTimes {
     };
     let excluded = Exclusions::default();
     let plan = |consul: &ConsulState| {
-        let desired = desired_state(&parsed, REGISTRATION_ID);
+        let desired = desired_state(&parsed, &ServiceRules::for_registration_id(REGISTRATION_ID));
         plan_sync(desired, consul, REGISTRATION_ID, &purge, &excluded)
     };
     let cold_plan = plan(&empty);

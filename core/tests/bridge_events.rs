@@ -48,7 +48,8 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
     assert_eq!(
         body_json(&register),
         json!({"Name": "my-group-my-app", "ID": "my-app.t1", "Address": "Slave-1.Acme.org",
-               "Tags": ["consular-reg-id=test", "consular-app-id=/my-group/my-app"], "Port": 1234})
+               "Tags": ["consular-reg-id=test", "consular-app-id=/my-group/my-app"], "Port": 1234,
+               "Meta": {"marathon-app-id": "/my-group/my-app", "marathon-task-id": "my-app.t1"}})
     );
     assert_eq!(register.timeout, Duration::from_secs(5));
     t.respond(&register, 200, "");
@@ -304,8 +305,8 @@ fn other_tasks_are_not_held_up_by_a_busy_one() {
     t.event(&status_event("TASK_KILLED", "t1", "/a", "h1", "[]"));
     t.event(&status_event("TASK_KILLED", "t2", "/a", "h2", "[]"));
     t.members(&["h1", "h2"]);
-    t.take(Method::Get, agent("h1"), "/v1/agent/service/t1");
-    t.take(Method::Get, agent("h2"), "/v1/agent/service/t2");
+    t.take(Method::Get, agent("h1"), "/v1/agent/services");
+    t.take(Method::Get, agent("h2"), "/v1/agent/services");
 }
 
 #[test]

@@ -113,31 +113,26 @@ fn with_fallback_a_strangers_task_registers_on_the_main_consul_only() {
 #[test]
 fn a_forged_stop_leaves_a_service_we_did_not_register() {
     let mut t = Transcript::new(config());
+    let listing = r#"{"vault":{"ID":"vault","Service":"vault","Tags":["primary"],"Port":8200},
+                      "half":{"ID":"half","Service":"x","Tags":["consular-reg-id=test"]}}"#;
     let id = t.event(&event("TASK_KILLED", "vault", "/a", "h"));
     t.members(&["h"]);
-    let read = t.expect(Method::Get, agent("h"), "/v1/agent/service/vault");
-    t.respond(
-        &read,
-        200,
-        r#"{"ID":"vault","Service":"vault","Tags":["primary"],"Port":8200}"#,
-    );
+    let read = t.expect(Method::Get, agent("h"), "/v1/agent/services");
+    t.respond(&read, 200, listing);
     assert_eq!(t.reply(id).0, 200);
     assert!(t.logged("not deregistering vault from h"));
     t.expect_no_request();
     // Our registration tag without an app tag was not made by consular either.
     let id = t.event(&event("TASK_KILLED", "half", "/a", "h"));
-    let read = t.expect(Method::Get, agent("h"), "/v1/agent/service/half");
-    t.respond(
-        &read,
-        200,
-        r#"{"Service":"x","Tags":["consular-reg-id=test"]}"#,
-    );
+    let read = t.expect(Method::Get, agent("h"), "/v1/agent/services");
+    t.respond(&read, 200, listing);
     assert_eq!(t.reply(id).0, 200);
+    assert!(t.logged("not deregistering half from h"));
     t.expect_no_request();
     // A service the agent does not have needs no deregistration.
     let id = t.event(&event("TASK_KILLED", "gone", "/a", "h"));
-    let read = t.expect(Method::Get, agent("h"), "/v1/agent/service/gone");
-    t.respond(&read, 404, "unknown service ID: gone");
+    let read = t.expect(Method::Get, agent("h"), "/v1/agent/services");
+    t.respond(&read, 200, listing);
     assert_eq!(t.reply(id).0, 200);
     t.expect_no_request();
 }
@@ -254,7 +249,7 @@ fn a_flood_of_updates_of_one_task_is_bounded() {
     let mut t = Transcript::new(config());
     let first = t.event(&event("TASK_KILLED", "t", "/a", "h"));
     t.members(&["h"]);
-    let read = t.expect(Method::Get, agent("h"), "/v1/agent/service/t");
+    let read = t.expect(Method::Get, agent("h"), "/v1/agent/services");
     let mut refused = 0;
     for _ in 0..2000 {
         let id = t.event(&event("TASK_STAGING", "t", "/a", "h"));

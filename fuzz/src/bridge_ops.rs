@@ -40,8 +40,8 @@ use consular_core::consul::{
 use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
-    Bridge, Config, EventSource, EventsEndpoint, InboundId, Method, Output, Request, RequestId,
-    Response, Target, TransportError,
+    AddressMode, Bridge, Config, EventSource, EventsEndpoint, InboundId, Method, Output, Request,
+    RequestId, Response, Target, TransportError,
 };
 use serde_json::{json, Value};
 
@@ -273,6 +273,8 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         // Purge three times in four: it is the path the ownership check guards.
         purge: flags & 6 != 6,
         request_timeout: Duration::from_secs(c.below(10)? as u64),
+        require_label: None,
+        address: AddressMode::Auto,
         fallback: flags & 8 != 0,
         fallback_timeout: Duration::from_secs(c.below(4)? as u64),
         max_in_flight: 1 + c.below(8)?,

@@ -7,9 +7,8 @@
 //! dot segment or control character, and txn batches are what Consul accepts.
 
 use consular_core::consul::{
-    agent_service_path, deregister_path, kv_tree_path, parse_agent_service, parse_agent_services,
-    parse_catalog_nodes, parse_failed_nodes, parse_kv_entries, txn_batches, txn_body, TxnOp,
-    TXN_MAX_BYTES, TXN_MAX_OPS,
+    deregister_path, kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes,
+    parse_kv_entries, txn_batches, txn_body, TxnOp, TXN_MAX_BYTES, TXN_MAX_OPS,
 };
 use consular_core::encoding::{
     base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
@@ -43,12 +42,7 @@ fn parsers(bytes: &[u8]) {
                 "a status update without a task id"
             );
             // Whatever an event carries, the paths built from it are single, clean segments.
-            for path in [
-                deregister_path(&update.task_id),
-                agent_service_path(&update.task_id),
-            ] {
-                assert_clean_path(&path);
-            }
+            assert_clean_path(&deregister_path(&update.task_id));
             if let Some(app_id) = &update.app_id {
                 assert_clean_path(&app_path(app_id));
             }
@@ -71,7 +65,6 @@ fn parsers(bytes: &[u8]) {
     }
     let _ = parse_catalog_nodes(bytes);
     let _ = parse_failed_nodes(bytes);
-    let _ = parse_agent_service("t", bytes);
     if let Ok(entries) = parse_kv_entries(bytes) {
         // A txn built from what was read must be well-formed JSON.
         let ops: Vec<TxnOp> = entries

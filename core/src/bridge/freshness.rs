@@ -1,7 +1,8 @@
 //! The rule between events and syncs. A sync plans from a Marathon snapshot that events may
 //! overtake while it is read and written: a task or app an event touched after the snapshot was
-//! asked for is left to the event. And a label sync done by an event for one app version is
-//! remembered, so further tasks of that version need no app read.
+//! asked for is left to the event. And what is known of each app version is remembered — its
+//! labels in place in KV, the services its tasks become — so further tasks of that version need
+//! no app read.
 //!
 //! Both workflows change this state only through the methods here; when to call them is decided
 //! in `task.rs` and `sync.rs`.
@@ -9,7 +10,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 
-use crate::plan::Exclusions;
+use crate::plan::{AppServices, Exclusions};
 
 /// Apps whose synced label version is remembered. Syncs prune the list to Marathon's apps; without
 /// syncs it is cleared when full, which costs only an app read per app.
@@ -31,6 +32,9 @@ pub(super) struct Freshness {
     /// rolling start of N tasks reads the app once, not N times. Pruned to Marathon's apps by
     /// every sync, so it holds at most one entry per app.
     label_versions: BTreeMap<String, String>,
+    /// The services each app's tasks become, as of the last read of the app (by a sync or an
+    /// update), by service name; pruned like `label_versions`.
+    services: BTreeMap<String, AppServices>,
 }
 
 impl Freshness {
@@ -92,10 +96,32 @@ impl Freshness {
         self.label_versions.remove(name);
     }
 
-    /// Forgets label versions of apps Marathon no longer has.
-    pub(super) fn keep_label_versions_of(&mut self, live_names: &BTreeSet<String>) {
+    /// The services the tasks of app `name` become, if the app was read at `version` (or at all,
+    /// for an update that names no version).
+    pub(super) fn services_of(&self, name: &str, version: Option<&str>) -> Option<&AppServices> {
+        self.services
+            .get(name)
+            .filter(|known| version.is_none() || known.version() == version)
+    }
+
+    /// The app `name` was read and its tasks become `services`.
+    pub(super) fn remember_services(&mut self, name: &str, services: AppServices) {
+        if self.services.len() >= APP_VERSIONS_REMEMBERED && !self.services.contains_key(name) {
+            self.services.clear();
+        }
+        self.services.insert(String::from(name), services);
+    }
+
+    /// A sync read every app: what their tasks become replaces what was known.
+    pub(super) fn learn_services(&mut self, services: BTreeMap<String, AppServices>) {
+        self.services = services;
+    }
+
+    /// Forgets what is known of apps Marathon no longer has.
+    pub(super) fn keep_apps(&mut self, live_names: &BTreeSet<String>) {
         self.label_versions
             .retain(|name, _| live_names.contains(name));
+        self.services.retain(|name, _| live_names.contains(name));
     }
 
     /// True if no touch is remembered (nothing for a sync to leave alone).
@@ -133,7 +159,7 @@ mod tests {
         assert!(f.labels_match("web", Some(&"v1".into())));
         assert!(!f.labels_match("web", None));
         assert!(!f.labels_match("web", Some(&"v2".into())));
-        f.keep_label_versions_of(&BTreeSet::new());
+        f.keep_apps(&BTreeSet::new());
         assert!(!f.labels_match("web", Some(&"v1".into())));
     }
 }

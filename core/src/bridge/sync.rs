@@ -471,7 +471,9 @@ impl Bridge {
                 .services
                 .retain(|id, _| !ended.iter().any(|t| t == task_of_service(id)));
         }
-        self.freshness.keep_label_versions_of(&desired.live_names);
+        self.freshness
+            .learn_services(core::mem::take(&mut desired.app_services));
+        self.freshness.keep_apps(&desired.live_names);
         let excluded = self.freshness.newer_than(round.snapshot);
         round.running_tasks = desired.running_tasks.len();
         let clashes = core::mem::take(&mut desired.clashes);

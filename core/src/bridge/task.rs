@@ -12,12 +12,13 @@ use super::names::NameClaim;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
 use crate::consul::{
-    agent_host, agent_service_path, kv_tree_path, parse_agent_service, parse_kv_entries,
-    service_name, Registration, APP_ID_TAG_PREFIX, KV_ROOT, REG_ID_TAG_PREFIX,
+    agent_host, kv_tree_path, parse_agent_services, parse_kv_entries, service_name,
+    task_of_service, Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, KV_ROOT,
+    REG_ID_TAG_PREFIX,
 };
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
-use crate::plan::{plan_app_labels, DesiredService};
+use crate::plan::{plan_app_labels, AppServices, DesiredService, TaskFacts};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
 const ENDED_TASKS_REMEMBERED: usize = 16_384;
@@ -33,11 +34,22 @@ pub(super) struct ChainId(u64);
 enum TaskStep {
     /// Waiting for the catalog to say whether the task's host is a Consul member.
     AwaitMembers,
+    /// Registering `service`; `rest` follow, one at a time. Then the label phase (`then`).
     Register {
         service: DesiredService,
         on_fallback: bool,
+        rest: VecDeque<DesiredService>,
+        then: AfterRegistering,
     },
     FetchApp,
+    /// The app's definition no longer has service `id` of the task: deregistering it, then
+    /// `rest`, then reading the app's labels.
+    DeregisterReplaced {
+        agent: String,
+        id: String,
+        rest: VecDeque<String>,
+        app: AppDefinition,
+    },
     ReadLabels {
         app: AppDefinition,
     },
@@ -45,12 +57,28 @@ enum TaskStep {
         pending: usize,
         app_version: Option<String>,
     },
-    /// Reading the service from the agent, to deregister it only if it is ours.
-    CheckOwner {
+    /// Listing the agent's services, to deregister only the task's services that are ours.
+    ListTaskServices {
         agent: String,
     },
+    /// Deregistering `id`; `rest` follow.
     Deregister {
         agent: String,
+        id: String,
+        rest: VecDeque<String>,
+    },
+}
+
+/// What follows a task's registrations.
+#[derive(Debug)]
+enum AfterRegistering {
+    /// The label phase: read the app (unless its labels are in place for this version).
+    Labels,
+    /// The app was read and gave other services: deregister those it no longer has, then read
+    /// its labels.
+    Corrected {
+        replaced: VecDeque<String>,
+        app: AppDefinition,
     },
 }
 
@@ -58,6 +86,8 @@ enum TaskStep {
 struct Chain {
     reply_to: Option<InboundId>,
     update: StatusUpdate,
+    /// The services this update has registered, as registered.
+    registered: Vec<DesiredService>,
     step: TaskStep,
     error: Option<String>,
 }
@@ -182,6 +212,7 @@ impl Bridge {
                 let chain = Chain {
                     reply_to,
                     update,
+                    registered: Vec::new(),
                     step: TaskStep::AwaitMembers,
                     error: None,
                 };
@@ -235,31 +266,41 @@ impl Bridge {
                     );
                     self.log(Level::Warn, message);
                 }
-                let app_id = update.app_id.as_deref().unwrap_or_default();
-                let registration = Registration::for_task(
-                    &self.config.registration_id,
-                    app_id,
-                    &update.task_id,
-                    &update.host,
-                    &update.ports,
-                );
-                let service = DesiredService {
-                    agent,
-                    registration,
+                let mut services: VecDeque<DesiredService> = self
+                    .task_services(&update)
+                    .into_iter()
+                    .map(|registration| DesiredService {
+                        agent: agent.clone(),
+                        registration,
+                    })
+                    .collect();
+                let Some(service) = services.pop_front() else {
+                    // `--require-label` leaves the app out; its labels still go to KV.
+                    let chain = Chain {
+                        reply_to,
+                        update,
+                        registered: Vec::new(),
+                        step: TaskStep::FetchApp,
+                        error: None,
+                    };
+                    self.labels_phase(chain_id, chain);
+                    return None;
                 };
                 self.send_registration(Awaiting::Task(chain_id), &service, on_fallback);
                 TaskStep::Register {
                     service,
                     on_fallback,
+                    rest: services,
+                    then: AfterRegistering::Labels,
                 }
             }
             Membership::Member => {
                 let timeout = self.config.request_timeout;
-                let path = agent_service_path(&update.task_id);
+                let path = String::from(AGENT_SERVICES_PATH);
                 let target = Target::Agent(agent.clone());
                 let awaiting = Awaiting::Task(chain_id);
                 self.send(awaiting, target, Method::Get, path, None, timeout);
-                TaskStep::CheckOwner { agent }
+                TaskStep::ListTaskServices { agent }
             }
             Membership::Stranger | Membership::Unknown => {
                 return Some(self.stranger_refused(reply_to, update))
@@ -268,11 +309,35 @@ impl Bridge {
         let chain = Chain {
             reply_to,
             update,
+            registered: Vec::new(),
             step,
             error: None,
         };
         self.tasks.chains.insert(chain_id, chain);
         None
+    }
+
+    /// The registrations of a running task as far as the bridge knows its app: from the shape
+    /// its last read (by a sync or an update) gave for the task's app version, else consular
+    /// 1.3.0's one service, corrected once the app is read.
+    fn task_services(&self, update: &StatusUpdate) -> Vec<Registration> {
+        let app_id = update.app_id.as_deref().unwrap_or_default();
+        let version = update.app_version.as_deref();
+        let default;
+        let services = match self.freshness.services_of(&service_name(app_id), version) {
+            Some(known) => known,
+            None => {
+                default = AppServices::default_for(app_id, version);
+                &default
+            }
+        };
+        let facts = TaskFacts {
+            id: &update.task_id,
+            host: &update.host,
+            ports: &update.ports,
+            addresses: &update.ip_addresses,
+        };
+        services.registrations(&self.config.service_rules(), facts)
     }
 
     fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {
@@ -294,48 +359,41 @@ impl Bridge {
         };
         let awaiting = Awaiting::Task(chain_id);
         let app_id = chain.update.app_id.clone().unwrap_or_default();
-        let timeout = self.config.request_timeout;
-        chain.step = match chain.step {
+        let step = core::mem::replace(&mut chain.step, TaskStep::AwaitMembers);
+        chain.step = match step {
             TaskStep::Register {
                 service,
                 on_fallback,
+                mut rest,
+                then,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Registered::Done => {
-                    let name = service.registration.name.clone();
-                    if self.sync.is_running() {
-                        self.freshness.app_touched_during_sync(&name);
+                    chain.registered.push(service);
+                    match (rest.pop_front(), then) {
+                        (Some(next), then) => {
+                            self.send_registration(awaiting, &next, on_fallback);
+                            TaskStep::Register {
+                                service: next,
+                                on_fallback,
+                                rest,
+                                then,
+                            }
+                        }
+                        (None, AfterRegistering::Labels) => {
+                            return self.labels_phase(chain_id, chain)
+                        }
+                        (None, AfterRegistering::Corrected { replaced, app }) => {
+                            return self.deregister_replaced(chain_id, chain, replaced, app)
+                        }
                     }
-                    let version = chain.update.app_version.as_ref();
-                    if self.freshness.labels_match(&name, version) {
-                        return self.finish_chain(chain.reply_to, chain.update, None);
-                    }
-                    if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
-                        // Another update of this app is syncing its labels; it re-reads once when
-                        // done (unless it syncs this same version), so this one need not race it
-                        // (and lose with a stale index).
-                        sync.again |= version.is_none() || sync.app_version.as_ref() != version;
-                        return self.finish_chain(chain.reply_to, chain.update, None);
-                    }
-                    let sync = LabelSync {
-                        app_version: chain.update.app_version.clone(),
-                        again: false,
-                    };
-                    self.tasks.label_syncs.insert(name, sync);
-                    self.send(
-                        awaiting,
-                        Target::Marathon,
-                        Method::Get,
-                        app_path(&app_id),
-                        None,
-                        timeout,
-                    );
-                    TaskStep::FetchApp
                 }
                 Registered::RetryOnMainConsul => {
                     self.send_registration(awaiting, &service, true);
                     TaskStep::Register {
                         service,
                         on_fallback: true,
+                        rest,
+                        then,
                     }
                 }
                 Registered::Failed => {
@@ -347,18 +405,19 @@ impl Bridge {
                 }
             },
             TaskStep::FetchApp => match answer.parsed(parse_app_definition) {
-                Ok(Some(app)) => {
-                    let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
-                    let path = kv_tree_path(&prefix);
-                    self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
-                    TaskStep::ReadLabels { app }
-                }
+                Ok(Some(app)) => return self.app_read(chain_id, chain, app),
                 Ok(None) => {
                     let message = alloc::format!(
                         "app {app_id} no longer exists in Marathon; its labels are left as they are"
                     );
                     self.log(Level::Warn, message);
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, Ok(None));
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        chain.registered,
+                        Ok(None),
+                    );
                 }
                 Err(e) => {
                     self.log(
@@ -366,16 +425,39 @@ impl Bridge {
                         alloc::format!("cannot read app {app_id}: {e}"),
                     );
                     let error = Err(alloc::format!("reading app {app_id}: {}", answer.summary()));
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, error);
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        chain.registered,
+                        error,
+                    );
                 }
             },
+            TaskStep::DeregisterReplaced {
+                agent,
+                id,
+                rest,
+                app,
+            } => {
+                if self.deregistration_done(&agent, &id, &answer) == Written::Done {
+                    chain.registered.retain(|s| s.registration.id != id);
+                }
+                return self.deregister_replaced(chain_id, chain, rest, app);
+            }
             TaskStep::ReadLabels { app } => {
                 let current = match answer.parsed(parse_kv_entries) {
                     Ok(entries) => entries.unwrap_or_default(),
                     Err(e) => {
                         self.log(Level::Error, alloc::format!("cannot read labels: {e}"));
                         let error = Err(alloc::format!("reading labels: {}", answer.summary()));
-                        return self.labels_done(chain_id, chain.reply_to, chain.update, error);
+                        return self.labels_done(
+                            chain_id,
+                            chain.reply_to,
+                            chain.update,
+                            chain.registered,
+                            error,
+                        );
                     }
                 };
                 let name = service_name(&app.id);
@@ -383,7 +465,13 @@ impl Bridge {
                     plan_app_labels(&name, &app.labels, &current, &self.config.registration_id);
                 if ops.is_empty() {
                     let synced = Ok(app.version);
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        chain.registered,
+                        synced,
+                    );
                 }
                 self.log(
                     Level::Info,
@@ -411,43 +499,183 @@ impl Bridge {
                     }
                 } else {
                     let synced = chain.error.map_or(Ok(app_version), Err);
-                    return self.labels_done(chain_id, chain.reply_to, chain.update, synced);
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        chain.registered,
+                        synced,
+                    );
                 }
             }
             TaskStep::AwaitMembers => TaskStep::AwaitMembers,
-            TaskStep::CheckOwner { agent } => {
-                let task_id = &chain.update.task_id;
-                match answer.parsed(|body| parse_agent_service(task_id, body)) {
-                    Ok(Some(service)) if service.is_owned_by(&self.config.registration_id) => {
-                        self.send_deregistration(awaiting, &agent, task_id);
-                        TaskStep::Deregister { agent }
-                    }
-                    Ok(Some(_)) => {
-                        let message = alloc::format!(
-                            "not deregistering {task_id} from {agent}: it does not carry our {REG_ID_TAG_PREFIX}{} and {APP_ID_TAG_PREFIX} tags",
-                            self.config.registration_id
-                        );
-                        self.log(Level::Warn, message);
-                        return self.finish_chain(chain.reply_to, chain.update, None);
-                    }
-                    Ok(None) => {
-                        let message = alloc::format!("{task_id} is not registered on {agent}");
-                        self.debug(message);
-                        return self.finish_chain(chain.reply_to, chain.update, None);
-                    }
+            TaskStep::ListTaskServices { agent } => {
+                let task_id = chain.update.task_id.clone();
+                let listed = match answer.required(parse_agent_services) {
+                    Ok(services) => services,
                     Err(e) => {
-                        let message = alloc::format!("cannot read {task_id} from {agent}: {e}");
+                        let message = alloc::format!("cannot list the services of {agent}: {e}");
                         self.log(Level::Error, message);
                         let error = alloc::format!("cannot deregister: {}", answer.summary());
                         return self.finish_chain(chain.reply_to, chain.update, Some(error));
                     }
+                };
+                let (ours, foreign): (Vec<Registration>, Vec<Registration>) = listed
+                    .into_iter()
+                    .filter(|s| task_of_service(&s.id) == task_id)
+                    .partition(|s| s.is_owned_by(&self.config.registration_id));
+                for service in &foreign {
+                    let message = alloc::format!(
+                        "not deregistering {} from {agent}: it does not carry our {REG_ID_TAG_PREFIX}{} and {APP_ID_TAG_PREFIX} tags",
+                        service.id,
+                        self.config.registration_id
+                    );
+                    self.log(Level::Warn, message);
+                }
+                let mut ids: VecDeque<String> = ours.into_iter().map(|s| s.id).collect();
+                let Some(id) = ids.pop_front() else {
+                    self.debug(alloc::format!("{task_id} is not registered on {agent}"));
+                    return self.finish_chain(chain.reply_to, chain.update, None);
+                };
+                self.send_deregistration(awaiting, &agent, &id);
+                TaskStep::Deregister {
+                    agent,
+                    id,
+                    rest: ids,
                 }
             }
-            TaskStep::Deregister { agent } => {
-                let written = self.deregistration_done(&agent, &chain.update.task_id, &answer);
-                let error = (written == Written::Failed)
-                    .then(|| alloc::format!("cannot deregister: {}", answer.summary()));
-                return self.finish_chain(chain.reply_to, chain.update, error);
+            TaskStep::Deregister {
+                agent,
+                id,
+                mut rest,
+            } => {
+                if self.deregistration_done(&agent, &id, &answer) == Written::Failed {
+                    chain.error.get_or_insert_with(|| {
+                        alloc::format!("cannot deregister: {}", answer.summary())
+                    });
+                }
+                match rest.pop_front() {
+                    Some(next) => {
+                        self.send_deregistration(awaiting, &agent, &next);
+                        TaskStep::Deregister {
+                            agent,
+                            id: next,
+                            rest,
+                        }
+                    }
+                    None => return self.finish_chain(chain.reply_to, chain.update, chain.error),
+                }
+            }
+        };
+        self.tasks.chains.insert(chain_id, chain);
+    }
+
+    /// After the registrations: make the app's KV labels match, unless they are in place for the
+    /// task's app version, or another update of the app is already at it.
+    fn labels_phase(&mut self, chain_id: ChainId, mut chain: Chain) {
+        let app_id = chain.update.app_id.clone().unwrap_or_default();
+        let name = service_name(&app_id);
+        if self.sync.is_running() {
+            self.freshness.app_touched_during_sync(&name);
+        }
+        let version = chain.update.app_version.as_ref();
+        if self.freshness.labels_match(&name, version) {
+            return self.finish_chain(chain.reply_to, chain.update, None);
+        }
+        if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
+            // Another update of this app is syncing its labels; it re-reads once when done
+            // (unless it syncs this same version), so this one need not race it (and lose with
+            // a stale index).
+            sync.again |= version.is_none() || sync.app_version.as_ref() != version;
+            return self.finish_chain(chain.reply_to, chain.update, None);
+        }
+        let sync = LabelSync {
+            app_version: chain.update.app_version.clone(),
+            again: false,
+        };
+        self.tasks.label_syncs.insert(name, sync);
+        let timeout = self.config.request_timeout;
+        let path = app_path(&app_id);
+        let awaiting = Awaiting::Task(chain_id);
+        self.send(awaiting, Target::Marathon, Method::Get, path, None, timeout);
+        chain.step = TaskStep::FetchApp;
+        self.tasks.chains.insert(chain_id, chain);
+    }
+
+    /// The app's definition was read: remember the services it gives, correct the task's
+    /// registrations if they differ (registering the new before removing the replaced), then
+    /// read the app's labels.
+    fn app_read(&mut self, chain_id: ChainId, mut chain: Chain, app: AppDefinition) {
+        let services = AppServices::of(&app, &self.config.service_rules());
+        for note in services.notes() {
+            let message = alloc::format!("app {}: {note}", app.id);
+            self.log(Level::Warn, message);
+        }
+        let agent = agent_host(&chain.update.host);
+        let facts = TaskFacts {
+            id: &chain.update.task_id,
+            host: &chain.update.host,
+            ports: &chain.update.ports,
+            addresses: &chain.update.ip_addresses,
+        };
+        let wanted = services.registrations(&self.config.service_rules(), facts);
+        self.freshness
+            .remember_services(&service_name(&app.id), services);
+        let mut register: VecDeque<DesiredService> = wanted
+            .iter()
+            .filter(|w| !chain.registered.iter().any(|r| r.registration == **w))
+            .map(|registration| DesiredService {
+                agent: agent.clone(),
+                registration: registration.clone(),
+            })
+            .collect();
+        let replaced: VecDeque<String> = chain
+            .registered
+            .iter()
+            .map(|r| r.registration.id.clone())
+            .filter(|id| !wanted.iter().any(|w| &w.id == id))
+            .collect();
+        match register.pop_front() {
+            Some(service) => {
+                self.send_registration(Awaiting::Task(chain_id), &service, false);
+                chain.step = TaskStep::Register {
+                    service,
+                    on_fallback: false,
+                    rest: register,
+                    then: AfterRegistering::Corrected { replaced, app },
+                };
+                self.tasks.chains.insert(chain_id, chain);
+            }
+            None => self.deregister_replaced(chain_id, chain, replaced, app),
+        }
+    }
+
+    /// Deregisters the first of `replaced`, or, with none left, reads the app's labels.
+    fn deregister_replaced(
+        &mut self,
+        chain_id: ChainId,
+        mut chain: Chain,
+        mut replaced: VecDeque<String>,
+        app: AppDefinition,
+    ) {
+        let awaiting = Awaiting::Task(chain_id);
+        chain.step = match replaced.pop_front() {
+            Some(id) => {
+                let agent = agent_host(&chain.update.host);
+                self.send_deregistration(awaiting, &agent, &id);
+                TaskStep::DeregisterReplaced {
+                    agent,
+                    id,
+                    rest: replaced,
+                    app,
+                }
+            }
+            None => {
+                let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
+                let path = kv_tree_path(&prefix);
+                let timeout = self.config.request_timeout;
+                self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
+                TaskStep::ReadLabels { app }
             }
         };
         self.tasks.chains.insert(chain_id, chain);
@@ -461,6 +689,7 @@ impl Bridge {
         chain_id: ChainId,
         reply_to: Option<InboundId>,
         update: StatusUpdate,
+        registered: Vec<DesiredService>,
         synced: Result<Option<String>, String>,
     ) {
         let name = service_name(update.app_id.as_deref().unwrap_or_default());
@@ -484,6 +713,7 @@ impl Bridge {
             let chain = Chain {
                 reply_to,
                 update,
+                registered,
                 step: TaskStep::FetchApp,
                 error: None,
             };
@@ -576,6 +806,17 @@ mod tests {
     use alloc::vec::Vec;
     use core::time::Duration;
 
+    /// Node `h`'s services: ours, with the task ids the tests use (`t`, `t0` … `t99`).
+    fn listing() -> alloc::string::String {
+        let ours = r#"{"Service":"a","Tags":["consular-reg-id=consular","consular-app-id=/a"]}"#;
+        let entries: Vec<alloc::string::String> =
+            core::iter::once(alloc::string::String::from("t"))
+                .chain((0..100).map(|i| alloc::format!("t{i}")))
+                .map(|id| alloc::format!(r#""{id}":{ours}"#))
+                .collect();
+        alloc::format!("{{{}}}", entries.join(","))
+    }
+
     /// Answers every request as a healthy Consul with one node `h` holding our services would,
     /// until the bridge asks for nothing more; returns the replies.
     fn answer_all(bridge: &mut Bridge) -> Vec<Reply> {
@@ -594,17 +835,14 @@ mod tests {
                 return replies;
             }
             for r in requests {
-                let body: &[u8] = match (r.method, r.path_and_query.as_str()) {
-                    (Method::Get, "/v1/catalog/nodes") => br#"[{"Node":"h","Address":"h"}]"#,
-                    (Method::Get, p) if p.starts_with("/v1/agent/service/") => {
-                        br#"{"Service":"a","Tags":["consular-reg-id=consular","consular-app-id=/a"]}"#
+                let body: Vec<u8> = match (r.method, r.path_and_query.as_str()) {
+                    (Method::Get, "/v1/catalog/nodes") => {
+                        br#"[{"Node":"h","Address":"h"}]"#.to_vec()
                     }
-                    _ => b"",
+                    (Method::Get, "/v1/agent/services") => listing().into_bytes(),
+                    _ => Vec::new(),
                 };
-                let ok = Response {
-                    status: 200,
-                    body: body.to_vec(),
-                };
+                let ok = Response { status: 200, body };
                 bridge.handle_response(Duration::ZERO, r.id, Ok(ok));
             }
         }

@@ -10,8 +10,7 @@ pub use kv::{
     KvEntry, KvKey, TxnBatch, TxnOp, KV_ROOT, TXN_MAX_BYTES, TXN_MAX_OPS, TXN_PATH,
 };
 pub use service::{
-    agent_host, agent_service_path, deregister_path, parse_agent_service, parse_agent_services,
-    parse_catalog_nodes, parse_failed_nodes, port_service_id, service_name, task_of_service,
-    CatalogNode, Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, CATALOG_NODES_PATH,
-    CRITICAL_CHECKS_PATH, REGISTER_PATH, REG_ID_TAG_PREFIX,
+    agent_host, deregister_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes,
+    port_service_id, service_name, task_of_service, CatalogNode, Registration, AGENT_SERVICES_PATH,
+    APP_ID_TAG_PREFIX, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, REGISTER_PATH, REG_ID_TAG_PREFIX,
 };

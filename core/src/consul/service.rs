@@ -25,11 +25,6 @@ pub const REG_ID_TAG_PREFIX: &str = "consular-reg-id=";
 /// Tag prefix carrying the Marathon app id.
 pub const APP_ID_TAG_PREFIX: &str = "consular-app-id=";
 
-/// `GET` one service of the agent that receives it (404 when the agent has none by that id).
-pub fn agent_service_path(id: &str) -> String {
-    alloc::format!("/v1/agent/service/{}", encode_segment(id))
-}
-
 /// `PUT` deregisters service `id` from the agent that receives it.
 pub fn deregister_path(id: &str) -> String {
     alloc::format!("/v1/agent/service/deregister/{}", encode_segment(id))
@@ -163,19 +158,6 @@ pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError
             meta: s.meta.unwrap_or_default(),
         })
         .collect())
-}
-
-/// Parses `GET /v1/agent/service/<id>`: the one service, under the id asked for.
-pub fn parse_agent_service(id: &str, body: &[u8]) -> Result<Registration, ParseError> {
-    let s: AgentService = serde_json::from_slice(body)?;
-    Ok(Registration {
-        name: s.service,
-        id: String::from(id),
-        address: s.address,
-        tags: s.tags.unwrap_or_default(),
-        port: u16::try_from(s.port).ok().filter(|&p| p != 0),
-        meta: s.meta.unwrap_or_default(),
-    })
 }
 
 /// One node of the catalog: a member of the Consul cluster.

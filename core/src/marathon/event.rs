@@ -40,6 +40,8 @@ pub struct StatusUpdate {
     /// `version`: the app version the task runs, when present and a string. Marathon gives every
     /// change of an app's definition (labels included) a new version.
     pub app_version: Option<String>,
+    /// `ipAddresses[].ipAddress`: the task's own addresses (IP-per-task, container networks).
+    pub ip_addresses: Vec<String>,
 }
 
 /// Why an event body was rejected.
@@ -93,6 +95,7 @@ struct RawEvent {
     host: Option<Value>,
     ports: Option<Value>,
     version: Option<Value>,
+    ip_addresses: Option<Value>,
 }
 
 /// Parses one event body.
@@ -167,6 +170,19 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
             .ok_or_else(|| bad("ports", "must hold port numbers from 0 to 65535"))?,
         Some(_) => return Err(bad("ports", "must be an array")),
     };
+    let ip_addresses = match raw.ip_addresses {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                let ip = item.get("ipAddress").and_then(Value::as_str)?;
+                let literal = ip.parse::<core::net::IpAddr>().is_ok();
+                literal.then(|| String::from(ip))
+            })
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| bad("ipAddresses", "must hold IP addresses"))?,
+        Some(_) => return Err(bad("ipAddresses", "must be an array")),
+    };
     // Only an optimisation hint (see `StatusUpdate::app_version`), so an odd value is ignored.
     let app_version = match raw.version {
         Some(Value::String(s)) if !s.is_empty() => Some(s),
@@ -179,6 +195,7 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
         state,
         ports,
         app_version,
+        ip_addresses,
     }))
 }
 
@@ -211,6 +228,7 @@ mod tests {
                 state: TaskState::Running,
                 ports: alloc::vec![31000, 80],
                 app_version: Some("2014-04-04T06:26:23.051Z".into()),
+                ip_addresses: alloc::vec::Vec::new(),
             }))
         );
     }

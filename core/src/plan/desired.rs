@@ -36,6 +36,8 @@ pub struct DesiredState {
     pub synced_apps: BTreeSet<String>,
     /// Ids of the apps `--require-label` leaves out: their services go, `--purge` or not.
     pub deselected_apps: BTreeSet<String>,
+    /// The services each app's tasks become, by the app's service name (for later events).
+    pub app_services: BTreeMap<String, AppServices>,
     /// Service names that several app ids map to, with those ids in input order. These apps are
     /// skipped (neither written nor purged) until the clash is resolved.
     pub clashes: Vec<(String, Vec<String>)>,
@@ -159,6 +161,9 @@ pub fn desired_state(apps: &[App], rules: &ServiceRules) -> DesiredState {
                     .services
                     .insert(service.registration.id.clone(), service);
             }
+        }
+        if !clashing {
+            state.app_services.insert(name.clone(), services);
         }
         if clashing {
             continue;

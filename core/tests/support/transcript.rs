@@ -199,13 +199,15 @@ impl Transcript {
         }
     }
 
-    /// Answers the read of service `id` on `host` that comes before deregistering it: the service
-    /// is ours (our registration tag and an app tag).
+    /// Answers the listing of `host`'s services that comes before deregistering a task's:
+    /// service `id` is there and ours (our registration tag and an app tag), beside a foreign one.
     pub fn ours(&mut self, host: &str, id: &str) {
-        let read = self.take(Method::Get, agent(host), &format!("/v1/agent/service/{id}"));
+        let read = self.take(Method::Get, agent(host), "/v1/agent/services");
         let tag = format!("consular-reg-id={}", self.bridge.config().registration_id);
-        let body =
-            serde_json::json!({"ID": id, "Service": "a", "Tags": [tag, "consular-app-id=/a"]});
+        let body = serde_json::json!({
+            id: {"ID": id, "Service": "a", "Tags": [tag, "consular-app-id=/a"]},
+            "redis": {"ID": "redis", "Service": "redis", "Tags": []}
+        });
         self.respond(&read, 200, &body.to_string());
     }
 
