@@ -4,6 +4,7 @@
 //! order, and a RUNNING that arrives after the task ended is stale and ignored. Tasks and apps
 //! touched here are remembered so a concurrent sync does not undo them.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 
@@ -78,7 +79,7 @@ enum AfterRegistering {
     /// its labels.
     Corrected {
         replaced: VecDeque<String>,
-        app: AppDefinition,
+        app: Box<AppDefinition>,
     },
 }
 
@@ -383,7 +384,7 @@ impl Bridge {
                             return self.labels_phase(chain_id, chain)
                         }
                         (None, AfterRegistering::Corrected { replaced, app }) => {
-                            return self.deregister_replaced(chain_id, chain, replaced, app)
+                            return self.deregister_replaced(chain_id, chain, replaced, *app)
                         }
                     }
                 }
@@ -642,7 +643,10 @@ impl Bridge {
                     service,
                     on_fallback: false,
                     rest: register,
-                    then: AfterRegistering::Corrected { replaced, app },
+                    then: AfterRegistering::Corrected {
+                        replaced,
+                        app: Box::new(app),
+                    },
                 };
                 self.tasks.chains.insert(chain_id, chain);
             }
