@@ -1,5 +1,6 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
-//! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes` and
+//! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes`,
+//! `--require-label`, `--address` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
@@ -17,7 +18,7 @@ use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
-use consular_core::{Config, EventSource, EventsEndpoint};
+use consular_core::{AddressMode, Config, EventSource, EventsEndpoint};
 use pico_args::Arguments;
 
 /// `--help` output.
@@ -62,6 +63,13 @@ Options:
                              Largest response read for a Marathon or Consul listing, at least
                              65536.  [default: 67108864]
   --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
+  --require-label TEXT       Register only the apps that carry this label (marathon-consul:
+                             consul); apps that lose it are deregistered by the next sync.
+  --address [auto|host|task-ip]
+                             Address of a task's services: the task's own IP and container port
+                             on IP-per-task or a container network without host ports (auto),
+                             always the host and host port (host), or the task's IP whenever
+                             Marathon reports one (task-ip).  [default: auto]
   --version                  Show the version and exit.
   --help                     Show this message and exit.
 ";
@@ -149,6 +157,10 @@ pub struct RunArgs {
     pub events_endpoint: EventsEndpoint,
     /// `--max-listing-bytes`
     pub max_listing_bytes: usize,
+    /// `--require-label`
+    pub require_label: Option<String>,
+    /// `--address`
+    pub address: AddressMode,
 }
 
 impl fmt::Debug for RunArgs {
@@ -176,6 +188,8 @@ impl fmt::Debug for RunArgs {
             .field("events_secret", &hidden(&self.events_secret))
             .field("events_endpoint", &self.events_endpoint)
             .field("max_listing_bytes", &self.max_listing_bytes)
+            .field("require_label", &self.require_label)
+            .field("address", &self.address)
             .finish()
     }
 }
@@ -202,6 +216,8 @@ impl RunArgs {
             events_endpoint: self.events_endpoint,
             events_secret: self.events_secret.clone(),
             max_listing_bytes: self.max_listing_bytes,
+            require_label: self.require_label.clone(),
+            address: self.address,
             ..Config::default()
         }
     }
@@ -324,6 +340,28 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
     let events_secret = value(&mut args, "--events-secret")?
         .map(events_secret)
         .transpose()?;
+    let require_label = value(&mut args, "--require-label")?
+        .map(|label| {
+            let printable = !label.is_empty() && label.bytes().all(|b| b.is_ascii_graphic());
+            if printable {
+                Ok(label)
+            } else {
+                Err(CliError::invalid("--require-label", "a label name", &label))
+            }
+        })
+        .transpose()?;
+    let address = match value(&mut args, "--address")?.as_deref() {
+        None | Some("auto") => AddressMode::Auto,
+        Some("host") => AddressMode::Host,
+        Some("task-ip") => AddressMode::TaskIp,
+        Some(other) => {
+            return Err(CliError::invalid(
+                "--address",
+                "auto, host or task-ip",
+                other,
+            ))
+        }
+    };
     let max_listing_bytes = match value(&mut args, "--max-listing-bytes")? {
         None => Config::default().max_listing_bytes,
         Some(given) => given
@@ -373,6 +411,8 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         events_secret,
         events_endpoint,
         max_listing_bytes,
+        require_label,
+        address,
     })
 }
 
@@ -1033,6 +1073,22 @@ mod tests {
         ] {
             assert!(USAGE.contains(flag), "{flag} is not in the help");
         }
+    }
+
+    #[test]
+    fn require_label_and_address_shape_the_services() {
+        let run = run_args(&["--require-label", "consul", "--address", "task-ip"]);
+        let config = run.config();
+        assert_eq!(config.require_label.as_deref(), Some("consul"));
+        assert_eq!(config.address, AddressMode::TaskIp);
+        let defaults = run_args(&[]).config();
+        assert_eq!(
+            (defaults.require_label, defaults.address),
+            (None, AddressMode::Auto)
+        );
+        assert_eq!(run_args(&["--address", "host"]).address, AddressMode::Host);
+        assert!(error(&["--address", "ip"]).contains("--address"));
+        assert!(error(&["--require-label", "a b"]).contains("--require-label"));
     }
 
     #[test]
