@@ -48,8 +48,7 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
     assert_eq!(
         body_json(&register),
         json!({"Name": "my-group-my-app", "ID": "my-app.t1", "Address": "Slave-1.Acme.org",
-               "Tags": ["consular-reg-id=test", "consular-app-id=/my-group/my-app"], "Port": 1234,
-               "Meta": {"marathon-app-id": "/my-group/my-app", "marathon-task-id": "my-app.t1"}})
+               "Tags": ["consular-reg-id=test", "consular-app-id=/my-group/my-app"], "Port": 1234})
     );
     assert_eq!(register.timeout, Duration::from_secs(5));
     t.respond(&register, 200, "");

@@ -26,11 +26,11 @@ fn config(purge: bool) -> Config {
     }
 }
 
-/// One entry of an agent's service listing, as this bridge registers a task (its Marathon
-/// identity in meta).
+/// One entry of an agent's service listing, as this bridge registers a task of an app without
+/// service labels (consular 1.3.0's body).
 fn service(id: &str, port: u16, reg: &str, app: &str) -> String {
     format!(
-        r#""{id}":{{"ID":"{id}","Service":"{}","Tags":["consular-reg-id={reg}","consular-app-id={app}"],"Meta":{{"marathon-app-id":"{app}","marathon-task-id":"{id}"}},"Port":{port},"Address":"10.0.0.1"}}"#,
+        r#""{id}":{{"ID":"{id}","Service":"{}","Tags":["consular-reg-id={reg}","consular-app-id={app}"],"Port":{port},"Address":"10.0.0.1"}}"#,
         app.trim_start_matches('/')
     )
 }

@@ -6,8 +6,10 @@
 //! - app labels whose value is `tag` become tags of all the app's services;
 //! - when any port carries a `consul` label, each labelled port becomes a service of its own
 //!   (named by the label, tagged by the port's `tag` labels too), with id `<task id>:<index>`;
-//! - every registration carries the task's Marathon identity in its meta, plus the app's
-//!   `consul-meta-<key>` labels, within Consul's limits;
+//! - the registrations of an app that uses these labels (or of any app, with `--require-label`)
+//!   carry the task's Marathon identity in their meta, plus the app's `consul-meta-<key>` labels,
+//!   within Consul's limits; an app that uses none keeps consular 1.3.0's exact body, so a
+//!   drop-in user sees no change;
 //! - an app on IP-per-task or a container network registers the task's own address with the
 //!   container port (`AddressMode`).
 //!
@@ -86,12 +88,22 @@ struct PortShape {
     container_port: Option<u16>,
 }
 
+/// Whether registrations carry the task's Marathon identity in their meta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdentityMeta {
+    /// consular 1.3.0's body: no meta at all.
+    Without,
+    /// `marathon-app-id`, `marathon-task-id`, `marathon-app-version`, port index and name.
+    With,
+}
+
 /// The services the tasks of one app become, worked out once per app version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppServices {
     app_id: String,
     version: Option<String>,
     selection: Selection,
+    identity: IdentityMeta,
     shapes: Vec<ServiceShape>,
     /// Meta from `consul-meta-` labels that fits Consul's limits.
     label_meta: BTreeMap<String, String>,
@@ -179,10 +191,20 @@ impl AppServices {
             .iter()
             .filter_map(|p| p.container_port.and_then(|p| u16::try_from(p).ok()))
             .min();
+        let uses_labels = labelled
+            || app.labels.iter().any(|(key, value)| {
+                key == NAME_LABEL || value == TAG_VALUE || key.starts_with(META_LABEL_PREFIX)
+            });
+        let identity = if uses_labels || rules.require_label.is_some() {
+            IdentityMeta::With
+        } else {
+            IdentityMeta::Without
+        };
         AppServices {
             app_id: app.id.clone(),
             version: app.version.clone(),
             selection,
+            identity,
             shapes,
             label_meta: label_meta(&app.labels, &mut notes),
             task_addresses: app.has_task_addresses(),
@@ -198,6 +220,7 @@ impl AppServices {
             app_id: String::from(app_id),
             version: version.map(String::from),
             selection: Selection::Selected,
+            identity: IdentityMeta::Without,
             shapes: alloc::vec![ServiceShape {
                 name: service_name(app_id),
                 tags: Vec::new(),
@@ -261,15 +284,17 @@ impl AppServices {
                 ];
                 tags.extend(shape.tags.iter().cloned());
                 let mut meta = self.label_meta.clone();
-                meta.insert("marathon-app-id".into(), self.app_id.clone());
-                meta.insert("marathon-task-id".into(), String::from(task.id));
-                if let Some(version) = &self.version {
-                    meta.insert("marathon-app-version".into(), version.clone());
-                }
-                if let Some(p) = &shape.port {
-                    meta.insert("marathon-port-index".into(), alloc::format!("{}", p.index));
-                    if let Some(name) = &p.name {
-                        meta.insert("marathon-port-name".into(), name.clone());
+                if self.identity == IdentityMeta::With {
+                    meta.insert("marathon-app-id".into(), self.app_id.clone());
+                    meta.insert("marathon-task-id".into(), String::from(task.id));
+                    if let Some(version) = &self.version {
+                        meta.insert("marathon-app-version".into(), version.clone());
+                    }
+                    if let Some(p) = &shape.port {
+                        meta.insert("marathon-port-index".into(), alloc::format!("{}", p.index));
+                        if let Some(name) = &p.name {
+                            meta.insert("marathon-port-name".into(), name.clone());
+                        }
                     }
                 }
                 Registration {
@@ -375,8 +400,8 @@ mod tests {
     }
 
     #[test]
-    fn no_labels_is_consular_1_3_with_the_marathon_identity_in_meta() {
-        let a = app(r#"{"id":"/g/web","version":"v1"}"#);
+    fn no_labels_is_consular_1_3_exactly_and_labels_add_the_marathon_identity() {
+        let a = app(r#"{"id":"/g/web","version":"v1","labels":{"x":"y"}}"#);
         let regs =
             AppServices::of(&a, &rules()).registrations(&rules(), task(&[31001, 31000], &[]));
         assert_eq!(regs.len(), 1);
@@ -384,14 +409,18 @@ mod tests {
         assert_eq!((reg.name.as_str(), reg.id.as_str()), ("g-web", "web.1"));
         assert_eq!((reg.address.as_str(), reg.port), ("h1", Some(31000)));
         assert_eq!(reg.tags, ["consular-reg-id=r", "consular-app-id=/g/web"]);
-        assert_eq!(reg.meta["marathon-app-id"], "/g/web");
-        assert_eq!(reg.meta["marathon-task-id"], "web.1");
-        assert_eq!(reg.meta["marathon-app-version"], "v1");
+        assert!(reg.meta.is_empty(), "1.3.0's body: {:?}", reg.meta);
         assert_eq!(
             AppServices::default_for("/g/web", Some("v1"))
                 .registrations(&rules(), task(&[31001, 31000], &[])),
             regs
         );
+        let labelled = app(r#"{"id":"/g/web","version":"v1","labels":{"public":"tag"}}"#);
+        let services = AppServices::of(&labelled, &rules());
+        let reg = &services.registrations(&rules(), task(&[1], &[]))[0];
+        assert_eq!(reg.meta["marathon-app-id"], "/g/web");
+        assert_eq!(reg.meta["marathon-task-id"], "web.1");
+        assert_eq!(reg.meta["marathon-app-version"], "v1");
     }
 
     #[test]
