@@ -4,9 +4,11 @@
 //!   plus small blocking HTTP helpers for talking to it.
 //! * [`bridge`]: the real `consular` binary as a subprocess (free port, log captured to a temp file and its tail
 //!   printed when a test fails, killed on drop).
+//! * [`world`]: one test's Consul cluster, Marathon simulator and bridge together, with the waits tests share.
 
 // Each test file is its own crate and uses only part of these helpers; without this, every unused one warns.
 #![allow(dead_code)]
 
 pub mod bridge;
 pub mod consul;
+pub mod world;
