@@ -6,16 +6,22 @@
 //! test is panicking, the tail of its log is printed first, so a failed assertion comes with what the bridge did.
 //!
 //! [`Consular::terminate`] sends SIGTERM and returns the exit status, for tests of a clean shutdown.
+//! [`Consular::rss_bytes`], [`Consular::peak_rss_bytes`] and [`Consular::open_fds`] read what the kernel says about
+//! the process (`/proc/<pid>/status` and `/proc/<pid>/fd`), and [`RssWatch`] samples its resident memory on a thread
+//! during a flood. [`run_to_exit`] runs the binary with flags and environment of a test's choosing and collects how
+//! it exits, for command lines that must be refused before anything starts.
 //!
 //! `--debug` is always on: it makes the bridge log every request it sends and its answer, which is what one needs
 //! to read a failure. It changes nothing else.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -132,12 +138,28 @@ impl Consular {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
-    /// The callback URL it subscribes at Marathon with the default registration id.
+    /// The callback URL it subscribes at Marathon: with its `--registration-id` (default `consular`) and, if given
+    /// as a value rather than `@FILE`, its `--events-secret`.
     pub fn callback_url(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}/events?registration=consular",
-            self.port
+        let registration_id = self.flag_value("--registration-id").unwrap_or("consular");
+        let secret = self
+            .flag_value("--events-secret")
+            .filter(|s| !s.starts_with('@'));
+        consular_core::encoding::callback_url(
+            "http",
+            "127.0.0.1",
+            self.port,
+            registration_id,
+            secret,
         )
+    }
+
+    /// The value given to `flag` (as `--flag value`), if it was.
+    fn flag_value(&self, flag: &str) -> Option<&str> {
+        self.args
+            .windows(2)
+            .find(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
     }
 
     /// `POST /events` with `body` → (status, body as text).
@@ -145,6 +167,59 @@ impl Consular {
         let (status, body) = consul::request(self.addr(), "POST", "/events", body)
             .unwrap_or_else(|e| panic!("POST /events to consular: {e}\n{}", self.log_tail(20)));
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("consular is running").id()
+    }
+
+    /// Resident memory now (`VmRSS` of `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_bytes(self.pid(), "VmRSS:")
+    }
+
+    /// The most resident memory the process has had since it started (`VmHWM`, the kernel's high-water mark), in
+    /// bytes: what "stayed under N throughout" needs, with no sample to miss a spike.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_bytes(self.pid(), "VmHWM:")
+    }
+
+    /// File descriptors the process has open now (entries of `/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        let dir = format!("/proc/{}/fd", self.pid());
+        fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
+            .count()
+    }
+
+    /// Starts sampling the process's resident memory every 20 ms on a thread; see [`RssWatch`].
+    pub fn watch_rss(&self) -> RssWatch {
+        RssWatch::start(self.pid())
+    }
+
+    /// Panics (with the log) unless `GET /` answers 200 within 10 s on a new connection.
+    pub fn assert_serving(&self) {
+        match consul::request_with_timeout(self.addr(), "GET", "/", b"", Duration::from_secs(10)) {
+            Ok((200, _)) => {}
+            other => panic!(
+                "GET / on consular: expected 200, got {other:?}\n{}",
+                self.log_tail(TAIL_LINES)
+            ),
+        }
+    }
+
+    /// Log lines (so far) that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
+    }
+
+    /// The log file's size in bytes now.
+    pub fn log_bytes(&self) -> u64 {
+        fs::metadata(&self.log).map_or(0, |m| m.len())
     }
 
     /// Panics (with the log) unless the process is still running.
@@ -236,6 +311,135 @@ impl Drop for Consular {
         } else {
             let _ = fs::remove_file(&self.log);
         }
+    }
+}
+
+/// A number of bytes from a `/proc/<pid>/status` line such as `VmRSS:     1234 kB`.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in {path}"));
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {line:?}: {e}"));
+    kib * 1024
+}
+
+/// Samples a process's resident memory (`VmRSS`) every 20 ms on a thread until [`RssWatch::stop`], which returns the
+/// largest sample. For watching a flood as it happens; [`Consular::peak_rss_bytes`] is the kernel's own maximum.
+pub struct RssWatch {
+    stop: Arc<AtomicBool>,
+    sampler: Option<thread::JoinHandle<u64>>,
+}
+
+impl RssWatch {
+    fn start(pid: u32) -> RssWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sampler = thread::spawn(move || {
+            let mut max = 0;
+            while !stopped.load(Ordering::Relaxed) {
+                // The process may be gone (a test about to fail on that); the samples so far stand.
+                let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+                    break;
+                };
+                let rss = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .map_or(0, |kib| kib * 1024);
+                max = max.max(rss);
+                thread::sleep(Duration::from_millis(20));
+            }
+            max
+        });
+        RssWatch {
+            stop,
+            sampler: Some(sampler),
+        }
+    }
+
+    /// Stops sampling; the largest `VmRSS` seen, in bytes.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler.take().and_then(|s| s.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for RssWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How a run of the binary ended: its status and everything it wrote.
+#[derive(Debug)]
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `consular` with exactly `args` (nothing added) and the environment variables `env` set on top of the test's
+/// own, waits up to `timeout` for it to exit, and returns how it did. Panics if it is still running then (it is
+/// killed first). For command lines that must be refused at once.
+pub fn run_to_exit<K, V>(args: &[&str], env: &[(K, V)], timeout: Duration) -> Exited
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consular"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning consular: {e}"));
+    // Read on threads, so a chatty child cannot block on a full pipe while we wait for it.
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for consular") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("consular {args:?} was still running after {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Exited {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 

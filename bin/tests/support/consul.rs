@@ -84,6 +84,29 @@ struct Agent {
     child: Option<Child>,
 }
 
+/// One KV entry as `?recurse` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    pub key: String,
+    /// The opaque `Flags` a writer set (consular puts its registration id's mark here).
+    pub flags: u64,
+    /// The value, base64-encoded as Consul lists it; `None` for a null value.
+    pub value: Option<String>,
+    /// Raft index of the last write.
+    pub modify_index: u64,
+}
+
+/// What a cluster holds at one moment; see [`ConsulCluster::snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsulSnapshot {
+    /// The catalog's (node name, address) pairs.
+    pub nodes: Vec<(String, String)>,
+    /// (node name, `/v1/agent/services`) of every running agent.
+    pub services: Vec<(String, Value)>,
+    /// Every KV entry.
+    pub kv: Vec<KvEntry>,
+}
+
 /// Why a start attempt failed: a port taken by someone else is worth another try on fresh ports.
 enum StartError {
     PortClash(String),
@@ -317,6 +340,68 @@ impl ConsulCluster {
             }
             404 => Vec::new(),
             _ => panic!("GET {path}: {status} {body}"),
+        }
+    }
+
+    /// Every KV entry whose key starts with `prefix` (`GET /v1/kv/<prefix>?recurse`), in key order, with the
+    /// `Flags` and `ModifyIndex` that show who wrote it and whether it was written again. Empty when none match.
+    pub fn kv_entries(&self, prefix: &str) -> Vec<KvEntry> {
+        let path = format!("/v1/kv/{}?recurse", encode_path(prefix));
+        let (status, body) =
+            get(self.agent_addr(0), &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let entries: Vec<Value> = match status {
+            200 => {
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e} in {body}"))
+            }
+            404 => Vec::new(),
+            _ => panic!("GET {path}: {status} {body}"),
+        };
+        entries
+            .iter()
+            .map(|e| KvEntry {
+                key: e["Key"].as_str().expect("a KV entry has a Key").to_string(),
+                flags: e["Flags"].as_u64().expect("a KV entry has Flags"),
+                value: e["Value"].as_str().map(String::from),
+                modify_index: e["ModifyIndex"]
+                    .as_u64()
+                    .expect("a KV entry has a ModifyIndex"),
+            })
+            .collect()
+    }
+
+    /// Whether agent `i` is running (not stopped with [`stop_agent`](Self::stop_agent)).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.agent(i).child.is_some()
+    }
+
+    /// Adds a node the catalog lists but no agent runs for (`PUT /v1/catalog/register` on the server), as an
+    /// external service's node would be: it has no `serfHealth` check, so nothing marks it failed.
+    pub fn catalog_register_node(&self, node: &str, address: &str) {
+        let body = serde_json::json!({"Node": node, "Address": address}).to_string();
+        let (status, text) = put(self.agent_addr(0), "/v1/catalog/register", body)
+            .unwrap_or_else(|e| panic!("PUT /v1/catalog/register: {e}"));
+        assert_eq!(
+            (status, text.trim()),
+            (200, "true"),
+            "PUT /v1/catalog/register {node}"
+        );
+    }
+
+    /// What the cluster holds now, for "nothing changed" checks: the catalog's nodes, every running agent's
+    /// services, and the whole KV store with flags and modify indexes (so a rewrite of an equal value shows too).
+    pub fn snapshot(&self) -> ConsulSnapshot {
+        ConsulSnapshot {
+            nodes: self.catalog_nodes(),
+            services: (0..self.agents.len())
+                .filter(|&i| self.is_running(i))
+                .map(|i| {
+                    (
+                        self.node_name(i).to_string(),
+                        agent_services(self.agent_addr(i)),
+                    )
+                })
+                .collect(),
+            kv: self.kv_entries(""),
         }
     }
 
