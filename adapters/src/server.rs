@@ -62,6 +62,8 @@ const LINGER_MAX_BYTES: usize = 2 * 1024 * 1024;
 /// Connections refused with 503 that may still be lingering; beyond this, new ones are just
 /// closed, so a flood cannot turn refusals into open sockets.
 const MAX_LINGERING_REFUSALS: usize = 64;
+/// Pause after evicting a connection for its descriptor, so its task can close it first.
+const EVICTION_PAUSE: Duration = Duration::from_millis(5);
 /// Pause after `accept` failed for lack of resources (e.g. file descriptors), so that the loop
 /// does not spin while connections close.
 const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -211,8 +213,18 @@ where
             Err(error) => match AcceptFailure::of(&error) {
                 AcceptFailure::ThisConnection => continue,
                 AcceptFailure::OutOfResources => {
-                    log::warn!("cannot accept a connection: {error}");
-                    Timer::after(ACCEPT_RETRY_PAUSE).await;
+                    // Out of descriptors before the cap (a low open-files limit): an idle
+                    // connection gives its descriptor to the waiting one, so `GET /` still gets in
+                    // under an idle flood. With none idle, wait for connections to close.
+                    match registry.evict_one() {
+                        Eviction::Evicted => {
+                            Timer::after(EVICTION_PAUSE).await;
+                        }
+                        Eviction::NoneIdle => {
+                            log::warn!("cannot accept a connection: {error}");
+                            Timer::after(ACCEPT_RETRY_PAUSE).await;
+                        }
+                    }
                     continue;
                 }
                 AcceptFailure::Listener => return Err(error),
@@ -290,7 +302,43 @@ enum Admission<'a> {
     Full,
 }
 
+/// Whether a connection could be closed to make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Eviction {
+    Evicted,
+    /// Every connection is in the middle of an exchange.
+    NoneIdle,
+}
+
+impl RegistryState {
+    /// Closes a closing connection, or else the one idle longest.
+    fn evict_one(&mut self) -> Eviction {
+        let evictable = self
+            .open
+            .iter()
+            .filter_map(|(&id, open)| match open.phase {
+                // `None` sorts first: a closing connection goes before any idle one.
+                ConnectionPhase::Closing => Some((None, id)),
+                ConnectionPhase::AwaitingRequest { since } => Some((Some(since), id)),
+                ConnectionPhase::Exchanging => None,
+            })
+            .min();
+        match evictable {
+            Some((_, id)) => {
+                self.open.remove(&id);
+                Eviction::Evicted
+            }
+            None => Eviction::NoneIdle,
+        }
+    }
+}
+
 impl Registry {
+    /// Closes an idle connection to free its descriptor.
+    fn evict_one(&self) -> Eviction {
+        self.lock().evict_one()
+    }
+
     fn new(capacity: usize) -> Self {
         Registry {
             capacity,
@@ -308,22 +356,11 @@ impl Registry {
     fn admit(&self, now: Instant) -> Admission<'_> {
         let mut state = self.lock();
         if state.open.len() >= self.capacity {
-            let evictable = state
-                .open
-                .iter()
-                .filter_map(|(&id, open)| match open.phase {
-                    // `None` sorts first: a closing connection goes before any idle one.
-                    ConnectionPhase::Closing => Some((None, id)),
-                    ConnectionPhase::AwaitingRequest { since } => Some((Some(since), id)),
-                    ConnectionPhase::Exchanging => None,
-                })
-                .min();
-            match evictable {
-                Some((_, id)) => {
+            match state.evict_one() {
+                Eviction::Evicted => {
                     log::debug!("{} connections open: closing an idle one", self.capacity);
-                    state.open.remove(&id);
                 }
-                None => return Admission::Full,
+                Eviction::NoneIdle => return Admission::Full,
             }
         }
         let id = state.next_id;

@@ -931,9 +931,24 @@ fn a_256_mib_stream_event_is_skipped_and_the_next_event_still_registers() {
     assert_survived(&mut world.consular);
 }
 
+/// The agent of [`BLACKHOLE`] on `port`: it answers the first listing of its services (the sync's) with none,
+/// and holds every later request (a stop's listing of the task's services) until released.
+fn hung_agent(port: u16) -> FakePeer {
+    let listings = std::sync::atomic::AtomicUsize::new(0);
+    FakePeer::start(SocketAddr::from((BLACKHOLE, port)), move |_| {
+        let json = [("Content-Type", "application/json")];
+        let answer = response(200, &json, b"{}");
+        if listings.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Answer::KeepAlive(answer)
+        } else {
+            Answer::Hold(Box::new(Answer::Close(answer)))
+        }
+    })
+}
+
 /// Attack (6f): 10,000 status updates of one task in one burst on the event stream, while the first of them waits
 /// for an agent that holds its request: a `TASK_KILLED` of `web.flood` on [`BLACKHOLE`] (a catalog node whose fake
-/// agent holds `GET /v1/agent/service/…` until released), then 9,999 `TASK_STAGING`s of the same task.
+/// agent holds the listing of its services until released), then 9,999 `TASK_STAGING`s of the same task.
 ///
 /// Must hold: 1,024 updates queue behind the one in progress and the other 8,975 are dropped, each with a log line;
 /// once the agent answers, the queue drains (this used to overflow the stack); the stream goes on (a later task
@@ -944,21 +959,7 @@ fn ten_thousand_updates_of_one_task_are_bounded_and_drained() {
     peers
         .cluster
         .catalog_register_node("blackhole", &BLACKHOLE.to_string());
-    let agent = FakePeer::start(
-        SocketAddr::from((BLACKHOLE, peers.cluster.http_port())),
-        |r| {
-            let json = [("Content-Type", "application/json")];
-            if r.target.starts_with("/v1/agent/services") {
-                Answer::KeepAlive(response(200, &json, b"{}"))
-            } else {
-                Answer::Hold(Box::new(Answer::Close(response(
-                    404,
-                    &[],
-                    b"unknown service ID: web.flood",
-                ))))
-            }
-        },
-    );
+    let agent = hung_agent(peers.cluster.http_port());
     // A generous timeout: the held request must outlast the burst, and the test releases it long before.
     let mut world = peers.launch(&["--events", "sse", "--sync-interval", "0", "--timeout", "60"]);
     wait_until("the sync after the stream connected", DEADLINE, || {
@@ -989,7 +990,8 @@ fn ten_thousand_updates_of_one_task_are_bounded_and_drained() {
     wait_until("8,975 dropped updates", Duration::from_secs(60), || {
         world.consular.log_lines_with(DROPPED) >= 8_975
     });
-    assert_eq!(agent.requests_to("/v1/agent/service/web.flood"), 1);
+    // The sync's listing, the one the first update waits on, and that of the sync the dropped updates asked for.
+    assert_eq!(agent.requests_to("/v1/agent/services"), 3);
     agent.release();
     let later = status_update("web.later", "TASK_RUNNING", "/web", "127.0.0.2", &[31001]);
     world.marathon.write_raw_to_streams(&sse(&later));
@@ -1590,10 +1592,6 @@ fn limit_open_files(pid: u32, limit: usize) {
 /// Must hold: as at 20,000 (6b): the longest-idle connection is evicted for each new one, so `GET /` answers 200
 /// within 10 s during the flood, and no accept fails for lack of file descriptors.
 #[test]
-#[ignore = "bug: the connection cap (1024) is not derived from RLIMIT_NOFILE: at a limit of 1024 the idle \
-            connections use up the descriptors before the cap is reached, accept fails with EMFILE ('cannot accept \
-            a connection: Too many open files') every 100 ms, nothing is evicted, and GET / gets no answer within \
-            10 s (until idle timeouts free descriptors, which the flood takes again)"]
 fn an_idle_flood_at_an_open_files_limit_of_1024_still_leaves_get_served() {
     let mut world = World::start(
         1,
@@ -1633,35 +1631,15 @@ fn an_idle_flood_at_an_open_files_limit_of_1024_still_leaves_get_served() {
 /// whose agent holds every request (8 are in flight at a time; the rest wait in the bridge's queue, each with its
 /// update, and their timeouts only start when sent).
 ///
-/// Must hold: the bridge's memory stays under the limit while they wait; a later task elsewhere still registers.
+/// Must hold: the bridge's memory stays under the limit while they wait (at most 16,384 updates wait; the rest
+/// are dropped, and a sync is asked for); a later task elsewhere still registers.
 #[test]
-#[ignore = "finding: pending updates of distinct tasks are not bounded in total (the README bounds in-flight \
-            requests, 64 and 8 per agent, and each task's queue, 1024, but not the number of tasks waiting): with \
-            the agent hung, 20,000 waiting updates took VmRSS from 12 to 42 MB and 50,000 to 84 MB (~1.5 KB each), \
-            and they drain only 8 at a time per --timeout"]
 fn pending_updates_of_distinct_tasks_on_a_hung_agent_stay_bounded_in_memory() {
     let peers = Peers::start(1, MarathonVersion::V1_10, |m| m.put_app("/web", &[]));
     peers
         .cluster
         .catalog_register_node("blackhole", &BLACKHOLE.to_string());
-    let agent = FakePeer::start(
-        SocketAddr::from((BLACKHOLE, peers.cluster.http_port())),
-        |r| {
-            if r.target.starts_with("/v1/agent/services") {
-                Answer::KeepAlive(response(
-                    200,
-                    &[("Content-Type", "application/json")],
-                    b"{}",
-                ))
-            } else {
-                Answer::Hold(Box::new(Answer::Close(response(
-                    404,
-                    &[],
-                    b"unknown service ID",
-                ))))
-            }
-        },
-    );
+    let agent = hung_agent(peers.cluster.http_port());
     let mut world = peers.launch(&["--events", "sse", "--sync-interval", "0", "--timeout", "60"]);
     wait_until("the sync after the stream connected", DEADLINE, || {
         world.consular.log_lines_with("sync done") >= 1
@@ -1683,7 +1661,17 @@ fn pending_updates_of_distinct_tasks_on_a_hung_agent_stay_bounded_in_memory() {
     let later = status_update("web.later", "TASK_RUNNING", "/web", "127.0.0.2", &[31001]);
     world.marathon.write_raw_to_streams(&sse(&later));
     world.wait_registered(AGENT_2, "web.later");
-    assert_eq!(agent.requests_to("/v1/agent/service/"), 8);
+    assert_eq!(
+        agent.requests_to("/v1/agent/services"),
+        1 + 8,
+        "the sync's listing, then 8 in flight per agent"
+    );
+    assert!(
+        world
+            .consular
+            .log_lines_with("too many updates of tasks on this host")
+            > 0
+    );
     assert_sampled_rss(rss.stop(), "50,000 updates waiting for a hung agent");
     assert_survived(&mut world.consular);
     agent.release();

@@ -263,3 +263,30 @@ fn a_flood_of_updates_of_one_task_is_bounded() {
     t.fail(&read, TransportError::Timeout);
     assert_eq!(t.reply(first).0, 502);
 }
+
+#[test]
+fn updates_waiting_for_agents_that_never_answer_are_bounded_per_host_and_in_total() {
+    let mut t = Transcript::new(config());
+    let hosts: Vec<String> = (0..5).map(|i| format!("h{i}")).collect();
+    let first = t.event(&event("TASK_KILLED", "t0", "/a", &hosts[0]));
+    let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    t.members(&names);
+    let mut refused = [0u64; 5];
+    for (h, host) in hosts.iter().enumerate() {
+        for i in 1..=6_000 {
+            let id = t.event(&event("TASK_KILLED", &format!("t{h}-{i}"), "/a", host));
+            if t.has_reply(id) {
+                let (status, reply) = t.reply(id);
+                assert_eq!(status, 503, "{reply}");
+                refused[h] += 1;
+            }
+        }
+    }
+    // 4,096 a host for the first four (the first host's first update included): then the
+    // 16,384 in all are reached, and the fifth host gets none.
+    assert_eq!(refused[0], 6_001 - 4_096);
+    assert_eq!(refused[1..4], [6_000 - 4_096; 3]);
+    assert_eq!(refused[4], 6_000);
+    assert_eq!(t.bridge.stats().dropped_events, refused.iter().sum::<u64>());
+    assert!(!t.has_reply(first), "the first still waits for its agent");
+}

@@ -134,8 +134,12 @@ impl Syncs {
 }
 
 impl Bridge {
-    /// Runs a sync now, or right after the one running, whatever the interval.
+    /// Runs a sync now, or right after the one running, whatever the interval. Requests while
+    /// one is already waiting add nothing (and no log line): at most one sync is ever pending.
     pub(super) fn request_sync(&mut self, why: &str) {
+        if self.sync.again {
+            return;
+        }
         self.log(Level::Info, alloc::format!("sync requested: {why}"));
         if self.sync.round.is_some() {
             self.sync.again = true;

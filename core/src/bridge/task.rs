@@ -26,6 +26,12 @@ const ENDED_TASKS_REMEMBERED: usize = 16_384;
 /// Updates of one task queued behind the one in progress; more are dropped (a callback gets 503,
 /// so Marathon retries it; the stream's next sync repairs what a dropped one would have done).
 const MAX_QUEUED_PER_TASK: usize = 1024;
+/// Updates in progress or queued, over all tasks: bounds the memory a flood of updates for an
+/// agent that never answers can take (about 1.5 KB each). Past it updates are dropped as above,
+/// and a dropped stream update asks for a sync.
+const MAX_PENDING_UPDATES: usize = 16_384;
+/// Updates in progress or queued for the tasks of one host.
+const MAX_PENDING_PER_HOST: usize = 4_096;
 
 /// Identifies one status update being worked on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,6 +105,11 @@ pub(super) struct Tasks {
     chains: BTreeMap<ChainId, Chain>,
     /// Tasks with an update in progress, and the updates queued behind it.
     busy: BTreeMap<String, VecDeque<(Option<InboundId>, StatusUpdate)>>,
+    /// Updates in all of `busy`'s queues.
+    queued: usize,
+    /// Updates in progress or queued, by task host: a host whose agent hangs cannot take the
+    /// places of the others.
+    pending_by_host: BTreeMap<String, usize>,
     ended: BTreeSet<String>,
     ended_order: VecDeque<String>,
     /// Apps whose labels an update is syncing, by service name.
@@ -114,6 +125,16 @@ struct LabelSync {
 }
 
 impl Tasks {
+    /// An update of a task on `host` is over.
+    fn update_done(&mut self, host: &str) {
+        if let Some(n) = self.pending_by_host.get_mut(host) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_by_host.remove(host);
+            }
+        }
+    }
+
     /// True if the task reached a final state, so it can never run again.
     pub(super) fn has_ended(&self, task_id: &str) -> bool {
         self.ended.contains(task_id)
@@ -138,25 +159,41 @@ impl Bridge {
         reply_to: Option<InboundId>,
         update: StatusUpdate,
     ) {
-        if let Some(queue) = self.tasks.busy.get_mut(&update.task_id) {
-            if queue.len() < MAX_QUEUED_PER_TASK {
-                queue.push_back((reply_to, update));
-                return;
-            }
+        let pending = self.tasks.busy.len() + self.tasks.queued;
+        let on_host = self.tasks.pending_by_host.get(&update.host).copied();
+        let queue_len = self.tasks.busy.get(&update.task_id).map(VecDeque::len);
+        let refusal = if pending >= MAX_PENDING_UPDATES {
+            Some("too many updates are waiting")
+        } else if on_host.is_some_and(|n| n >= MAX_PENDING_PER_HOST) {
+            Some("too many updates of tasks on this host are waiting")
+        } else if queue_len.is_some_and(|len| len >= MAX_QUEUED_PER_TASK) {
+            Some("too many updates of this task are queued")
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
             self.stats.count(Counter::DroppedEvents, 1);
             let message = alloc::format!(
-                "dropped a {} update of {}: {MAX_QUEUED_PER_TASK} updates of it are already queued",
+                "dropped a {} update of {}: {why}",
                 update.state.name(),
                 update.task_id
             );
             self.log(Level::Warn, message);
-            if let Some(id) = reply_to {
-                self.reply_error(
-                    id,
-                    503,
-                    "too many updates of this task are queued; retry later",
-                );
+            match reply_to {
+                Some(id) => self.reply_error(id, 503, &alloc::format!("{why}; retry later")),
+                // Nobody will resend a stream event: a sync repairs what it would have done.
+                None => self.request_sync("stream events were dropped"),
             }
+            return;
+        }
+        *self
+            .tasks
+            .pending_by_host
+            .entry(update.host.clone())
+            .or_default() += 1;
+        if let Some(queue) = self.tasks.busy.get_mut(&update.task_id) {
+            queue.push_back((reply_to, update));
+            self.tasks.queued += 1;
             return;
         }
         self.tasks
@@ -758,13 +795,17 @@ impl Bridge {
                     Some((status, message)) => self.reply_error(id, *status, message),
                 }
             }
+            self.tasks.update_done(&update.host);
             let queued = self
                 .tasks
                 .busy
                 .get_mut(&update.task_id)
                 .and_then(VecDeque::pop_front);
             match queued {
-                Some((reply_to, queued)) => next_finished = self.start_chain(reply_to, queued),
+                Some((reply_to, queued)) => {
+                    self.tasks.queued -= 1;
+                    next_finished = self.start_chain(reply_to, queued);
+                }
                 None => {
                     self.tasks.busy.remove(&update.task_id);
                 }
