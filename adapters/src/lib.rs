@@ -11,6 +11,9 @@
 //!
 //! Two ways in: [`run`] (server + loop, as the binary uses it) and [`drive`] (the loop alone,
 //! fed by any channel of [`server::InboundRequest`]s).
+//!
+//! Feature `simulator` (off by default, never in a production build) adds `simulator`: the
+//! simulated Marathon and Consul of `consular-sim` served over HTTP on loopback.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,6 +23,7 @@ pub mod h1_client;
 pub mod http_guard;
 pub mod outbound;
 pub mod server;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod tls;
 

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `consular` binary (a subprocess, `tests/support/bridge.rs`) between the Marathon
-//! simulator (`consular_adapters::simulator::MarathonServer` over `consular_core::sim::SimMarathon`) and a real
+//! simulator (`consular_adapters::simulator::MarathonServer` over `consular_sim::SimMarathon`) and a real
 //! Consul 1.8.7 cluster on loopback (`tests/support/consul.rs`: a server on 127.0.0.1, client agents on
 //! 127.0.0.2, 127.0.0.3 …, one HTTP port).
 //!
@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use consular_adapters::simulator::MarathonServer;
-use consular_core::sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon};
+use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon};
 use serde_json::{json, Value};
 use support::bridge::Consular;
 use support::consul::{self, wait_until, ConsulCluster};

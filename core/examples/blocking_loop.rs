@@ -29,7 +29,7 @@
 //! POSTed to the listener deregisters it, and exits 0 (CI runs this):
 //!
 //! ```text
-//! cargo run -p consular-core --example blocking_loop --features sim -- --self-test
+//! cargo run -p consular-core --example blocking_loop -- --self-test
 //! ```
 
 use std::collections::HashMap;
@@ -329,14 +329,12 @@ fn io_error(e: io::Error) -> TransportError {
     }
 }
 
-#[cfg(feature = "sim")]
 mod self_test {
     //! SimMarathon and SimConsul served over blocking loopback HTTP, and the loop run against them.
 
     use std::sync::{Arc, Mutex};
 
-    use consular_core::sim::consul::SimConsul;
-    use consular_core::sim::marathon::{MarathonVersion, SimMarathon, SimResponse};
+    use consular_sim::{MarathonVersion, SimConsul, SimMarathon, SimResponse};
 
     use super::*;
 
@@ -440,13 +438,5 @@ mod self_test {
             }
         });
         address
-    }
-}
-
-#[cfg(not(feature = "sim"))]
-mod self_test {
-    pub fn run() -> ! {
-        eprintln!("--self-test serves the simulators: run with --features sim");
-        std::process::exit(2);
     }
 }

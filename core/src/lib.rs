@@ -54,8 +54,6 @@ pub mod error;
 pub mod io;
 pub mod marathon;
 pub mod plan;
-#[cfg(feature = "sim")]
-pub mod sim;
 
 pub use bridge::{Bridge, Stats};
 pub use config::{Config, EventSource, EventsEndpoint};

@@ -10,15 +10,14 @@ use support::fixtures::fixture_text;
 
 use std::collections::BTreeSet;
 
-use consular_core::sim::marathon::{iso8601, DEFAULT_TIME_MS};
-use consular_core::sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon, SimResponse};
 use consular_core::Method;
+use consular_sim::marathon::{iso8601, DEFAULT_TIME_MS};
+use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon, SimResponse};
 use serde_json::{json, Value};
 
 use MarathonVersion::{V0_15, V1_1, V1_10, V1_4};
 
 const ALL: [MarathonVersion; 4] = [V0_15, V1_1, V1_4, V1_10];
-
 
 fn fixture(name: &str) -> Value {
     serde_json::from_str(&fixture_text(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))

@@ -9,8 +9,8 @@
 
 use std::io;
 
-use consular_core::sim::SimResponse;
 use consular_core::Method;
+use consular_sim::SimResponse;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::TcpStream;
 use surf::http::StatusCode;
@@ -55,7 +55,7 @@ impl HttpRequest {
 
 /// What a handler does with one request.
 #[derive(Debug)]
-pub(super) enum Answer {
+pub(super) enum HandlerAction {
     /// Send this response; more requests may follow on the connection.
     Respond(SimResponse),
     /// Close the connection without answering.
@@ -79,7 +79,7 @@ pub(super) struct TakenOver {
 pub(super) async fn serve(
     connection: TcpStream,
     extra_headers: &[(&str, &str)],
-    mut answer: impl FnMut(&HttpRequest) -> Answer,
+    mut answer: impl FnMut(&HttpRequest) -> HandlerAction,
 ) -> Option<TakenOver> {
     let mut reader = BufReader::new(connection.clone());
     let mut connection = connection;
@@ -94,9 +94,9 @@ pub(super) async fn serve(
             }
         };
         let response = match answer(&request) {
-            Answer::Respond(response) => response,
-            Answer::HangUp => return None,
-            Answer::TakeOver => {
+            HandlerAction::Respond(response) => response,
+            HandlerAction::HangUp => return None,
+            HandlerAction::TakeOver => {
                 return Some(TakenOver {
                     request,
                     connection,

@@ -1,5 +1,6 @@
-//! The core's pure Marathon and Consul models ([`consular_core::sim`]) served over real HTTP on
-//! loopback, for end-to-end tests and `consular demo`.
+//! The pure Marathon and Consul models of `consular-sim` served over real HTTP on loopback, for
+//! end-to-end tests and `consular demo`. Behind the `simulator` feature, off by default: a
+//! production build of the adapters (and of `consular --no-default-features`) holds none of it.
 //!
 //! **What lives here:** [`MarathonServer`] (the REST API, the `/v2/events` stream with heartbeats,
 //! and HTTP callback delivery), [`ConsulServer`] (one listener per agent address, so a request's
@@ -7,9 +8,8 @@
 //! HTTP/1.1 server (`http`).
 //!
 //! **What doesn't:** what Marathon or Consul answer. Every answer comes from
-//! [`consular_core::sim::SimMarathon::handle`] / [`consular_core::sim::SimConsul::handle`]; the
-//! servers only add what a pure handler cannot do: streaming, pushing events, timers, and closing
-//! connections.
+//! [`consular_sim::SimMarathon::handle`] / [`consular_sim::SimConsul::handle`]; the servers only
+//! add what a pure handler cannot do: streaming, pushing events, timers, and closing connections.
 //!
 //! Why not tide, like [`crate::server`]: Marathon's event stream has neither `Content-Length` nor
 //! chunked framing (it ends when the connection closes), and a down Consul agent must drop the
