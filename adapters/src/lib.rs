@@ -13,7 +13,8 @@
 //! fed by any channel of [`server::InboundRequest`]s).
 //!
 //! Feature `simulator` (off by default, never in a production build) adds `simulator`: the
-//! simulated Marathon and Consul of `consular-sim` served over HTTP on loopback.
+//! simulated Marathon and Consul of `consular-sim` served over HTTP on loopback, and the HTTP/1.1
+//! helper the simulators and the workspace's tests share.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

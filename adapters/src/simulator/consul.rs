@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use consular_sim::SimConsul;
 use smol::net::TcpStream;
 
-use super::http::{self, HandlerAction};
+use super::connection::{self, HandlerAction};
+use super::http1::HttpRequest;
 use super::{bind_loopback, url_host, ServerThread};
 
 /// Tries to find a port free on every agent address before giving up.
@@ -130,7 +131,7 @@ async fn serve_connection(model: Arc<Mutex<SimConsul>>, connection: TcpStream, a
     if !lock(&model).is_up(&agent) {
         return;
     }
-    let answer = |request: &http::HttpRequest| {
+    let answer = |request: &HttpRequest| {
         let mut model = lock(&model);
         if !model.is_up(&agent) {
             return HandlerAction::HangUp;
@@ -139,11 +140,12 @@ async fn serve_connection(model: Arc<Mutex<SimConsul>>, connection: TcpStream, a
             Some(method) => {
                 HandlerAction::Respond(model.handle(&agent, method, &request.target, &request.body))
             }
-            None => {
-                HandlerAction::Respond(http::plain(405, "method not supported by the simulator"))
-            }
+            None => HandlerAction::Respond(connection::plain(
+                405,
+                "method not supported by the simulator",
+            )),
         }
     };
     // Consul never takes a connection over.
-    let _ = http::serve(connection, &[], answer).await;
+    let _ = connection::serve(connection, &[], answer).await;
 }

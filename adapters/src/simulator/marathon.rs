@@ -36,7 +36,8 @@ use smol::{future, Timer};
 use surf::http::url::{Host, Url};
 use surf::http::{Body, Method as HttpMethod};
 
-use super::http::{self, HandlerAction, HttpRequest, TakenOver};
+use super::connection::{self, HandlerAction, TakenOver};
+use super::http1::{self, HttpRequest};
 use super::{bind_loopback, url_host, ServerThread};
 use crate::h1_client::H1Client;
 use crate::tls;
@@ -265,7 +266,7 @@ impl Shared {
         self.requests
             .push((request.method.clone(), request.target.clone()));
         let Some(method) = request.model_method() else {
-            return HandlerAction::Respond(http::plain(
+            return HandlerAction::Respond(connection::plain(
                 405,
                 "method not supported by the simulator",
             ));
@@ -274,7 +275,7 @@ impl Shared {
         // Without a leader, the proxy filter answers before Jetty's event servlet is reached.
         if path == EVENT_STREAM_PATH && method == Method::Get && !self.model.no_leader {
             if !self.streams_enabled {
-                return HandlerAction::Respond(http::plain(
+                return HandlerAction::Respond(connection::plain(
                     503,
                     "event stream unavailable (simulated outage)",
                 ));
@@ -294,7 +295,7 @@ async fn serve_connection(shared: Arc<Mutex<Shared>>, connection: TcpStream) {
     let remote = connection
         .peer_addr()
         .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.ip().to_string());
-    let taken = http::serve(connection, CACHE_HEADERS, |request| {
+    let taken = connection::serve(connection, CACHE_HEADERS, |request| {
         lock(&shared).answer(request)
     })
     .await;
@@ -331,7 +332,7 @@ async fn stream_events(shared: &Mutex<Shared>, taken: TakenOver, remote: String)
         (shared.open_stream(stream), shared.heartbeat_period)
     };
     let writing = async {
-        let mut head = http::status_line(200);
+        let mut head = http1::status_line(200);
         head.push_str("Content-Type: text/event-stream;charset=UTF-8\r\n");
         for (name, value) in CACHE_HEADERS {
             head.push_str(&format!("{name}: {value}\r\n"));
