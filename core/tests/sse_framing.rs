@@ -1,12 +1,11 @@
 //! Property: the event-stream parser yields the same events, and skips the same oversize ones,
 //! however the same bytes are split into chunks.
 
-
 mod support;
 
-use support::fixtures::fixture;
 use consular_core::marathon::{SseEvent, SseParser};
 use quickcheck::{quickcheck, Arbitrary, Gen};
+use support::fixtures::fixture;
 
 /// A stream built from the pieces Marathon and other SSE servers send.
 #[derive(Clone, Debug)]
@@ -62,7 +61,6 @@ quickcheck! {
         whole == parse(stream.0.iter().map(|&b| vec![b]), 64)
     }
 }
-
 
 #[test]
 fn marathons_own_stream_samples_parse() {
