@@ -40,8 +40,9 @@ impl SimMarathon {
     }
 
     /// The event types a `/v2/events` request asks for (`?event_type=a&event_type=b`). Empty means
-    /// all; always empty before 1.3.7 ([`MarathonVersion::V0_15`], [`MarathonVersion::V1_1`]),
-    /// which ignored the parameter.
+    /// all; always empty before 1.3.7
+    /// ([`MarathonVersion::V0_15`](super::MarathonVersion::V0_15),
+    /// [`MarathonVersion::V1_1`](super::MarathonVersion::V1_1)), which ignored the parameter.
     pub fn event_type_filter(&self, path_and_query: &str) -> Vec<String> {
         if !self.version.filters_event_types() {
             return Vec::new();
