@@ -6,6 +6,28 @@
 //! [`run`] binds the inbound server and drives the bridge; [`drive`] is the loop alone, for
 //! callers that bring their own inbound channel (tests, embedders). Decisions stay in the core;
 //! sending lives in [`crate::outbound`], the server in [`crate::server`].
+//!
+//! # How it keeps the core's driver contract
+//!
+//! (See `consular_core`'s crate docs, "The driver contract".)
+//!
+//! - **Concurrency:** every [`Output::Request`] and [`Output::OpenStream`] becomes its own task
+//!   at once; nothing is queued here, the core's in-flight limits are the only ones.
+//! - **Response limits and timeouts:** [`Outbound::execute`] hands [`Request::response_limit`]
+//!   to the HTTP client, which refuses a longer body as `TooLarge` before reading it, and bounds
+//!   the whole exchange by [`Request::timeout`] (`Timeout`); for a stream the timeout bounds the
+//!   head and the limit nothing.
+//! - **Stream redirects:** [`Outbound::open_stream`] follows one only to the configured Marathon
+//!   or the leader it names at `/v2/leader`, never from https to http, at most 5 hops, and reports
+//!   a refusal as `Connect`. Ordinary requests follow no redirect: a `3xx` is a response.
+//! - **[`Output::CloseStream`]:** drops the stream's task, which closes its connection; what the
+//!   task had already queued may still be fed, and the core ignores it, as the contract allows.
+//! - **Inbound:** ids are a counter of this loop, so never reused; the server's reply channel
+//!   waits under the id until the core's one [`Output::Reply`] (dropped if the client left);
+//!   [`Bridge::handle_inbound`] gets the target as received, path and query. Body size,
+//!   connection count and slow clients are bounded by the server ([`ServerLimits`]).
+//! - **[`Output::Timeout`]:** the loop sleeps until that time (forever for `None`) or the next
+//!   input, whichever comes first, and feeds exactly one input per wake-up.
 
 use std::collections::HashMap;
 use std::future::Future;

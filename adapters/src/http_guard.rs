@@ -177,6 +177,8 @@ pub struct ResponseHead {
     pub status: u16,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: HttpVersion,
+    /// Every field, in order, framing fields included.
+    pub fields: Vec<HeaderField>,
     /// How the body is delimited.
     pub framing: BodyFraming,
 }
@@ -238,7 +240,7 @@ pub fn parse_response_head(head: &[u8]) -> Result<ResponseHead, HeadViolation> {
     complete(response.parse(head))?;
     let status = response.code.unwrap_or_default();
     let version = version_of(response.version)?;
-    let (_, summary) = check_fields(response.headers)?;
+    let (fields, summary) = check_fields(response.headers)?;
     let framing = match summary.framing {
         _ if (100..200).contains(&status) || status == 204 || status == 304 => {
             BodyFraming::Bodiless
@@ -250,6 +252,7 @@ pub fn parse_response_head(head: &[u8]) -> Result<ResponseHead, HeadViolation> {
     Ok(ResponseHead {
         status,
         version,
+        fields,
         framing,
     })
 }

@@ -11,6 +11,10 @@
 //!
 //! Two ways in: [`run`] (server + loop, as the binary uses it) and [`drive`] (the loop alone,
 //! fed by any channel of [`server::InboundRequest`]s).
+//!
+//! Feature `simulator` (off by default, never in a production build) adds `simulator`: the
+//! simulated Marathon and Consul of `consular-sim` served over HTTP on loopback, and the HTTP/1.1
+//! helper the simulators and the workspace's tests share.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -20,6 +24,7 @@ pub mod h1_client;
 pub mod http_guard;
 pub mod outbound;
 pub mod server;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod tls;
 

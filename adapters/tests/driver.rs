@@ -291,7 +291,8 @@ async fn flooding_marathon(
     filler_bytes: usize,
     suffix: String,
 ) -> (std::net::SocketAddr, smol::Task<()>) {
-    use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use consular_adapters::simulator::http1;
+    use smol::io::{AsyncWriteExt, BufReader};
 
     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -300,19 +301,10 @@ async fn flooding_marathon(
             let (prefix, suffix) = (prefix.clone(), suffix.clone());
             smol::spawn(async move {
                 let mut reader = BufReader::new(tcp);
-                let mut target = String::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if target.is_empty() {
-                        target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
+                let Ok(Some(request)) = http1::read_request(&mut reader).await else {
+                    return;
+                };
+                let target = request.target;
                 let mut tcp = reader.into_inner();
                 if target.starts_with("/v2/events") {
                     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n";
@@ -337,11 +329,9 @@ async fn flooding_marathon(
                         t if t.starts_with("/v2/apps/") => (404, r#"{"message": "App not found"}"#),
                         _ => (200, "{}"),
                     };
-                    let response = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = tcp.write_all(response.as_bytes()).await;
+                    let headers = [("Content-Type", "application/json")];
+                    let response = http1::response_bytes(status, &headers, body.as_bytes(), true);
+                    let _ = tcp.write_all(&response).await;
                     let _ = tcp.flush().await;
                 }
             })

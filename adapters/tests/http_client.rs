@@ -252,7 +252,7 @@ fn an_invalid_agent_host_is_a_connect_error_without_traffic() {
 #[test]
 fn an_event_stream_follows_a_standbys_redirect_to_the_leader() {
     use consular_adapters::simulator::MarathonServer;
-    use consular_core::sim::marathon::{MarathonVersion, SimMarathon};
+    use consular_sim::marathon::{MarathonVersion, SimMarathon};
 
     smol::block_on(async {
         let leader = MarathonServer::start(SimMarathon::new(MarathonVersion::V1_10)).unwrap();

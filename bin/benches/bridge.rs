@@ -75,8 +75,8 @@ use consular_core::consul::{
     TXN_MAX_OPS, TXN_PATH,
 };
 use consular_core::encoding::encode_path;
-use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon};
 use consular_core::{Bridge, Config, Method, Output, Request, Response, Target, TransportError};
+use consular_sim::{MarathonVersion, SimConsul, SimMarathon};
 
 use consul::ConsulCluster;
 use core_bench::{app_id, bench_world, HOSTS, REGISTRATION_ID};
@@ -1622,5 +1622,5 @@ fn today() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    consular_core::sim::marathon::iso8601(millis)[..10].to_owned()
+    consular_sim::marathon::iso8601(millis)[..10].to_owned()
 }

@@ -238,6 +238,8 @@ impl RunArgs {
 
 /// The flags of `consular demo`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Parsed in every build; read only by the `demo` feature's `demo.rs`.
+#[cfg_attr(not(feature = "demo"), allow(dead_code))]
 pub struct DemoArgs {
     /// `--consul`: a real Consul; `None` starts the stand-in.
     pub consul: Option<BaseUrl>,

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use consular_adapters::server::ServerLimits;
 use consular_adapters::simulator::{ConsulServer, MarathonServer};
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
-use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon, SimTask};
 use consular_core::{Bridge, Config, EventSource};
+use consular_sim::{MarathonVersion, SimConsul, SimMarathon, SimTask};
 use smol::{future, Timer};
 
 use crate::cli::DemoArgs;

@@ -3,11 +3,16 @@
 //! everything that talks to the network in `consular-adapters`, and every decision in
 //! `consular-core`.
 //!
-//! Exit codes: 0 after a signal, `--help` or `--version`; 2 for a bad command line or log file;
-//! 1 when the bridge cannot run (e.g. the port is taken).
+//! Exit codes: 0 after a signal, `--help` or `--version`; 2 for a bad command line or log file
+//! (and for `consular demo` in a build without the `demo` feature); 1 when the bridge cannot run
+//! (e.g. the port is taken).
+//!
+//! Feature `demo` (default) compiles `consular demo` and, with it, the simulators
+//! (`consular-sim`, `consular-adapters/simulator`); `--no-default-features` leaves them out.
 #![forbid(unsafe_code)]
 
 mod cli;
+#[cfg(feature = "demo")]
 mod demo;
 mod logging;
 
@@ -20,14 +25,14 @@ use async_signal::{Signal, Signals};
 use consular_core::Bridge;
 use smol::stream::StreamExt;
 
-use crate::cli::{Command, RunArgs};
+use crate::cli::{Command, DemoArgs, RunArgs};
 
 fn main() -> ExitCode {
     // As given, not as UTF-8: a token that is not text is reported, not silently dropped.
     let token = std::env::var_os("CONSUL_HTTP_TOKEN");
     match cli::parse(std::env::args_os().skip(1).collect(), token) {
         Ok(Command::Run(args)) => run(*args),
-        Ok(Command::Demo(args)) => demo::run(args),
+        Ok(Command::Demo(args)) => run_demo(args),
         Ok(Command::DemoHelp) => {
             print!("{}", cli::DEMO_USAGE);
             ExitCode::SUCCESS
@@ -45,6 +50,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+#[cfg(feature = "demo")]
+fn run_demo(args: DemoArgs) -> ExitCode {
+    demo::run(args)
+}
+
+#[cfg(not(feature = "demo"))]
+fn run_demo(_: DemoArgs) -> ExitCode {
+    eprintln!("consular: this build has no demo (it was built without the `demo` feature)");
+    ExitCode::from(2)
 }
 
 fn run(args: RunArgs) -> ExitCode {

@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use consular_adapters::simulator::http1;
+
 /// How long the demo may take to register its first service (its first tasks run at step 4).
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -23,13 +25,13 @@ fn get(host: &str, port: u16, path: &str) -> Option<String> {
     connection
         .set_read_timeout(Some(Duration::from_secs(5)))
         .ok()?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
-    connection.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    connection.read_to_string(&mut response).ok()?;
-    let (_, body) = response.split_once("\r\n\r\n")?;
-    Some(body.to_owned())
+    let authority = format!("{host}:{port}");
+    let request = http1::request_bytes("GET", path, &authority, &[("Connection", "close")], b"");
+    connection.write_all(&request).ok()?;
+    let mut response = Vec::new();
+    connection.read_to_end(&mut response).ok()?;
+    let response = http1::parse_response(&response).ok()?;
+    String::from_utf8(response.body).ok()
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real `consular` binary (a subprocess, `tests/support/bridge.rs`) between the Marathon
-//! simulator (`consular_adapters::simulator::MarathonServer` over `consular_core::sim::SimMarathon`) and a real
+//! simulator (`consular_adapters::simulator::MarathonServer` over `consular_sim::SimMarathon`) and a real
 //! Consul 1.8.7 cluster on loopback (`tests/support/consul.rs`: a server on 127.0.0.1, client agents on
 //! 127.0.0.2, 127.0.0.3 …, one HTTP port).
 //!
@@ -25,7 +25,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use consular_core::sim::MarathonVersion;
+use consular_sim::MarathonVersion;
 use serde_json::{json, Value};
 use support::consul::{self, wait_until};
 use support::world::{

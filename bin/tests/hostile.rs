@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use consular_adapters::simulator::MarathonServer;
 use consular_core::consul::kv_mark;
-use consular_core::sim::{MarathonVersion, SimMarathon};
+use consular_sim::{MarathonVersion, SimMarathon};
 use serde_json::{json, Value};
 use support::bridge::{run_to_exit, Consular};
 use support::consul::{self, wait_until, ConsulCluster};

@@ -35,10 +35,10 @@ use consular_core::marathon::{app_path, parse_apps, APPS_WITH_TASKS_PATH};
 use consular_core::plan::{
     desired_state, plan_sync, ConsulState, Exclusions, ObservedService, Purge, ServiceRules,
 };
-use consular_core::sim::{MarathonVersion, SimConsul, SimMarathon};
 use consular_core::{
     Bridge, Config, EventSource, InboundId, Method, Output, Request, Response, Target,
 };
+use consular_sim::{MarathonVersion, SimConsul, SimMarathon};
 
 /// The registration id the benchmarks' bridges tag their services with.
 pub const REGISTRATION_ID: &str = "bench";

@@ -98,12 +98,14 @@ pub struct Request {
     pub path_and_query: String,
     /// JSON body, if any. Sent with `Content-Type: application/json`.
     pub body: Option<Vec<u8>>,
-    /// Largest response body the driver may read for this request. A longer one (by its
-    /// `Content-Length` or as it arrives) is reported as [`TransportError::TooLarge`] without
-    /// reading the rest. For a stream, it bounds nothing: events are bounded by the core.
+    /// Largest response body the driver may read for this request; the driver must enforce it. A
+    /// longer one (by its `Content-Length` or as it arrives) is reported as
+    /// [`TransportError::TooLarge`] without reading the rest. For a stream, it bounds nothing:
+    /// events are bounded by the core.
     pub response_limit: usize,
-    /// Give up after this long and report [`TransportError::Timeout`]. The core also enforces it,
-    /// so a driver that never answers cannot stall the bridge.
+    /// Give up after this long (connect, send and the whole response; for a stream, its head) and
+    /// report [`TransportError::Timeout`]. The core also enforces it, one second later for a
+    /// request and at once for a stream, so a driver that never answers cannot stall the bridge.
     pub timeout: Duration,
 }
 
@@ -165,23 +167,33 @@ pub struct LogRecord {
 }
 
 /// What [`crate::Bridge::poll_output`] hands out. Drain until [`Output::Timeout`].
+///
+/// What a driver must do with each is [the driver contract](crate#the-driver-contract); in short:
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Output {
-    /// Send this request and report the outcome with [`crate::Bridge::handle_response`].
+    /// Send this request now, concurrently with any others in flight (the core keeps within its
+    /// own limits), and report the outcome once with [`crate::Bridge::handle_response`]: any
+    /// status, redirects included, as a [`Response`]; a body over [`Request::response_limit`] as
+    /// [`TransportError::TooLarge`]; nothing within [`Request::timeout`] as
+    /// [`TransportError::Timeout`] (the core gives up itself one second after that).
     Request(Request),
-    /// Answer the inbound request `.0` with `.1`.
+    /// Answer the inbound request `.0` (an id the driver chose) with `.1`, as JSON. Each inbound
+    /// request gets exactly one; drop it if the client is gone.
     Reply(InboundId, Reply),
     /// Open Marathon's event stream: send this `GET` with `Accept: text/event-stream`, then report
     /// [`crate::Bridge::handle_stream_open`] with the status, each body chunk with
     /// [`crate::Bridge::handle_stream_data`], and the end with [`crate::Bridge::handle_stream_closed`].
-    /// `timeout` bounds the wait for the response head only.
+    /// `timeout` bounds the wait for the response head only; `response_limit` bounds nothing. A
+    /// redirect is the driver's to follow, only to the configured Marathon or the leader it names
+    /// at `/v2/leader` and never from https to http; one it refuses is a
+    /// [`TransportError::Connect`].
     OpenStream(Request),
     /// Drop the stream opened by the request with this id; report nothing more for it.
     CloseStream(RequestId),
-    /// Write this log line.
+    /// Write this log line (adding a timestamp).
     Log(LogRecord),
     /// Nothing more to do now. Call [`crate::Bridge::handle_timeout`] at this time (measured like
-    /// `now`), or earlier if an input arrives. `None` means no timer is armed.
+    /// `now`), or earlier if an input arrives. `None` means no timer is armed: wait for input.
     Timeout(Option<Duration>),
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use consular_core::consul::{kv_mark, Registration};
 use consular_core::plan::{DesiredService, DesiredState};
-use consular_core::sim::{SimConsul, SimService};
 use consular_core::{Config, ConsulEngine, Method, Output, Response, Target};
+use consular_sim::{SimConsul, SimService};
 
 const SERVER: &str = "127.0.0.1";
 const AGENT: &str = "127.0.0.2";

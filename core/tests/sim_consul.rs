@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use consular_core::sim::{SimConsul, SimResponse, SimService};
 use consular_core::Method;
+use consular_sim::{SimConsul, SimResponse, SimService};
 use serde_json::{json, Value};
 
 const SERVER: &str = "127.0.0.1";

@@ -10,9 +10,9 @@ use support::fixtures::fixture_text;
 
 use std::collections::BTreeSet;
 
-use consular_core::sim::marathon::{iso8601, DEFAULT_TIME_MS};
-use consular_core::sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon, SimResponse};
 use consular_core::Method;
+use consular_sim::marathon::{iso8601, DEFAULT_TIME_MS};
+use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon, SimResponse};
 use serde_json::{json, Value};
 
 use MarathonVersion::{V0_15, V1_1, V1_10, V1_4};

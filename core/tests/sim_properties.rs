@@ -3,10 +3,10 @@
 //! beside ours — once the world heals and a sync with purge runs, Consul holds exactly the running
 //! tasks of existing apps and their labels; a further sync writes nothing; nothing foreign is ever
 //! touched; every callback gets one reply; in-flight requests stay bounded; runs replay exactly.
-//! The scenario model lives in `consular_core::sim::scenario`; this file generates scenarios.
+//! The scenario model lives in `consular_sim::scenario`; this file generates scenarios.
 
-use consular_core::sim::scenario::{check_converged, run, Op, Scenario, INTERVAL};
-use consular_core::sim::world::transcript;
+use consular_sim::scenario::{check_converged, run, Op, Scenario, INTERVAL};
+use consular_sim::world::transcript;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 /// A quickcheck-generated scenario.

@@ -1,6 +1,6 @@
-//! The `world_ops` harness: the simulated [`World`](consular_core::sim::world::World) (bridge,
+//! The `world_ops` harness: the simulated [`SimWorld`](consular_sim::SimWorld) (bridge,
 //! SimMarathon, SimConsul, seeded network) driven by a scenario decoded from fuzz bytes — the op
-//! set and convergence check of `consular_core::sim::scenario`, shared with the quickcheck
+//! set and convergence check of `consular_sim::scenario`, shared with the quickcheck
 //! properties. libFuzzer's coverage guidance reaches corners quickcheck's uniform generation
 //! rarely does.
 //!
@@ -10,7 +10,7 @@
 //! labels, every foreign service and key is still there, every callback was answered, and
 //! in-flight requests never passed the limit.
 
-use consular_core::sim::scenario::{check_converged, run as play, Op, Scenario};
+use consular_sim::scenario::{check_converged, run as play, Op, Scenario};
 
 use crate::choices::Choices;
 

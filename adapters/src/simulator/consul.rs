@@ -12,10 +12,11 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use consular_core::sim::SimConsul;
+use consular_sim::SimConsul;
 use smol::net::TcpStream;
 
-use super::http::{self, Answer};
+use super::connection::{self, HandlerAction};
+use super::http1::HttpRequest;
 use super::{bind_loopback, url_host, ServerThread};
 
 /// Tries to find a port free on every agent address before giving up.
@@ -130,18 +131,21 @@ async fn serve_connection(model: Arc<Mutex<SimConsul>>, connection: TcpStream, a
     if !lock(&model).is_up(&agent) {
         return;
     }
-    let answer = |request: &http::HttpRequest| {
+    let answer = |request: &HttpRequest| {
         let mut model = lock(&model);
         if !model.is_up(&agent) {
-            return Answer::HangUp;
+            return HandlerAction::HangUp;
         }
         match request.model_method() {
             Some(method) => {
-                Answer::Respond(model.handle(&agent, method, &request.target, &request.body))
+                HandlerAction::Respond(model.handle(&agent, method, &request.target, &request.body))
             }
-            None => Answer::Respond(http::plain(405, "method not supported by the simulator")),
+            None => HandlerAction::Respond(connection::plain(
+                405,
+                "method not supported by the simulator",
+            )),
         }
     };
     // Consul never takes a connection over.
-    let _ = http::serve(connection, &[], answer).await;
+    let _ = connection::serve(connection, &[], answer).await;
 }

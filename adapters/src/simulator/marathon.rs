@@ -26,8 +26,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use consular_core::sim::{sse_frame, SimEvent, SimMarathon};
 use consular_core::Method;
+use consular_sim::{sse_frame, SimEvent, SimMarathon};
 use smol::channel::{self, Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{Shutdown, TcpStream};
@@ -36,7 +36,8 @@ use smol::{future, Timer};
 use surf::http::url::{Host, Url};
 use surf::http::{Body, Method as HttpMethod};
 
-use super::http::{self, Answer, HttpRequest, TakenOver};
+use super::connection::{self, HandlerAction, TakenOver};
+use super::http1::{self, HttpRequest};
 use super::{bind_loopback, url_host, ServerThread};
 use crate::h1_client::H1Client;
 use crate::tls;
@@ -173,7 +174,7 @@ impl MarathonServer {
 #[derive(Debug)]
 struct Shared {
     model: SimMarathon,
-    streams: Vec<EventStream>,
+    streams: Vec<SseConnection>,
     next_stream_id: u64,
     streams_enabled: bool,
     heartbeat_period: Duration,
@@ -184,7 +185,7 @@ struct Shared {
 
 /// One open `/v2/events` connection.
 #[derive(Debug)]
-struct EventStream {
+struct SseConnection {
     id: u64,
     /// The client's IP, for `event_stream_detached`.
     remote: String,
@@ -237,11 +238,11 @@ impl Shared {
     }
 
     /// Registers a stream and publishes its `event_stream_attached`; returns its id.
-    fn open_stream(&mut self, stream: EventStream) -> u64 {
+    fn open_stream(&mut self, stream: SseConnection) -> u64 {
         let id = self.next_stream_id;
         self.next_stream_id += 1;
         let attached = self.model.event_stream_attached(&stream.remote);
-        self.streams.push(EventStream { id, ..stream });
+        self.streams.push(SseConnection { id, ..stream });
         self.model.publish(attached);
         self.publish_pending();
         id
@@ -261,28 +262,31 @@ impl Shared {
     }
 
     /// The answer to one request that is not an event stream being opened.
-    fn answer(&mut self, request: &HttpRequest) -> Answer {
+    fn answer(&mut self, request: &HttpRequest) -> HandlerAction {
         self.requests
             .push((request.method.clone(), request.target.clone()));
         let Some(method) = request.model_method() else {
-            return Answer::Respond(http::plain(405, "method not supported by the simulator"));
+            return HandlerAction::Respond(connection::plain(
+                405,
+                "method not supported by the simulator",
+            ));
         };
         let path = request.target.split('?').next().unwrap_or_default();
         // Without a leader, the proxy filter answers before Jetty's event servlet is reached.
         if path == EVENT_STREAM_PATH && method == Method::Get && !self.model.no_leader {
             if !self.streams_enabled {
-                return Answer::Respond(http::plain(
+                return HandlerAction::Respond(connection::plain(
                     503,
                     "event stream unavailable (simulated outage)",
                 ));
             }
             if request.header("Accept") == Some(EVENT_STREAM_ACCEPT) {
-                return Answer::TakeOver;
+                return HandlerAction::TakeOver;
             }
         }
         let response = self.model.handle(method, &request.target, &request.body);
         self.publish_pending();
-        Answer::Respond(response)
+        HandlerAction::Respond(response)
     }
 }
 
@@ -291,7 +295,7 @@ async fn serve_connection(shared: Arc<Mutex<Shared>>, connection: TcpStream) {
     let remote = connection
         .peer_addr()
         .map_or_else(|_| "127.0.0.1".to_owned(), |a| a.ip().to_string());
-    let taken = http::serve(connection, CACHE_HEADERS, |request| {
+    let taken = connection::serve(connection, CACHE_HEADERS, |request| {
         lock(&shared).answer(request)
     })
     .await;
@@ -318,7 +322,7 @@ async fn stream_events(shared: &Mutex<Shared>, taken: TakenOver, remote: String)
     let (id, period) = {
         let mut shared = lock(shared);
         let filter = shared.model.event_type_filter(&request.target);
-        let stream = EventStream {
+        let stream = SseConnection {
             id: 0,
             remote,
             filter,
@@ -328,7 +332,7 @@ async fn stream_events(shared: &Mutex<Shared>, taken: TakenOver, remote: String)
         (shared.open_stream(stream), shared.heartbeat_period)
     };
     let writing = async {
-        let mut head = http::status_line(200);
+        let mut head = http1::status_line(200);
         head.push_str("Content-Type: text/event-stream;charset=UTF-8\r\n");
         for (name, value) in CACHE_HEADERS {
             head.push_str(&format!("{name}: {value}\r\n"));

@@ -1,25 +1,27 @@
-//! The core's pure Marathon and Consul models ([`consular_core::sim`]) served over real HTTP on
-//! loopback, for end-to-end tests and `consular demo`.
+//! The pure Marathon and Consul models of `consular-sim` served over real HTTP on loopback, for
+//! end-to-end tests and `consular demo`; and [`http1`], the HTTP/1.1 helper the simulators share
+//! with the workspace's tests. Behind the `simulator` feature, off by default: a production build
+//! of the adapters (and of `consular --no-default-features`) holds none of it.
 //!
 //! **What lives here:** [`MarathonServer`] (the REST API, the `/v2/events` stream with heartbeats,
 //! and HTTP callback delivery), [`ConsulServer`] (one listener per agent address, so a request's
-//! local address picks the agent), the thread each server runs on, and a deliberately small
-//! HTTP/1.1 server (`http`).
+//! local address picks the agent), the thread each server runs on, the loop that serves one
+//! connection (`connection`), and [`http1`].
 //!
 //! **What doesn't:** what Marathon or Consul answer. Every answer comes from
-//! [`consular_core::sim::SimMarathon::handle`] / [`consular_core::sim::SimConsul::handle`]; the
-//! servers only add what a pure handler cannot do: streaming, pushing events, timers, and closing
-//! connections.
+//! [`consular_sim::SimMarathon::handle`] / [`consular_sim::SimConsul::handle`]; the servers only
+//! add what a pure handler cannot do: streaming, pushing events, timers, and closing connections.
 //!
 //! Why not tide, like [`crate::server`]: Marathon's event stream has neither `Content-Length` nor
 //! chunked framing (it ends when the connection closes), and a down Consul agent must drop the
-//! connection without answering. tide can do neither, so the simulators speak HTTP/1.1 themselves
-//! (parsing heads with `httparse`, the parser async-h1 uses).
+//! connection without answering. tide can do neither, so the simulators speak HTTP/1.1 themselves,
+//! through [`http1`], which checks heads with the production [`crate::http_guard`].
 //!
 //! Every listener binds a loopback address; anything else is refused.
 
+mod connection;
 mod consul;
-mod http;
+pub mod http1;
 mod marathon;
 
 use std::future::Future;

@@ -1,7 +1,10 @@
 //! Test fixtures shared by the adapter tests: a tiny scripted HTTP/1.1 server on 127.0.0.1 that
-//! records each request and counts accepted connections, canned responses, and helpers to build
-//! the adapter's types, the process's resident memory, and a deadline for futures. Only loopback
-//! traffic; no assertions live here (a missed deadline panics, naming what was awaited).
+//! records each request and counts accepted connections, canned responses, a raw HTTP client, and
+//! helpers to build the adapter's types, the process's resident memory, and a deadline for
+//! futures. Only loopback traffic; no assertions live here (a missed deadline panics, naming what
+//! was awaited). Requests and responses are read and plain ones written with the shared helper,
+//! [`consular_adapters::simulator::http1`]; canned responses that must be malformed or oddly
+//! framed are spelled out byte for byte.
 #![allow(dead_code)] // Each test file uses a different subset.
 
 use std::net::SocketAddr;
@@ -9,10 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use consular_adapters::simulator::http1::{self, Http1Error};
 use consular_adapters::{BaseUrl, Endpoints, Outbound};
 use consular_core::{Bridge, Config, Method, Output, Request, Target};
 use futures_rustls::TlsAcceptor;
-use smol::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use smol::net::TcpListener;
 use smol::Timer;
 
@@ -45,15 +49,12 @@ pub struct Canned {
 }
 
 impl Canned {
-    /// A `Content-Length` framed response.
+    /// A `Content-Length` framed JSON response.
     pub fn with_length(status: u16, body: &str) -> Self {
-        let bytes = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let headers = [("Content-Type", "application/json")];
         Canned {
             delay: Duration::ZERO,
-            bytes: bytes.into_bytes(),
+            bytes: http1::response_bytes(status, &headers, body.as_bytes(), false),
             close_after: false,
         }
     }
@@ -74,13 +75,9 @@ impl Canned {
 
     /// Says `Connection: close` and closes.
     pub fn closing(status: u16, body: &str) -> Self {
-        let bytes = format!(
-            "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
         Canned {
             delay: Duration::ZERO,
-            bytes: bytes.into_bytes(),
+            bytes: http1::response_bytes(status, &[], body.as_bytes(), true),
             close_after: true,
         }
     }
@@ -193,37 +190,23 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The next request on `stream`, names lower-cased; `None` when the client is gone or sent
+/// something unreadable (the connection is then dropped).
 async fn read_request<S: AsyncRead + Unpin>(stream: &mut BufReader<S>) -> Option<Recorded> {
-    let mut line = String::new();
-    if stream.read_line(&mut line).await.ok()? == 0 {
-        return None;
-    }
-    let mut words = line.split_whitespace();
-    let method = words.next()?.to_owned();
-    let target = words.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        stream.read_line(&mut line).await.ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).await.ok()?;
+    let request = http1::read_request(stream).await.ok()??;
     Some(Recorded {
-        method,
-        target,
-        headers,
-        body,
+        method: request.method,
+        target: request.target,
+        headers: lower_cased(request.headers),
+        body: request.body,
     })
+}
+
+fn lower_cased(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect()
 }
 
 /// An [`Outbound`] with Marathon and Consul both at `base`, default TLS roots.
@@ -294,14 +277,12 @@ impl RawResponse {
 /// Sends `method path` with `body` (and `Connection: close`) to `addr` over a fresh connection and
 /// reads the response to the end. Any method works, unlike with the core's [`Method`].
 pub async fn raw_http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> RawResponse {
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    raw_exchange(addr, [head.as_bytes(), body].concat()).await
+    let host = addr.to_string();
+    let request = http1::request_bytes(method, path, &host, &[("Connection", "close")], body);
+    raw_exchange(addr, request).await
 }
 
-/// Writes `request` as is and parses the response (Content-Length framed, or read to the end).
+/// Writes `request` as is and reads the response (any framing; without one, to the end).
 pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>) -> RawResponse {
     let mut stream = smol::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(&request).await.unwrap();
@@ -311,42 +292,18 @@ pub async fn raw_exchange(addr: SocketAddr, request: Vec<u8>) -> RawResponse {
         .expect("the connection closed without a response")
 }
 
-/// Reads one response from `reader` (Content-Length framed, or read to the end); `None` if the
-/// connection ended before a status line.
+/// Reads one response from `reader` (any framing; without one, to the end); `None` if the
+/// connection ended or broke before a status line. A response that is not HTTP panics.
 pub async fn read_response<S: AsyncRead + Unpin>(reader: &mut BufReader<S>) -> Option<RawResponse> {
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).await.ok()?;
-    let status = status_line.split_whitespace().nth(1)?.parse().unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':').unwrap();
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    match http1::read_response(reader).await {
+        Ok(response) => response.map(|r| RawResponse {
+            status: r.status,
+            headers: lower_cased(r.headers),
+            body: r.body,
+        }),
+        Err(Http1Error::Io(_)) => None,
+        Err(e) => panic!("unreadable response: {e}"),
     }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse::<usize>().unwrap());
-    let mut body = Vec::new();
-    match length {
-        Some(length) => {
-            body.resize(length, 0);
-            reader.read_exact(&mut body).await.unwrap();
-        }
-        None => {
-            reader.read_to_end(&mut body).await.unwrap();
-        }
-    }
-    Some(RawResponse {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// This process's resident memory in bytes, where the platform tells (Linux).

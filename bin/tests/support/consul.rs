@@ -6,8 +6,9 @@
 //! `node.Address:<port>`. The binary comes from `CONSUL_BIN`, or from `.cache/consul-1.8.7/consul` in the repo,
 //! which `.ci/fetch-consul` fills. Dropping the cluster kills every agent it started, also when a test panics.
 //!
-//! The HTTP helpers ([`get`], [`put`], [`delete`], [`request`]) use only `std::net::TcpStream`: HTTP/1.1 with
-//! `Connection: close`, read to EOF, chunked bodies decoded. They return `io::Result`, so a test can assert that
+//! The HTTP helpers ([`get`], [`put`], [`delete`], [`request`]) are blocking, over `std::net::TcpStream`: HTTP/1.1
+//! with `Connection: close`, read to EOF, chunked bodies decoded; the bytes are written and parsed by the
+//! workspace's one HTTP/1.1 helper, `consular_adapters::simulator::http1`. They return `io::Result`, so a test can assert that
 //! a stopped agent refuses connections; the JSON conveniences ([`get_json`], [`agent_services`], the cluster's
 //! `kv_*` and `catalog_*` methods) panic with the status and body on anything unexpected.
 
@@ -21,6 +22,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use consular_adapters::simulator::http1;
 use serde_json::Value;
 
 /// The Consul version the tests are written against (what Debian bullseye ships).
@@ -743,12 +745,14 @@ pub fn request_with_timeout(
     let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT.min(timeout))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    let host = addr.to_string();
+    stream.write_all(&http1::request_bytes(
+        method,
+        path,
+        &host,
+        &[("Connection", "close")],
+        body,
+    ))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
@@ -757,74 +761,14 @@ pub fn request_with_timeout(
 /// Splits a whole HTTP/1.1 response into (status, body), decoding `Transfer-Encoding: chunked` and honouring
 /// `Content-Length`. Public so the tests can check it on hand-made responses.
 pub fn parse_response(raw: &[u8]) -> io::Result<(u16, Vec<u8>)> {
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("bad HTTP response: {what}"),
-        )
-    };
-    let end = find(raw, b"\r\n\r\n").ok_or_else(|| bad("no end of headers"))?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("headers are not UTF-8"))?;
-    let body = &raw[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|_| status_line.starts_with("HTTP/1."))
-        .ok_or_else(|| bad(&format!("status line {status_line:?}")))?;
-    let mut chunked = false;
-    let mut length = None;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad(&format!("header line {line:?}")));
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        } else if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| bad("Content-Length"))?);
-        }
-    }
-    if chunked {
-        return Ok((
-            status,
-            dechunk(body).ok_or_else(|| bad("malformed chunked body"))?,
-        ));
-    }
-    match length {
-        Some(n) if n <= body.len() => Ok((status, body[..n].to_vec())),
-        Some(n) => Err(bad(&format!(
-            "body is {} bytes, Content-Length says {n}",
-            body.len()
-        ))),
-        None => Ok((status, body.to_vec())),
-    }
-}
-
-/// Decodes a chunked body (sizes in hex, optional `;extensions`, trailers ignored); `None` if malformed or cut short.
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = find(rest, b"\r\n")?;
-        let size_field = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size_hex = size_field.split(';').next()?.trim();
-        let size = usize::from_str_radix(size_hex, 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
-            return None;
-        }
-        out.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    http1::parse_response(raw)
+        .map(|response| (response.status, response.body))
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad HTTP response: {e}"),
+            )
+        })
 }
 
 /// Percent-encodes everything but unreserved characters and `/`, so keys and names with spaces or `?` stay

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use consular_adapters::simulator::MarathonServer;
-use consular_core::sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon};
+use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon};
 use serde_json::{json, Value};
 
 use super::bridge::Consular;

@@ -1,5 +1,5 @@
 //! A transcript harness: drive one `Bridge` by hand, one input at a time, and assert on exactly
-//! which requests, replies and logs come out. For whole-world simulation see `sim::World`.
+//! which requests, replies and logs come out. For whole-world simulation see `consular_sim::SimWorld`.
 
 #![allow(dead_code)]
 

@@ -1,5 +1,5 @@
 //! A deterministic world: one [`Bridge`] wired to a [`SimMarathon`] and a [`SimConsul`] through a
-//! virtual network with seeded latency and agent outages. [`World::step`] is a tiny
+//! virtual network with seeded latency and agent outages. [`SimWorld::step`] is a tiny
 //! discrete-event simulator (take the earliest of the next delivery and the bridge's wake-up,
 //! feed that one input, drain). Every request the bridge sends is checked against the ownership
 //! rules on the way, so tests and fuzzers can assert that nothing foreign was ever touched.
@@ -9,16 +9,17 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::consul::SimConsul;
-use super::marathon::{sse_frame, SimMarathon};
-use crate::consul::KV_ROOT;
-use crate::io::{
+use consular_core::consul::KV_ROOT;
+use consular_core::io::{
     InboundId, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,
     TransportError,
 };
-use crate::{Bridge, Config, EventSource};
+use consular_core::{Bridge, Config, EventSource};
 
-/// Steps after which [`World::settle`] declares a livelock.
+use crate::consul::SimConsul;
+use crate::marathon::{sse_frame, SimMarathon};
+
+/// Steps after which [`SimWorld::settle`] declares a livelock.
 const STEP_BOUND: usize = 1_000_000;
 
 #[derive(Debug)]
@@ -31,7 +32,7 @@ enum Delivery {
 
 /// The bridge, Marathon, Consul and the network between them.
 #[derive(Debug)]
-pub struct World {
+pub struct SimWorld {
     /// The bridge under test.
     pub bridge: Bridge,
     /// Marathon.
@@ -57,7 +58,7 @@ pub struct World {
     pub max_in_flight: usize,
 }
 
-impl World {
+impl SimWorld {
     /// A world at time zero: Consul with a server on `10.0.0.1` and client agents on `10.0.0.2` …
     /// (`agents` in all), Marathon of the given model, and a bridge with `config`.
     pub fn new(config: Config, marathon: SimMarathon, agents: usize, seed: u64) -> Self {
@@ -66,7 +67,7 @@ impl World {
             consul.add_agent(&alloc::format!("node-{i}"), &agent_address(i));
         }
         let bridge = Bridge::new(config, Duration::ZERO);
-        let mut world = World {
+        let mut world = SimWorld {
             bridge,
             marathon,
             consul,
@@ -302,7 +303,7 @@ impl World {
             .strip_prefix("/v1/agent/service/deregister/")
         {
             let foreign = self.consul.services(agent).any(|s| {
-                crate::encoding::encode_segment(&s.id) == id && !s.tags.contains(&our_tag)
+                consular_core::encoding::encode_segment(&s.id) == id && !s.tags.contains(&our_tag)
             });
             if foreign {
                 self.violations.push(alloc::format!(
@@ -355,7 +356,7 @@ pub fn agent_address(i: usize) -> String {
 }
 
 /// A short transcript of what the world saw, for replay comparisons.
-pub fn transcript(world: &World) -> String {
+pub fn transcript(world: &SimWorld) -> String {
     let mut out = String::new();
     for record in &world.logs {
         out.push_str(&record.message);

@@ -1,6 +1,6 @@
 //! Whole-world scenarios: a list of [`Op`]s (apps come and go, tasks change state along Mesos'
 //! state graph, agents and Marathon go down, foreign services and keys and our orphans appear,
-//! time runs) played against a [`World`], and the convergence check after the world heals. The
+//! time runs) played against a [`SimWorld`], and the convergence check after the world heals. The
 //! quickcheck properties and the `world_ops` fuzz target both generate ops and call this; how they
 //! generate them is theirs.
 
@@ -11,11 +11,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::consul::SimService;
-use super::marathon::{MarathonVersion, SimMarathon};
-use super::world::{agent_address, World};
-use crate::marathon::TaskState;
-use crate::{Config, EventSource};
+use consular_core::marathon::TaskState;
+use consular_core::{Config, EventSource};
+
+use crate::consul::SimService;
+use crate::marathon::{MarathonVersion, SimMarathon};
+use crate::world::{agent_address, SimWorld};
 
 /// Consul agents in the world (the first is the server).
 pub const AGENTS: usize = 3;
@@ -131,7 +132,7 @@ fn agent(n: u8) -> String {
 }
 
 /// The world at time zero: the bridge with sync, purge and the scenario's event source.
-pub fn world(s: &Scenario) -> World {
+pub fn world(s: &Scenario) -> SimWorld {
     let versions = [
         MarathonVersion::V0_15,
         MarathonVersion::V1_1,
@@ -155,7 +156,7 @@ pub fn world(s: &Scenario) -> World {
         seed: s.seed,
         ..Config::default()
     };
-    World::new(
+    SimWorld::new(
         config,
         SimMarathon::new(versions[s.version as usize % 4]),
         AGENTS,
@@ -164,7 +165,7 @@ pub fn world(s: &Scenario) -> World {
 }
 
 /// Plays every op (each followed by 5 ms), heals the world, and lets two sync intervals pass.
-pub fn run(s: &Scenario) -> (World, Foreign) {
+pub fn run(s: &Scenario) -> (SimWorld, Foreign) {
     let mut w = world(s);
     let mut foreign = Foreign::default();
     for op in &s.ops {
@@ -182,7 +183,7 @@ pub fn run(s: &Scenario) -> (World, Foreign) {
 }
 
 /// Applies one op.
-pub fn apply(w: &mut World, op: &Op, foreign: &mut Foreign) {
+pub fn apply(w: &mut SimWorld, op: &Op, foreign: &mut Foreign) {
     match op {
         Op::PutApp { app, labels } => {
             let labels: Vec<(String, String)> = labels
@@ -291,7 +292,7 @@ type ServiceView = (String, String, String, String, Option<u16>, Vec<String>);
 /// of existing apps and their labels (built here from Marathon's state, independently of the
 /// bridge's own code); every foreign service and key is still there; every callback was
 /// answered; in-flight requests never passed the limit.
-pub fn check_converged(w: &World, foreign: &Foreign) -> Result<(), String> {
+pub fn check_converged(w: &SimWorld, foreign: &Foreign) -> Result<(), String> {
     if !w.violations.is_empty() {
         return Err(format!("ownership violations: {:#?}", w.violations));
     }
