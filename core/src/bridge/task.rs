@@ -7,6 +7,7 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::members::Membership;
 use super::names::NameClaim;
