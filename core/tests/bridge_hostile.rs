@@ -290,3 +290,42 @@ fn updates_waiting_for_agents_that_never_answer_are_bounded_per_host_and_in_tota
     assert_eq!(t.bridge.stats().dropped_events, refused.iter().sum::<u64>());
     assert!(!t.has_reply(first), "the first still waits for its agent");
 }
+
+/// Found by fuzz/bridge_ops: a task registered on the main Consul because its host is not a
+/// member must not have its registrations corrected on that host once its app is read (nor may
+/// an app read that names another app be taken for it).
+#[test]
+fn an_app_read_never_sends_a_strangers_task_to_its_host() {
+    let mut t = Transcript::new(Config {
+        fallback: true,
+        ..config()
+    });
+    let id = t.event(&event("TASK_RUNNING", "t0", "/web", "stranger"));
+    t.members(&["10.0.0.1"]);
+    let register = t.expect(Method::Put, Target::Consul, "/v1/agent/service/register");
+    t.respond(&register, 200, "");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    let labelled = r#"{"app":{"id":"/web","labels":{"consul":"frontend"}}}"#;
+    t.respond(&app, 200, labelled);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 404, "");
+    let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");
+    t.respond(&txn, 200, r#"{"Results":[],"Errors":null}"#);
+    assert_eq!(t.reply(id).0, 200);
+    t.expect_no_request();
+
+    let mut t = Transcript::new(config());
+    let id = t.event(&event("TASK_RUNNING", "t0", "/web", "h"));
+    t.members(&["h"]);
+    let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
+    t.respond(&register, 200, "");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(
+        &app,
+        200,
+        r#"{"app":{"id":"/other","labels":{"consul":"x"}}}"#,
+    );
+    assert_eq!(t.reply(id).0, 502);
+    assert!(t.logged("Marathon answered app /other for app /web"));
+    t.expect_no_request();
+}

@@ -19,6 +19,7 @@ use crate::consul::{
     REG_ID_TAG_PREFIX,
 };
 use crate::io::{InboundId, Level, Method, Target};
+use crate::marathon::ids::Shown;
 use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
 use crate::plan::{plan_app_labels, AppServices, DesiredService, TaskFacts};
 
@@ -444,7 +445,26 @@ impl Bridge {
                 }
             },
             TaskStep::FetchApp => match answer.parsed(parse_app_definition) {
-                Ok(Some(app)) => return self.app_read(chain_id, chain, app),
+                Ok(Some(app))
+                    if app.id.trim_start_matches('/') == app_id.trim_start_matches('/') =>
+                {
+                    return self.app_read(chain_id, chain, app)
+                }
+                Ok(Some(app)) => {
+                    let message = alloc::format!(
+                        "Marathon answered app {} for app {app_id}; its labels are left as they are",
+                        Shown(&app.id)
+                    );
+                    self.log(Level::Error, message.clone());
+                    let error = Err(message);
+                    return self.labels_done(
+                        chain_id,
+                        chain.reply_to,
+                        chain.update,
+                        chain.registered,
+                        error,
+                    );
+                }
                 Ok(None) => {
                     let message = alloc::format!(
                         "app {app_id} no longer exists in Marathon; its labels are left as they are"
@@ -649,6 +669,13 @@ impl Bridge {
         for note in services.notes() {
             let message = alloc::format!("app {}: {note}", app.id);
             self.log(Level::Warn, message);
+        }
+        if self.members.membership(&chain.update.host, self.now) != Membership::Member {
+            // Registered on the main Consul (fallback), if anywhere: corrections would reach the
+            // task's host, which is not a member. The app's shape is still remembered.
+            self.freshness
+                .remember_services(&service_name(&app.id), services);
+            return self.deregister_replaced(chain_id, chain, VecDeque::new(), app);
         }
         let agent = agent_host(&chain.update.host);
         let facts = TaskFacts {
