@@ -194,6 +194,8 @@ impl Answer {
 #[derive(Debug)]
 pub struct Bridge {
     config: Config,
+    /// How tasks become services: derived from `config` once, used by every update and sync.
+    service_rules: crate::plan::ServiceRules,
     now: Duration,
     out: VecDeque<Output>,
     stats: Stats,
@@ -214,6 +216,7 @@ impl Bridge {
     pub fn new(config: Config, now: Duration) -> Self {
         let requests = Requests::new(config.max_in_flight, config.max_in_flight_per_target);
         let mut bridge = Bridge {
+            service_rules: config.service_rules(),
             now,
             out: VecDeque::new(),
             stats: Stats::default(),

@@ -454,27 +454,18 @@ impl Bridge {
                 let apps = round.apps.take().unwrap_or_default();
                 self.names
                     .learn_snapshot(apps.iter().map(|app| app.id.as_str()));
-                let desired = desired_state(&apps, &self.config.service_rules());
+                let desired = desired_state(&apps, &self.service_rules);
                 // The apps are the largest thing a sync holds; nothing planned from here on
                 // needs them.
                 (desired, alloc::format!("{} apps", apps.len()))
             }
         };
-        let ended: Vec<String> = desired
-            .running_tasks
-            .iter()
-            .filter(|t| self.tasks.has_ended(t))
-            .cloned()
-            .collect();
-        if !ended.is_empty() {
-            // Marathon's snapshot lags an end we have already seen; the task never runs again.
-            for task in &ended {
-                desired.running_tasks.remove(task);
-            }
-            desired
-                .services
-                .retain(|id, _| !ended.iter().any(|t| t == task_of_service(id)));
-        }
+        // Marathon's snapshot lags an end we have already seen; the task never runs again.
+        let tasks = &self.tasks;
+        desired.running_tasks.retain(|t| !tasks.has_ended(t));
+        desired
+            .services
+            .retain(|id, _| !tasks.has_ended(task_of_service(id)));
         self.freshness
             .learn_services(core::mem::take(&mut desired.app_services));
         self.freshness.keep_apps(&desired.live_names);

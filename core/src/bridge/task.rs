@@ -377,7 +377,7 @@ impl Bridge {
             ports: &update.ports,
             addresses: &update.ip_addresses,
         };
-        services.registrations(&self.config.service_rules(), facts)
+        services.registrations(&self.service_rules, facts)
     }
 
     fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {
@@ -457,26 +457,14 @@ impl Bridge {
                     );
                     self.log(Level::Error, message.clone());
                     let error = Err(message);
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        chain.registered,
-                        error,
-                    );
+                    return self.labels_done(chain_id, chain, error);
                 }
                 Ok(None) => {
                     let message = alloc::format!(
                         "app {app_id} no longer exists in Marathon; its labels are left as they are"
                     );
                     self.log(Level::Warn, message);
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        chain.registered,
-                        Ok(None),
-                    );
+                    return self.labels_done(chain_id, chain, Ok(None));
                 }
                 Err(e) => {
                     self.log(
@@ -484,13 +472,7 @@ impl Bridge {
                         alloc::format!("cannot read app {app_id}: {e}"),
                     );
                     let error = Err(alloc::format!("reading app {app_id}: {}", answer.summary()));
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        chain.registered,
-                        error,
-                    );
+                    return self.labels_done(chain_id, chain, error);
                 }
             },
             TaskStep::DeregisterReplaced {
@@ -510,13 +492,7 @@ impl Bridge {
                     Err(e) => {
                         self.log(Level::Error, alloc::format!("cannot read labels: {e}"));
                         let error = Err(alloc::format!("reading labels: {}", answer.summary()));
-                        return self.labels_done(
-                            chain_id,
-                            chain.reply_to,
-                            chain.update,
-                            chain.registered,
-                            error,
-                        );
+                        return self.labels_done(chain_id, chain, error);
                     }
                 };
                 let name = service_name(&app.id);
@@ -524,13 +500,7 @@ impl Bridge {
                     plan_app_labels(&name, &app.labels, &current, &self.config.registration_id);
                 if ops.is_empty() {
                     let synced = Ok(app.version);
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        chain.registered,
-                        synced,
-                    );
+                    return self.labels_done(chain_id, chain, synced);
                 }
                 self.log(
                     Level::Info,
@@ -557,14 +527,8 @@ impl Bridge {
                         app_version,
                     }
                 } else {
-                    let synced = chain.error.map_or(Ok(app_version), Err);
-                    return self.labels_done(
-                        chain_id,
-                        chain.reply_to,
-                        chain.update,
-                        chain.registered,
-                        synced,
-                    );
+                    let synced = chain.error.take().map_or(Ok(app_version), Err);
+                    return self.labels_done(chain_id, chain, synced);
                 }
             }
             TaskStep::AwaitMembers => TaskStep::AwaitMembers,
@@ -665,7 +629,7 @@ impl Bridge {
     /// registrations if they differ (registering the new before removing the replaced), then
     /// read the app's labels.
     fn app_read(&mut self, chain_id: ChainId, mut chain: Chain, app: AppDefinition) {
-        let services = AppServices::of(&app, &self.config.service_rules());
+        let services = AppServices::of(&app, &self.service_rules);
         for note in services.notes() {
             let message = alloc::format!("app {}: {note}", app.id);
             self.log(Level::Warn, message);
@@ -684,7 +648,7 @@ impl Bridge {
             ports: &chain.update.ports,
             addresses: &chain.update.ip_addresses,
         };
-        let wanted = services.registrations(&self.config.service_rules(), facts);
+        let wanted = services.registrations(&self.service_rules, facts);
         self.freshness
             .remember_services(&service_name(&app.id), services);
         let mut register: VecDeque<DesiredService> = wanted
@@ -756,12 +720,11 @@ impl Bridge {
     fn labels_done(
         &mut self,
         chain_id: ChainId,
-        reply_to: Option<InboundId>,
-        update: StatusUpdate,
-        registered: Vec<DesiredService>,
+        mut chain: Chain,
         synced: Result<Option<String>, String>,
     ) {
-        let name = service_name(update.app_id.as_deref().unwrap_or_default());
+        let app_id = chain.update.app_id.clone().unwrap_or_default();
+        let name = service_name(&app_id);
         match &synced {
             Ok(Some(version)) => self.freshness.labels_synced(&name, version),
             // Unknown now: a failed write may have left some keys behind.
@@ -769,28 +732,23 @@ impl Bridge {
         }
         if let Some(sync) = self.tasks.label_syncs.get_mut(&name).filter(|s| s.again) {
             sync.again = false;
-            let path = app_path(update.app_id.as_deref().unwrap_or_default());
             let timeout = self.config.request_timeout;
+            let awaiting = Awaiting::Task(chain_id);
             self.send(
-                Awaiting::Task(chain_id),
+                awaiting,
                 Target::Marathon,
                 Method::Get,
-                path,
+                app_path(&app_id),
                 None,
                 timeout,
             );
-            let chain = Chain {
-                reply_to,
-                update,
-                registered,
-                step: TaskStep::FetchApp,
-                error: None,
-            };
+            chain.step = TaskStep::FetchApp;
+            chain.error = None;
             self.tasks.chains.insert(chain_id, chain);
             return;
         }
         self.tasks.label_syncs.remove(&name);
-        self.finish_chain(reply_to, update, synced.err());
+        self.finish_chain(chain.reply_to, chain.update, synced.err());
     }
 
     /// Replies (502 if `error`), then starts the next queued update of the same task.

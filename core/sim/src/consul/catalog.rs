@@ -132,16 +132,7 @@ impl SimConsul {
     }
 
     pub(super) fn health_json(&self, agent: &Agent, e: &ServiceEntry, checks: Vec<(bool, J)>) -> J {
-        let node = J::obj([
-            ("ID", J::s(agent.node_id.as_str())),
-            ("Node", J::s(agent.node.as_str())),
-            ("Address", J::s(agent.address.as_str())),
-            ("Datacenter", J::s(self.datacenter.as_str())),
-            ("TaggedAddresses", node_tagged_addresses(agent)),
-            ("Meta", J::obj([("consul-network-segment", J::s(""))])),
-            ("CreateIndex", J::u(agent.create_index)),
-            ("ModifyIndex", J::u(agent.modify_index)),
-        ]);
+        let node = self.node_json(agent);
         let mut service = J::obj([
             ("ID", J::s(e.service.id.as_str())),
             ("Service", J::s(e.service.name.as_str())),
