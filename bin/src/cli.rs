@@ -1,6 +1,6 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
 //! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes`,
-//! `--require-label`, `--address` and
+//! `--require-label`, `--address`, `--health-checks`, `--register-when-healthy` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
@@ -18,7 +18,7 @@ use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
-use consular_core::{AddressMode, Config, EventSource, EventsEndpoint};
+use consular_core::{AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, RegisterWhen};
 use pico_args::Arguments;
 
 /// `--help` output.
@@ -70,6 +70,13 @@ Options:
                              on IP-per-task or a container network without host ports (auto),
                              always the host and host port (host), or the task's IP whenever
                              Marathon reports one (task-ip).  [default: auto]
+  --health-checks [none|mirror|agent]
+                             Consul checks on the services of apps with Marathon health checks:
+                             none; one check whose status follows Marathon's results (mirror);
+                             or the agent runs Marathon's HTTP and TCP checks (agent).
+                             [default: none]
+  --register-when-healthy    Register a task of an app with health checks only once Marathon
+                             reports all its checks alive; deregister it when one fails.
   --version                  Show the version and exit.
   --help                     Show this message and exit.
 ";
@@ -161,6 +168,10 @@ pub struct RunArgs {
     pub require_label: Option<String>,
     /// `--address`
     pub address: AddressMode,
+    /// `--health-checks`
+    pub health_checks: HealthChecks,
+    /// `--register-when-healthy`
+    pub register_when: RegisterWhen,
 }
 
 impl fmt::Debug for RunArgs {
@@ -190,6 +201,8 @@ impl fmt::Debug for RunArgs {
             .field("max_listing_bytes", &self.max_listing_bytes)
             .field("require_label", &self.require_label)
             .field("address", &self.address)
+            .field("health_checks", &self.health_checks)
+            .field("register_when", &self.register_when)
             .finish()
     }
 }
@@ -218,6 +231,8 @@ impl RunArgs {
             max_listing_bytes: self.max_listing_bytes,
             require_label: self.require_label.clone(),
             address: self.address,
+            health_checks: self.health_checks,
+            register_when: self.register_when,
             ..Config::default()
         }
     }
@@ -364,6 +379,18 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             ))
         }
     };
+    let health_checks = match value(&mut args, "--health-checks")?.as_deref() {
+        None | Some("none") => HealthChecks::None,
+        Some("mirror") => HealthChecks::Mirror,
+        Some("agent") => HealthChecks::Agent,
+        Some(other) => {
+            return Err(CliError::invalid(
+                "--health-checks",
+                "none, mirror or agent",
+                other,
+            ))
+        }
+    };
     let max_listing_bytes = match value(&mut args, "--max-listing-bytes")? {
         None => Config::default().max_listing_bytes,
         Some(given) => given
@@ -379,6 +406,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
     // What is left are switches and mistakes, in command-line order: the last switch wins.
     let (mut purge, mut debug, mut fallback) = (false, false, false);
     let mut events_endpoint = EventsEndpoint::WhileCallbacks;
+    let mut register_when = RegisterWhen::Running;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -389,6 +417,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--fallback" => fallback = true,
             "--no-fallback" => fallback = false,
             "--accept-callbacks" => events_endpoint = EventsEndpoint::Always,
+            "--register-when-healthy" => register_when = RegisterWhen::Healthy,
             other => return Err(unexpected(other)),
         }
     }
@@ -415,6 +444,8 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         max_listing_bytes,
         require_label,
         address,
+        health_checks,
+        register_when,
     })
 }
 
@@ -1091,6 +1122,12 @@ mod tests {
         assert_eq!(run_args(&["--address", "host"]).address, AddressMode::Host);
         assert!(error(&["--address", "ip"]).contains("--address"));
         assert!(error(&["--require-label", "a b"]).contains("--require-label"));
+        let health = run_args(&["--health-checks", "mirror", "--register-when-healthy"]);
+        assert_eq!(health.config().health_checks, HealthChecks::Mirror);
+        assert_eq!(health.config().register_when, RegisterWhen::Healthy);
+        assert_eq!(run_args(&[]).config().health_checks, HealthChecks::None);
+        assert_eq!(run_args(&[]).config().register_when, RegisterWhen::Running);
+        assert!(error(&["--health-checks", "all"]).contains("--health-checks"));
     }
 
     #[test]

@@ -38,6 +38,28 @@ pub enum AddressMode {
     TaskIp,
 }
 
+/// Which Consul checks a task's services carry (`--health-checks`). Only apps with Marathon
+/// health checks get any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChecks {
+    /// None (consular 1.3.0).
+    None,
+    /// One TTL check per service whose status follows Marathon's health results.
+    Mirror,
+    /// The agent runs the equivalent of each of Marathon's HTTP and TCP checks itself.
+    Agent,
+}
+
+/// When a task of an app with health checks is registered (`--register-when-healthy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterWhen {
+    /// On `TASK_RUNNING`, healthy or not (consular 1.3.0).
+    Running,
+    /// Once Marathon reports every check alive; deregistered when one fails. Tasks of apps
+    /// without health checks still register on `TASK_RUNNING`.
+    Healthy,
+}
+
 /// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -55,6 +77,10 @@ pub struct Config {
     pub require_label: Option<String>,
     /// Which address a task's services register.
     pub address: AddressMode,
+    /// Which checks a task's services carry.
+    pub health_checks: HealthChecks,
+    /// When tasks of apps with health checks are registered.
+    pub register_when: RegisterWhen,
     /// Register on the main Consul endpoint when the task host's agent fails.
     pub fallback: bool,
     /// Timeout of the fallback registration.
@@ -90,6 +116,8 @@ impl Config {
             registration_id: self.registration_id.clone(),
             require_label: self.require_label.clone(),
             address: self.address,
+            health_checks: self.health_checks,
+            register_when: self.register_when,
         }
     }
 
@@ -108,6 +136,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(5),
             require_label: None,
             address: AddressMode::Auto,
+            health_checks: HealthChecks::None,
+            register_when: RegisterWhen::Running,
             fallback: false,
             fallback_timeout: Duration::from_secs(2),
             max_in_flight: 64,

@@ -5,6 +5,7 @@
 
 use alloc::string::String;
 
+use super::health::HealthFollowed;
 use super::sync::Termination;
 use super::{Bridge, Counter};
 use crate::io::{InboundId, Level};
@@ -30,6 +31,29 @@ impl Bridge {
             Ok(MarathonEvent::StatusUpdate(update)) => {
                 self.stats.count(Counter::Events, 1);
                 self.handle_status_update(reply_to, update);
+            }
+            Ok(MarathonEvent::HealthChanged {
+                app_id,
+                instance_id,
+            }) => {
+                let followed = self.follow_health(&app_id, &instance_id);
+                match (followed, reply_to) {
+                    (HealthFollowed::Reading, Some(id)) => {
+                        self.reply(id, 200, String::from("{\"status\": \"ok\"}"))
+                    }
+                    (HealthFollowed::Ignored, Some(id)) => {
+                        self.reply(id, 200, String::from("{\"status\": \"ignored\"}"))
+                    }
+                    (HealthFollowed::Dropped, Some(id)) => {
+                        self.stats.count(Counter::DroppedEvents, 1);
+                        self.reply_error(id, 503, "too many health events are waiting; retry later")
+                    }
+                    (HealthFollowed::Dropped, None) => {
+                        self.stats.count(Counter::DroppedEvents, 1);
+                        self.request_sync("health events were dropped")
+                    }
+                    (_, None) => {}
+                }
             }
             Ok(MarathonEvent::AppTerminated { app_id }) => {
                 let status = match self.handle_app_terminated(&app_id) {

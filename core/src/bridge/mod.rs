@@ -4,6 +4,7 @@
 //!
 //! - `events.rs`: the one door for Marathon's events, from callbacks and from the stream alike;
 //! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
+//! - `health.rs`: a health event → a read of its app's tasks → an update of each task it names;
 //! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
 //! - `stream.rs`: Marathon's event stream, reconnected forever;
@@ -16,6 +17,7 @@
 
 mod events;
 mod freshness;
+mod health;
 mod members;
 mod names;
 mod requests;
@@ -58,6 +60,10 @@ pub struct Stats {
     pub deregistered: u64,
     /// KV keys written or deleted.
     pub kv_writes: u64,
+    /// Check statuses set and checks removed.
+    pub check_writes: u64,
+    /// Health events that led to a read of their app's tasks.
+    pub health_events: u64,
     /// Syncs that completed every step.
     pub syncs_completed: u64,
     /// Syncs that stopped or skipped a step because a read or write failed.
@@ -76,6 +82,8 @@ enum Counter {
     Registered,
     Deregistered,
     KvWrites,
+    CheckWrites,
+    HealthEvents,
     SyncsCompleted,
     SyncsFailed,
     LateResponses,
@@ -91,6 +99,8 @@ impl Stats {
             Counter::Registered => &mut self.registered,
             Counter::Deregistered => &mut self.deregistered,
             Counter::KvWrites => &mut self.kv_writes,
+            Counter::CheckWrites => &mut self.check_writes,
+            Counter::HealthEvents => &mut self.health_events,
             Counter::SyncsCompleted => &mut self.syncs_completed,
             Counter::SyncsFailed => &mut self.syncs_failed,
             Counter::LateResponses => &mut self.late_responses,
@@ -107,6 +117,7 @@ enum Awaiting {
     Task(task::ChainId),
     TaskKv(task::ChainId, usize),
     Sync(sync::RoundId, sync::SyncWait),
+    Health(health::HealthReadId),
 }
 
 /// A response together with the request it answers, reduced to what workflows branch on.
@@ -203,6 +214,7 @@ pub struct Bridge {
     open_inbound: BTreeSet<InboundId>,
     tasks: task::Tasks,
     freshness: freshness::Freshness,
+    health: health::HealthReads,
     members: members::Members,
     names: names::AppNames,
     sync: sync::Syncs,
@@ -224,6 +236,7 @@ impl Bridge {
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
             freshness: freshness::Freshness::default(),
+            health: health::HealthReads::default(),
             members: members::Members::default(),
             names: names::AppNames::default(),
             sync: sync::Syncs::new(
@@ -429,6 +442,7 @@ impl Bridge {
             Awaiting::Task(chain) => self.on_task_answer(chain, 0, answer),
             Awaiting::TaskKv(chain, ops) => self.on_task_answer(chain, ops, answer),
             Awaiting::Sync(round, wait) => self.on_sync_answer(round, wait, answer),
+            Awaiting::Health(read) => self.on_health_answer(read, answer),
         }
     }
 

@@ -18,6 +18,8 @@ use crate::marathon::SseParser;
 /// the rest are dropped here.
 const STREAM_PATH: &str =
     "/v2/events?event_type=status_update_event&event_type=app_terminated_event";
+/// The same with the health events, for flags under which health changes what Consul holds.
+const STREAM_WITH_HEALTH_PATH: &str = "/v2/events?event_type=status_update_event&event_type=app_terminated_event&event_type=health_status_changed_event&event_type=instance_health_changed_event";
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -198,7 +200,11 @@ impl Bridge {
                     id,
                     target: Target::Marathon,
                     method: Method::Get,
-                    path_and_query: String::from(STREAM_PATH),
+                    path_and_query: String::from(if self.health_matters() {
+                        STREAM_WITH_HEALTH_PATH
+                    } else {
+                        STREAM_PATH
+                    }),
                     body: None,
                     response_limit: self.config.max_event_bytes,
                     timeout,

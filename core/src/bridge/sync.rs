@@ -1,5 +1,6 @@
 //! The full sync, every `sync_interval`: read Marathon's apps with their tasks, the `consular/` KV
-//! tree, the node list and each agent's services, all at once; plan the difference; write only
+//! tree, the node list and each agent's services (and checks, when services carry them), all at
+//! once; plan the difference; write only
 //! that. If Marathon cannot be read nothing is written; if any Consul listing is missing nothing is
 //! purged. Tasks and apps that events touched after the Marathon read are left to the events.
 //! Syncs never overlap; ticks missed while one runs are skipped. A sync can also be requested (the
@@ -15,6 +16,9 @@ use super::members::Membership;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
 use crate::consul::{agent_host, service_name, task_of_service};
+use super::task::status_writes;
+use crate::config::HealthChecks;
+use crate::consul::{parse_agent_checks, AGENT_CHECKS_PATH};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
     CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
@@ -24,7 +28,8 @@ use crate::io::{Level, Method, Target};
 use crate::marathon::ids::check_host;
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
 use crate::plan::{
-    desired_state, plan_sync, ConsulState, DesiredService, DesiredState, ObservedService, Purge,
+    desired_state, plan_sync, CheckWrite, ConsulState, DesiredService, DesiredState, ObservedCheck,
+    ObservedService, Purge,
 };
 
 /// What an `app_terminated_event` led to.
@@ -50,7 +55,9 @@ pub(super) enum SyncWait {
     Nodes,
     FailedNodes,
     AgentServices(String),
+    AgentChecks(String),
     Register(DesiredService, bool),
+    CheckWrite(CheckWrite),
     Deregister(String, String),
     KvWrite(usize),
 }
@@ -69,6 +76,8 @@ struct SyncRound {
     failed_nodes: Option<BTreeSet<String>>,
     /// Lower-cased addresses and names of the failed nodes: not contacted this round.
     failed_hosts: BTreeSet<String>,
+    /// Agents whose checks could not be listed: their services count as unlisted.
+    unchecked_agents: BTreeSet<String>,
     reads_pending: usize,
     purge: Purge,
     consul: ConsulState,
@@ -199,6 +208,7 @@ impl Bridge {
             nodes: None,
             failed_nodes: None,
             failed_hosts: BTreeSet::new(),
+            unchecked_agents: BTreeSet::new(),
             reads_pending,
             purge: Purge {
                 everything: self.config.purge,
@@ -347,10 +357,44 @@ impl Bridge {
                     Err(e) => round_unlisted(round, e),
                 }
             }
+            SyncWait::AgentChecks(agent) => {
+                round.reads_pending -= 1;
+                match answer.required(parse_agent_checks) {
+                    Ok(checks) => round.consul.checks.extend(
+                        checks
+                            .into_iter()
+                            .map(|check| ObservedCheck {
+                                agent: agent.clone(),
+                                check,
+                            }),
+                    ),
+                    Err(e) => {
+                        round.unchecked_agents.insert(agent);
+                        round_unlisted(round, e);
+                    }
+                }
+            }
+            SyncWait::CheckWrite(write) => {
+                round.writes_pending -= 1;
+                if self.check_write_done(&write, &answer) == Written::Failed {
+                    self.current_round().failures += 1;
+                }
+            }
             SyncWait::Register(service, on_fallback) => {
                 round.writes_pending -= 1;
                 match self.registration_done(&service, on_fallback, &answer) {
-                    Registered::Done => {}
+                    Registered::Done => {
+                        let target = if on_fallback {
+                            Target::Consul
+                        } else {
+                            Target::Agent(service.agent.clone())
+                        };
+                        for write in status_writes(&service) {
+                            self.current_round().writes_pending += 1;
+                            let awaiting = awaiting(SyncWait::CheckWrite(write.clone()));
+                            self.send_check_write(awaiting, target.clone(), &write);
+                        }
+                    }
                     Registered::RetryOnMainConsul => {
                         self.current_round().writes_pending += 1;
                         self.send_registration(
@@ -384,6 +428,8 @@ impl Bridge {
     /// nodes are both in. A failed node is not contacted: its agent would only time out.
     fn list_agents(&mut self) {
         let timeout = self.config.request_timeout;
+        // Checks are listed only where services carry them, so 1.3.0's sync reads no more.
+        let with_checks = self.config.health_checks != HealthChecks::None;
         let round = self.current_round();
         let (Some(nodes), Some(failed)) = (&round.nodes, &round.failed_nodes) else {
             return;
@@ -416,7 +462,16 @@ impl Bridge {
             }
         }
         let id = round.id;
+        if with_checks {
+            round.reads_pending += listed.len();
+        }
         for address in listed {
+            if with_checks {
+                let target = Target::Agent(address.clone());
+                let path = String::from(AGENT_CHECKS_PATH);
+                let awaiting = Awaiting::Sync(id, SyncWait::AgentChecks(address.clone()));
+                self.send(awaiting, target, Method::Get, path, None, timeout);
+            }
             let target = Target::Agent(address.clone());
             let path = String::from(AGENT_SERVICES_PATH);
             let awaiting = Awaiting::Sync(id, SyncWait::AgentServices(address));
@@ -466,13 +521,28 @@ impl Bridge {
         desired
             .services
             .retain(|id, _| !tasks.has_ended(task_of_service(id)));
+        // What labels could not give is said once per app version, not at every sync.
+        let mut skipped: Vec<String> = Vec::new();
+        for (name, services) in &desired.app_services {
+            if self.freshness.services_of(name, services.version()) != Some(services) {
+                let app_id = services.app_id();
+                skipped.extend(services.notes().iter().map(|n| alloc::format!("app {app_id}: {n}")));
+            }
+        }
         self.freshness
             .learn_services(core::mem::take(&mut desired.app_services));
         self.freshness.keep_apps(&desired.live_names);
         let excluded = self.freshness.newer_than(round.snapshot);
         round.running_tasks = desired.running_tasks.len();
+        // An agent whose checks are unknown is planned as if unlisted: nothing of it is purged,
+        // and what it should hold is registered again.
+        let unchecked = core::mem::take(&mut round.unchecked_agents);
+        round
+            .consul
+            .services
+            .retain(|s| !unchecked.contains(&s.agent));
         let clashes = core::mem::take(&mut desired.clashes);
-        let skipped = core::mem::take(&mut desired.skipped);
+        skipped.append(&mut desired.skipped);
         let plan = plan_sync(
             desired,
             &round.consul,
@@ -482,6 +552,7 @@ impl Bridge {
         );
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
+        round.consul.checks = Vec::new();
         round.consul.kv = None;
         round.notes.insert(0, source);
         let failed_hosts = core::mem::take(&mut round.failed_hosts);
@@ -503,7 +574,7 @@ impl Bridge {
             );
             self.log(Level::Error, message);
         }
-        let writes = plan.register.len() + plan.deregister.len();
+        let writes = plan.register.len() + plan.deregister.len() + plan.checks.len();
         let mut skipped = 0;
         for service in plan.register {
             let reachable = !failed_hosts.contains(&service.agent)
@@ -535,6 +606,15 @@ impl Bridge {
         for (agent, service_id) in &plan.deregister {
             let wait = SyncWait::Deregister(agent.clone(), service_id.clone());
             self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);
+        }
+        for write in plan.checks {
+            let target = match &write {
+                CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. } => {
+                    Target::Agent(agent.clone())
+                }
+            };
+            let awaiting = Awaiting::Sync(id, SyncWait::CheckWrite(write.clone()));
+            self.send_check_write(awaiting, target, &write);
         }
         let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, SyncWait::KvWrite(n)));
         self.current_round().writes_pending = writes + batches;

@@ -21,7 +21,8 @@ use crate::consul::{
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::ids::Shown;
 use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
-use crate::plan::{plan_app_labels, AppServices, DesiredService, TaskFacts};
+use crate::config::RegisterWhen;
+use crate::plan::{plan_app_labels, AppServices, CheckWrite, DesiredService, Registering, TaskFacts};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
 const ENDED_TASKS_REMEMBERED: usize = 16_384;
@@ -76,6 +77,26 @@ enum TaskStep {
         id: String,
         rest: VecDeque<String>,
     },
+    /// Setting the status of a mirrored check of a service just registered; the rest of the
+    /// chain's `statuses` follow, then `then`.
+    WriteStatus {
+        write: CheckWrite,
+        on_fallback: bool,
+        then: AfterRegistering,
+    },
+}
+
+/// What a running task's update does, given its app and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunningAct {
+    /// Register its services.
+    Register,
+    /// Leave them as they are until Marathon has a health verdict.
+    AwaitHealth,
+    /// Deregister them: a health check fails under `--register-when-healthy`.
+    Withdraw,
+    /// The app's health checks are not known: read the app and its tasks first.
+    ReadHealth,
 }
 
 /// What follows a task's registrations.
@@ -97,6 +118,8 @@ struct Chain {
     update: StatusUpdate,
     /// The services this update has registered, as registered.
     registered: Vec<DesiredService>,
+    /// Statuses of mirrored checks to write once the registrations in progress are done.
+    statuses: VecDeque<CheckWrite>,
     step: TaskStep,
     error: Option<String>,
 }
@@ -253,6 +276,7 @@ impl Bridge {
                     reply_to,
                     update,
                     registered: Vec::new(),
+                    statuses: VecDeque::new(),
                     step: TaskStep::AwaitMembers,
                     error: None,
                 };
@@ -292,7 +316,16 @@ impl Bridge {
         membership: Membership,
     ) -> Option<Finished> {
         let agent = agent_host(&update.host);
-        let registers = update.state.action() == TaskAction::Register;
+        let act = match update.state.action() {
+            TaskAction::Register => Some(self.running_act(&update)),
+            TaskAction::Deregister | TaskAction::Ignore => None,
+        };
+        if act == Some(RunningAct::ReadHealth) {
+            let app_id = update.app_id.clone().unwrap_or_default();
+            let _ = self.follow_health(&app_id, &update.task_id);
+            return Some(Finished::ok(reply_to, update));
+        }
+        let registers = matches!(act, Some(RunningAct::Register | RunningAct::AwaitHealth));
         let step = match membership {
             Membership::Member | Membership::Stranger if registers => {
                 let on_fallback = membership == Membership::Stranger;
@@ -315,11 +348,13 @@ impl Bridge {
                     })
                     .collect();
                 let Some(service) = services.pop_front() else {
-                    // `--require-label` leaves the app out; its labels still go to KV.
+                    // `--require-label` leaves the app out, or its health is not known yet; its
+                    // labels still go to KV.
                     let chain = Chain {
                         reply_to,
                         update,
                         registered: Vec::new(),
+                    statuses: VecDeque::new(),
                         step: TaskStep::FetchApp,
                         error: None,
                     };
@@ -350,6 +385,7 @@ impl Bridge {
             reply_to,
             update,
             registered: Vec::new(),
+                    statuses: VecDeque::new(),
             step,
             error: None,
         };
@@ -376,8 +412,26 @@ impl Bridge {
             host: &update.host,
             ports: &update.ports,
             addresses: &update.ip_addresses,
+            health: &update.health,
         };
         services.registrations(&self.service_rules, facts)
+    }
+
+    /// What a running task's update does: from its app's known shape and the update's health;
+    /// an app not read yet registers consular 1.3.0's service (corrected once it is read),
+    /// unless only healthy tasks register: then its health checks must be known first.
+    fn running_act(&self, update: &StatusUpdate) -> RunningAct {
+        let app_id = update.app_id.as_deref().unwrap_or_default();
+        let version = update.app_version.as_deref();
+        match self.freshness.services_of(&service_name(app_id), version) {
+            Some(services) => match services.registering(&self.service_rules, &update.health) {
+                Registering::Now => RunningAct::Register,
+                Registering::AwaitHealth => RunningAct::AwaitHealth,
+                Registering::Withdraw => RunningAct::Withdraw,
+            },
+            None if self.config.register_when == RegisterWhen::Healthy => RunningAct::ReadHealth,
+            None => RunningAct::Register,
+        }
     }
 
     fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {
@@ -408,9 +462,10 @@ impl Bridge {
                 then,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Registered::Done => {
+                    chain.statuses.extend(status_writes(&service));
                     chain.registered.push(service);
-                    match (rest.pop_front(), then) {
-                        (Some(next), then) => {
+                    match rest.pop_front() {
+                        Some(next) => {
                             self.send_registration(awaiting, &next, on_fallback);
                             TaskStep::Register {
                                 service: next,
@@ -419,12 +474,7 @@ impl Bridge {
                                 then,
                             }
                         }
-                        (None, AfterRegistering::Labels) => {
-                            return self.labels_phase(chain_id, chain)
-                        }
-                        (None, AfterRegistering::Corrected { replaced, app }) => {
-                            return self.deregister_replaced(chain_id, chain, replaced, *app)
-                        }
+                        None => return self.after_registering(chain_id, chain, on_fallback, then),
                     }
                 }
                 Registered::RetryOnMainConsul => {
@@ -531,6 +581,15 @@ impl Bridge {
                     return self.labels_done(chain_id, chain, synced);
                 }
             }
+            TaskStep::WriteStatus {
+                write,
+                on_fallback,
+                then,
+            } => {
+                // A status that did not land is the next sync's to repair; the update stands.
+                let _ = self.check_write_done(&write, &answer);
+                return self.after_registering(chain_id, chain, on_fallback, then);
+            }
             TaskStep::AwaitMembers => TaskStep::AwaitMembers,
             TaskStep::ListTaskServices { agent } => {
                 let task_id = chain.update.task_id.clone();
@@ -593,6 +652,39 @@ impl Bridge {
         self.tasks.chains.insert(chain_id, chain);
     }
 
+    /// The registrations in progress are done: write the statuses of their mirrored checks, one
+    /// at a time, then go on with `then`.
+    fn after_registering(
+        &mut self,
+        chain_id: ChainId,
+        mut chain: Chain,
+        on_fallback: bool,
+        then: AfterRegistering,
+    ) {
+        if let Some(write) = chain.statuses.pop_front() {
+            let target = match (&write, on_fallback) {
+                (_, true) => Target::Consul,
+                (CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. }, false) => {
+                    Target::Agent(agent.clone())
+                }
+            };
+            self.send_check_write(Awaiting::Task(chain_id), target, &write);
+            chain.step = TaskStep::WriteStatus {
+                write,
+                on_fallback,
+                then,
+            };
+            self.tasks.chains.insert(chain_id, chain);
+            return;
+        }
+        match then {
+            AfterRegistering::Labels => self.labels_phase(chain_id, chain),
+            AfterRegistering::Corrected { replaced, app } => {
+                self.deregister_replaced(chain_id, chain, replaced, *app)
+            }
+        }
+    }
+
     /// After the registrations: make the app's KV labels match, unless they are in place for the
     /// task's app version, or another update of the app is already at it.
     fn labels_phase(&mut self, chain_id: ChainId, mut chain: Chain) {
@@ -630,15 +722,10 @@ impl Bridge {
     /// read the app's labels.
     fn app_read(&mut self, chain_id: ChainId, mut chain: Chain, app: AppDefinition) {
         let services = AppServices::of(&app, &self.service_rules);
-        for note in services.notes() {
-            let message = alloc::format!("app {}: {note}", app.id);
-            self.log(Level::Warn, message);
-        }
         if self.members.membership(&chain.update.host, self.now) != Membership::Member {
             // Registered on the main Consul (fallback), if anywhere: corrections would reach the
             // task's host, which is not a member. The app's shape is still remembered.
-            self.freshness
-                .remember_services(&service_name(&app.id), services);
+            self.learn_app(services);
             return self.deregister_replaced(chain_id, chain, VecDeque::new(), app);
         }
         let agent = agent_host(&chain.update.host);
@@ -647,10 +734,10 @@ impl Bridge {
             host: &chain.update.host,
             ports: &chain.update.ports,
             addresses: &chain.update.ip_addresses,
+            health: &chain.update.health,
         };
         let wanted = services.registrations(&self.service_rules, facts);
-        self.freshness
-            .remember_services(&service_name(&app.id), services);
+        self.learn_app(services);
         let mut register: VecDeque<DesiredService> = wanted
             .iter()
             .filter(|w| !chain.registered.iter().any(|r| r.registration == **w))
@@ -681,6 +768,19 @@ impl Bridge {
             }
             None => self.deregister_replaced(chain_id, chain, replaced, app),
         }
+    }
+
+    /// Remembers what an app's tasks become, as just read, and says what its labels could not give
+    /// them: once per app version, not at every read.
+    pub(super) fn learn_app(&mut self, services: AppServices) {
+        let name = service_name(services.app_id());
+        if self.freshness.services_of(&name, services.version()) != Some(&services) {
+            for note in services.notes() {
+                let message = alloc::format!("app {}: {note}", services.app_id());
+                self.log(Level::Warn, message);
+            }
+        }
+        self.freshness.remember_services(&name, services);
     }
 
     /// Deregisters the first of `replaced`, or, with none left, reads the app's labels.
@@ -798,6 +898,18 @@ impl Bridge {
             }
         }
     }
+}
+
+/// The status writes a registration of `service` calls for: its mirrored checks whose status is
+/// known.
+pub(super) fn status_writes(service: &DesiredService) -> impl Iterator<Item = CheckWrite> + '_ {
+    service.registration.checks.iter().filter_map(|check| {
+        check.state.as_ref().map(|state| CheckWrite::Update {
+            agent: service.agent.clone(),
+            check_id: check.id.clone(),
+            state: state.clone(),
+        })
+    })
 }
 
 /// An update whose work is over, waiting for its reply.

@@ -1,6 +1,6 @@
 //! The writes both workflows make — service registration (with the `--fallback` retry on the
-//! main Consul), deregistration (where "already gone" is success), and KV transactions in batches
-//! — and how their answers count. Which writes to make is decided by the callers.
+//! main Consul), deregistration (where "already gone" is success), check status writes and
+//! removals, and KV transactions in batches — and how their answers count. Which writes to make is decided by the callers.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -27,10 +27,13 @@ pub(super) enum Written {
     /// Not applied (logged); the next sync retries.
     Failed,
 }
-use crate::consul::{deregister_path, txn_batches, TxnOp, REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH};
+use crate::consul::{
+    check_deregister_path, check_update_path, deregister_path, txn_batches, TxnOp, REGISTER_PATH,
+    TXN_MAX_BYTES, TXN_PATH,
+};
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::Shown;
-use crate::plan::DesiredService;
+use crate::plan::{CheckWrite, DesiredService};
 
 impl Bridge {
     /// Registers `service` on its agent, or on the main Consul when `on_fallback`.
@@ -138,6 +141,43 @@ impl Bridge {
                 Level::Error,
                 alloc::format!("cannot deregister {id}: {}", answer.failure()),
             );
+            Written::Failed
+        }
+    }
+
+    /// Sends `write` to `target`: the agent holding the check (the main Consul for a service
+    /// registered there as a fallback).
+    pub(super) fn send_check_write(&mut self, awaiting: Awaiting, target: Target, write: &CheckWrite) {
+        let timeout = self.config.request_timeout;
+        let (path, body) = match write {
+            CheckWrite::Update {
+                check_id, state, ..
+            } => (check_update_path(check_id), Some(state.to_json())),
+            CheckWrite::Remove { check_id, .. } => (check_deregister_path(check_id), None),
+        };
+        self.send(awaiting, target, Method::Put, path, body, timeout);
+    }
+
+    /// Accounts for the answer to `write`. Removing a check that is already gone is done.
+    pub(super) fn check_write_done(&mut self, write: &CheckWrite, answer: &Answer) -> Written {
+        let (agent, check_id, what) = match write {
+            CheckWrite::Update {
+                agent,
+                check_id,
+                state,
+            } => (agent, check_id, alloc::format!("set {check_id} to {:?}", state.status)),
+            CheckWrite::Remove { agent, check_id } => {
+                (agent, check_id, alloc::format!("removed check {check_id}"))
+            }
+        };
+        let gone = matches!(write, CheckWrite::Remove { .. }) && answer.status() == Some(404);
+        if answer.body().is_some() || gone {
+            self.stats.count(Counter::CheckWrites, 1);
+            self.log(Level::Info, alloc::format!("{what} on {agent}"));
+            Written::Done
+        } else {
+            let message = alloc::format!("cannot write check {check_id} on {agent}: {}", answer.failure());
+            self.log(Level::Error, message);
             Written::Failed
         }
     }

@@ -1,10 +1,15 @@
-//! Consul: the service registration body and ownership tags, KV layout and transactions, response
+//! Consul: the service registration body and ownership tags, service checks, KV layout and transactions, response
 //! parsing, and the paths of the Consul API calls the bridge makes. What to write is decided in
 //! [`crate::plan`]; when, in [`crate::bridge`].
 
+mod check;
 mod kv;
 mod service;
 
+pub use check::{
+    check_deregister_path, check_update_path, parse_agent_checks, CheckProbe, CheckState,
+    CheckStatus, ListedCheck, ServiceCheck, AGENT_CHECKS_PATH, CHECK_ID_PREFIX, MIRROR_TTL,
+};
 pub use kv::{
     kv_mark, kv_tree_path, label_key, label_value, parse_kv_entries, txn_batches, txn_body,
     KvEntry, KvKey, TxnBatch, TxnOp, KV_ROOT, TXN_MAX_BYTES, TXN_MAX_OPS, TXN_PATH,

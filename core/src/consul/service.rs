@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use super::check::ServiceCheck;
 use crate::encoding::encode_segment;
 use crate::error::ParseError;
 
@@ -79,6 +80,10 @@ pub struct Registration {
     /// body without meta is consular 1.3.0's byte for byte.
     #[serde(rename = "Meta", skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// Checks (`--health-checks`); an agent's service listing has none, its check listing has
+    /// them ([`super::check`]).
+    #[serde(rename = "Checks", skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<ServiceCheck>,
 }
 
 impl Registration {
@@ -101,7 +106,18 @@ impl Registration {
             ],
             port: ports.iter().copied().min(),
             meta: BTreeMap::new(),
+            checks: Vec::new(),
         }
+    }
+
+    /// True if `listed` (from an agent's service listing) is this service, checks aside.
+    pub fn is_listed_as(&self, listed: &Registration) -> bool {
+        self.name == listed.name
+            && self.id == listed.id
+            && self.address == listed.address
+            && self.tags == listed.tags
+            && self.port == listed.port
+            && self.meta == listed.meta
     }
 
     /// The `PUT /v1/agent/service/register` body: `{"Name","ID","Address","Tags","Port"}`.
@@ -156,6 +172,7 @@ pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError
             tags: s.tags.unwrap_or_default(),
             port: u16::try_from(s.port).ok().filter(|&p| p != 0),
             meta: s.meta.unwrap_or_default(),
+            checks: Vec::new(),
         })
         .collect())
 }

@@ -1,13 +1,15 @@
 //! Marathon apps and tasks as `/v2/apps`, `/v2/apps/<id>` (its definition) and
 //! `/v2/apps/<id>/tasks` return them, across versions: tasks with or without `state` (before 1.1.2
 //! there is none), `ports` present or absent, embedded tasks present or not, port labels on port
-//! definitions or on the container's port mappings, task addresses from IP-per-task or networks.
+//! definitions or on the container's port mappings, task addresses from IP-per-task or networks,
+//! health checks and their results ([`super::health`]).
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use serde::Deserialize;
 
+use super::health::{HealthCheckSpec, HealthResult};
 use super::task_state::TaskState;
 use crate::error::ParseError;
 
@@ -39,6 +41,9 @@ pub struct AppOf<T> {
     /// IP-per-task (Marathon 0.14 to 1.4): present when each task gets an IP of its own.
     #[serde(default, deserialize_with = "present")]
     pub ip_address: Presence,
+    /// Marathon's health checks of the app's tasks.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub health_checks: Vec<HealthCheckSpec>,
     /// The app's tasks.
     #[serde(default)]
     pub tasks: T,
@@ -182,6 +187,12 @@ pub struct Task {
     /// The task's own addresses (IP-per-task and container networks), when Marathon knows them.
     #[serde(default, deserialize_with = "null_as_default")]
     pub ip_addresses: Vec<TaskAddress>,
+    /// The latest result of each of the app's health checks that has run.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub health_check_results: Vec<HealthResult>,
+    /// The app version the task runs.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// One of a task's own addresses.

@@ -15,6 +15,15 @@ use super::task_state::TaskState;
 pub enum MarathonEvent {
     /// `status_update_event`: a task changed state.
     StatusUpdate(StatusUpdate),
+    /// `health_status_changed_event` or `instance_health_changed_event`: a health check result of
+    /// an instance changed. The event names no host and, from Marathon 1.4, no task: the app's
+    /// tasks are read for the verdict.
+    HealthChanged {
+        /// `appId` (`runSpecId`).
+        app_id: String,
+        /// `instanceId`, or `taskId` up to Marathon 1.3.
+        instance_id: String,
+    },
     /// `app_terminated_event`: the app was deleted and all its tasks killed.
     AppTerminated {
         /// `appId`.
@@ -42,6 +51,9 @@ pub struct StatusUpdate {
     pub app_version: Option<String>,
     /// `ipAddresses[].ipAddress`: the task's own addresses (IP-per-task, container networks).
     pub ip_addresses: Vec<String>,
+    /// What Marathon's health checks say of the task: unknown for a status event; known for the
+    /// updates the bridge makes from a health event's read of the app's tasks.
+    pub health: super::TaskHealth,
 }
 
 /// Why an event body was rejected.
@@ -96,11 +108,13 @@ struct RawEvent {
     ports: Option<Value>,
     version: Option<Value>,
     ip_addresses: Option<Value>,
+    instance_id: Option<Value>,
+    run_spec_id: Option<Value>,
 }
 
 /// Parses one event body.
 pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
-    let raw: RawEvent = match serde_json::from_slice(body) {
+    let mut raw: RawEvent = match serde_json::from_slice(body) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => return Err(EventError::NotObject),
         Err(e) => return Err(EventError::NotJson(e.to_string())),
@@ -127,6 +141,50 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
                 problem: "is missing",
             }),
         };
+    }
+    if let Some((event_type, app_key, app_id, instance_key, instance_id)) =
+        match event_type.as_str() {
+            "health_status_changed_event" => {
+                let (key, id) = match raw.instance_id.take() {
+                    Some(id) => ("instanceId", Some(id)),
+                    None => ("taskId", raw.task_id.take()),
+                };
+                Some(("health_status_changed_event", "appId", raw.app_id.take(), key, id))
+            }
+            "instance_health_changed_event" => Some((
+                "instance_health_changed_event",
+                "runSpecId",
+                raw.run_spec_id.take(),
+                "instanceId",
+                raw.instance_id.take(),
+            )),
+            _ => None,
+        }
+    {
+        let field = |value: Option<Value>, field: &'static str| match value {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s),
+            _ => Err(EventError::BadField {
+                event_type: String::from(event_type),
+                field,
+                problem: "must be a non-empty string",
+            }),
+        };
+        let app_id = field(app_id, app_key)?;
+        check_app_id(&app_id).map_err(|problem| EventError::BadId {
+            event_type,
+            field: app_key,
+            problem,
+        })?;
+        let instance_id = field(instance_id, instance_key)?;
+        check_task_id(&instance_id).map_err(|problem| EventError::BadId {
+            event_type,
+            field: instance_key,
+            problem,
+        })?;
+        return Ok(MarathonEvent::HealthChanged {
+            app_id,
+            instance_id,
+        });
     }
     if event_type != "status_update_event" {
         return Ok(MarathonEvent::Other(event_type));
@@ -196,6 +254,7 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
         ports,
         app_version,
         ip_addresses,
+        health: super::TaskHealth::Unknown,
     }))
 }
 
@@ -229,6 +288,7 @@ mod tests {
                 ports: alloc::vec![31000, 80],
                 app_version: Some("2014-04-04T06:26:23.051Z".into()),
                 ip_addresses: alloc::vec::Vec::new(),
+                health: crate::marathon::TaskHealth::Unknown,
             }))
         );
     }

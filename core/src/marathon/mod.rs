@@ -4,6 +4,7 @@
 
 mod app;
 mod event;
+pub mod health;
 pub mod ids;
 mod requests;
 mod sse;
@@ -14,6 +15,7 @@ pub use app::{
     DockerContainer, Network, PortSpec, Presence, Skipped, Task, TaskAddress,
 };
 pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
+pub use health::{HealthCheckSpec, HealthResult, TaskHealth};
 pub use requests::{app_path, app_tasks_path, APPS_WITH_TASKS_PATH, SUBSCRIPTIONS_PATH};
 pub use sse::{SseEvent, SseParser};
 pub use task_state::{TaskAction, TaskState};

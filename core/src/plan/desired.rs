@@ -4,7 +4,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::services::{AppServices, Selection, ServiceRules, TaskFacts};
+use super::services::{AppServices, Registering, Selection, ServiceRules, TaskFacts};
 use crate::consul::{agent_host, label_key, label_value, service_name, Registration};
 use crate::marathon::ids::{check_app_id, check_host, check_task_id, Shown};
 use crate::marathon::App;
@@ -36,13 +36,17 @@ pub struct DesiredState {
     pub synced_apps: BTreeSet<String>,
     /// Ids of the apps `--require-label` leaves out: their services go, `--purge` or not.
     pub deselected_apps: BTreeSet<String>,
+    /// Running tasks whose registration waits for Marathon's health verdict
+    /// (`--register-when-healthy`): their services stay as they are.
+    pub awaiting_health: BTreeSet<String>,
     /// The services each app's tasks become, by the app's service name (for later events).
     pub app_services: BTreeMap<String, AppServices>,
     /// Service names that several app ids map to, with those ids in input order. These apps are
     /// skipped (neither written nor purged) until the clash is resolved.
     pub clashes: Vec<(String, Vec<String>)>,
     /// Apps and tasks left out because an id, a host or a port breaks Marathon's grammar, one
-    /// line each. A skipped task whose id is sound still counts as running, so it is not purged.
+    /// line each. (What an app's labels could not give its services is in its
+    /// [`AppServices::notes`].) A skipped task whose id is sound still counts as running, so it is not purged.
     pub skipped: Vec<String>,
 }
 
@@ -103,9 +107,6 @@ pub fn desired_state(apps: &[App], rules: &ServiceRules) -> DesiredState {
         let clashing = ids_by_name.get(&name).is_some_and(|ids| ids.len() > 1);
         state.live_names.insert(name.clone());
         let services = AppServices::of(app, rules);
-        for note in services.notes() {
-            state.skipped.push(alloc::format!("app {}: {note}", app.id));
-        }
         match (clashing, services.selection()) {
             (true, _) => {}
             (false, Selection::Selected) => {
@@ -145,11 +146,16 @@ pub fn desired_state(apps: &[App], rules: &ServiceRules) -> DesiredState {
                 .map(|a| a.ip_address.clone())
                 .filter(|ip| check_host(ip).is_ok())
                 .collect();
+            let health = services.health_of(&task.health_check_results);
+            if services.registering(rules, &health) == Registering::AwaitHealth {
+                state.awaiting_health.insert(task.id.clone());
+            }
             let facts = TaskFacts {
                 id: &task.id,
                 host: &task.host,
                 ports,
                 addresses: &addresses,
+                health: &health,
             };
             for registration in services.registrations(rules, facts) {
                 let agent = agent_host(&task.host);

@@ -1,5 +1,5 @@
 //! The difference between the desired state and what Consul holds: registrations to (re)send,
-//! services to deregister, and KV operations. A write is planned only where something differs,
+//! services to deregister, check statuses to set and checks to remove, and KV operations. A write is planned only where something differs,
 //! and nothing without our registration-id tag, and no key outside `consular/`, is ever removed.
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -8,8 +8,8 @@ use alloc::vec::Vec;
 
 use super::desired::{DesiredService, DesiredState};
 use crate::consul::{
-    kv_mark, label_key, label_value, service_name, task_of_service, KvEntry, KvKey, Registration,
-    TxnOp,
+    kv_mark, label_key, label_value, service_name, task_of_service, CheckState, KvEntry, KvKey,
+    ListedCheck, Registration, TxnOp, CHECK_ID_PREFIX,
 };
 use crate::marathon::ids::check_task_id;
 
@@ -22,11 +22,23 @@ pub struct ObservedService {
     pub registration: Registration,
 }
 
+/// A check as one agent lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedCheck {
+    /// The address of the agent that listed it.
+    pub agent: String,
+    /// The check.
+    pub check: ListedCheck,
+}
+
 /// What the sync read from Consul.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsulState {
     /// Services listed by the agents that answered.
     pub services: Vec<ObservedService>,
+    /// The checks of those agents, when services carry checks (`--health-checks`); an agent
+    /// whose checks could not be listed has none of its services here either.
+    pub checks: Vec<ObservedCheck>,
     /// True only if the node list and every agent's service list were read. Purging does not
     /// depend on it: services are observed per agent, and only listed agents are purged.
     pub services_complete: bool,
@@ -67,8 +79,31 @@ pub struct SyncPlan {
     pub register: Vec<DesiredService>,
     /// Our services whose task no longer runs: `(agent address, service id)`.
     pub deregister: Vec<(String, String)>,
+    /// Statuses of mirrored checks to set, and checks of ours that services no longer have.
+    pub checks: Vec<CheckWrite>,
     /// KV writes and deletes, not yet batched.
     pub kv: Vec<TxnOp>,
+}
+
+/// A write to a check of one of our services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckWrite {
+    /// Set a mirrored check's status and output.
+    Update {
+        /// The agent holding the check.
+        agent: String,
+        /// The check id.
+        check_id: String,
+        /// What it should show.
+        state: CheckState,
+    },
+    /// Remove a check the service no longer has.
+    Remove {
+        /// The agent holding the check.
+        agent: String,
+        /// The check id.
+        check_id: String,
+    },
 }
 
 /// Plans one sync. `purge` says which dead services and dead apps' KV to remove; services are
@@ -89,12 +124,16 @@ pub fn plan_sync(
         .filter(|s| s.registration.is_owned_by(registration_id))
         .filter(|s| check_task_id(task_of_service(&s.registration.id)).is_ok())
         .collect();
-    let mut listed: BTreeMap<&str, Vec<&Registration>> = BTreeMap::new();
+    let mut listed: BTreeMap<&str, Vec<&ObservedService>> = BTreeMap::new();
     for s in &ours {
-        listed
-            .entry(&s.registration.id)
+        listed.entry(&s.registration.id).or_default().push(s);
+    }
+    let mut checks_of: BTreeMap<(&str, &str), Vec<&ListedCheck>> = BTreeMap::new();
+    for c in &consul.checks {
+        checks_of
+            .entry((c.agent.as_str(), c.check.service_id.as_str()))
             .or_default()
-            .push(&s.registration);
+            .push(&c.check);
     }
     // Services are only observed on agents that listed them, so a node that could not be listed
     // loses nothing; the others are purged as usual. A service goes when its task no longer runs
@@ -111,6 +150,9 @@ pub fn plan_sync(
             let app_id = registration.app_id().unwrap_or_default();
             if desired.deselected_apps.contains(app_id) {
                 return true;
+            }
+            if desired.awaiting_health.contains(task) {
+                return false;
             }
             if desired.running_tasks.contains(task) {
                 return desired.synced_apps.contains(app_id)
@@ -137,20 +179,81 @@ pub fn plan_sync(
         }),
         None => Vec::new(),
     };
-    let register = desired
-        .services
-        .into_iter()
-        .filter(|(id, _)| !excluded.tasks.contains(task_of_service(id)))
-        .filter(|(id, d)| {
-            !listed
-                .get(id.as_str())
-                .is_some_and(|regs| regs.contains(&&d.registration))
-        })
-        .map(|(_, d)| d)
-        .collect();
+    let mut checks = Vec::new();
+    // Checks of ours a kept service no longer has: registering again would not remove them.
+    for s in &ours {
+        let Some(wanted) = desired.services.get(&s.registration.id) else {
+            continue;
+        };
+        let listed_checks = checks_of.get(&(s.agent.as_str(), s.registration.id.as_str()));
+        for check in listed_checks.into_iter().flatten() {
+            let stale = check.id.starts_with(CHECK_ID_PREFIX)
+                && !wanted.registration.checks.iter().any(|c| c.id == check.id);
+            if stale {
+                checks.push(CheckWrite::Remove {
+                    agent: s.agent.clone(),
+                    check_id: check.id.clone(),
+                });
+            }
+        }
+    }
+    let mut register = Vec::new();
+    for (id, mut d) in desired.services {
+        if excluded.tasks.contains(task_of_service(&id)) {
+            continue;
+        }
+        let listings = listed.get(id.as_str()).map_or(&[][..], Vec::as_slice);
+        let listed_here = listings
+            .iter()
+            .find(|s| d.registration.is_listed_as(&s.registration));
+        // A changed service keeps its checks' statuses: read them where it is registered.
+        let holder = listed_here.or_else(|| listings.iter().find(|s| s.agent == d.agent));
+        let listed_checks: &[&ListedCheck] = holder
+            .and_then(|s| checks_of.get(&(s.agent.as_str(), id.as_str())))
+            .map_or(&[], Vec::as_slice);
+        let status_of = |check_id: &str| {
+            listed_checks
+                .iter()
+                .find(|l| l.id == check_id)
+                .and_then(|l| l.status)
+        };
+        let defined = d
+            .registration
+            .checks
+            .iter()
+            .all(|c| listed_checks.iter().any(|l| l.is_defined_by(c)));
+        match listed_here {
+            Some(s) if defined => {
+                for check in &d.registration.checks {
+                    let Some(state) = &check.state else { continue };
+                    if status_of(&check.id) != Some(state.status) {
+                        checks.push(CheckWrite::Update {
+                            agent: s.agent.clone(),
+                            check_id: check.id.clone(),
+                            state: state.clone(),
+                        });
+                    }
+                }
+            }
+            _ => {
+                // Registering again keeps a check's status; only a different one is written.
+                for check in &mut d.registration.checks {
+                    let in_place = check
+                        .state
+                        .as_ref()
+                        .is_some_and(|state| status_of(&check.id) == Some(state.status));
+                    if in_place {
+                        check.state = None;
+                    }
+                }
+                register.push(d);
+            }
+        }
+    }
     SyncPlan {
         register,
         deregister,
+        checks,
         kv,
     }
 }
@@ -231,6 +334,7 @@ mod tests {
                 observed("h", Registration::for_task("r", "/other", "o1", "h", &[])),
             ],
             services_complete: true,
+            checks: Vec::new(),
             kv: Some(alloc::vec![
                 entry("consular/done/k", "\"v\"", 2),
                 entry("consular/other/k", "\"v\"", 3)
@@ -271,6 +375,7 @@ mod tests {
         let consul = ConsulState {
             services: Vec::new(),
             services_complete: true,
+            checks: Vec::new(),
             kv: Some(alloc::vec![
                 marked("consular/a/k", "green", 1),
                 marked("consular/dead/x", "green", 2),
@@ -318,6 +423,7 @@ mod tests {
         let consul = ConsulState {
             services: alloc::vec![observed("h", desired.services["t1"].registration.clone())],
             services_complete: true,
+            checks: Vec::new(),
             kv: Some(alloc::vec![entry("consular/a/k", "\"v\"", 3)]),
         };
         assert_eq!(
@@ -337,6 +443,7 @@ mod tests {
         let consul = ConsulState {
             services: alloc::vec![observed("10.0.0.1", dead), observed("10.0.0.1", foreign)],
             services_complete: true,
+            checks: Vec::new(),
             kv: Some(alloc::vec![
                 entry("consular/gone/k", "\"v\"", 4),
                 entry("consular/live/stale", "\"v\"", 5),
@@ -438,6 +545,7 @@ mod tests {
         let consul = ConsulState {
             services: alloc::vec![observed("h", old)],
             services_complete: true,
+            checks: Vec::new(),
             kv: None,
         };
         let excluded = Exclusions {

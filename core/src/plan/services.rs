@@ -11,7 +11,11 @@
 //!   within Consul's limits; an app that uses none keeps consular 1.3.0's exact body, so a
 //!   drop-in user sees no change;
 //! - an app on IP-per-task or a container network registers the task's own address with the
-//!   container port (`AddressMode`).
+//!   container port (`AddressMode`);
+//! - an app with Marathon health checks gets Consul checks (`HealthChecks`): one TTL check per
+//!   service mirroring Marathon's verdict, or the agent running Marathon's HTTP and TCP checks
+//!   itself; and with `RegisterWhen::Healthy` its tasks register only while Marathon finds them
+//!   healthy.
 //!
 //! Pure functions: which tasks run, and what Consul holds, is decided elsewhere ([`super::desired`],
 //! [`super::diff`]).
@@ -20,11 +24,12 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::config::AddressMode;
+use crate::config::{AddressMode, HealthChecks, RegisterWhen};
 use crate::consul::{
-    port_service_id, service_name, Registration, APP_ID_TAG_PREFIX, REG_ID_TAG_PREFIX,
+    port_service_id, service_name, CheckProbe, CheckState, CheckStatus, Registration,
+    ServiceCheck, APP_ID_TAG_PREFIX, CHECK_ID_PREFIX, REG_ID_TAG_PREFIX,
 };
-use crate::marathon::AppOf;
+use crate::marathon::{AppOf, HealthCheckSpec, TaskHealth};
 
 /// The label that names a service (app or port) and, with `--require-label consul`, selects it.
 pub const NAME_LABEL: &str = "consul";
@@ -50,6 +55,10 @@ pub struct ServiceRules {
     pub require_label: Option<String>,
     /// Which address a service registers (`--address`).
     pub address: AddressMode,
+    /// Which checks services carry (`--health-checks`).
+    pub health_checks: HealthChecks,
+    /// When tasks of apps with health checks register (`--register-when-healthy`).
+    pub register_when: RegisterWhen,
 }
 
 impl ServiceRules {
@@ -59,8 +68,45 @@ impl ServiceRules {
             registration_id: String::from(registration_id),
             require_label: None,
             address: AddressMode::Auto,
+            health_checks: HealthChecks::None,
+            register_when: RegisterWhen::Running,
         }
     }
+}
+
+/// What a task's health means for its registration now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registering {
+    /// Register it (running, and healthy if that is asked for).
+    Now,
+    /// Leave it as it is until Marathon has a verdict.
+    AwaitHealth,
+    /// Deregister it: a health check fails and only healthy tasks are registered.
+    Withdraw,
+}
+
+/// One of Marathon's health checks that a Consul agent can run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProbeShape {
+    /// The check's place among the app's health checks, from 1.
+    number: usize,
+    protocol: &'static str,
+    kind: ProbeKind,
+    port: PortRef,
+    interval_seconds: u32,
+    timeout_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ProbeKind {
+    Http { path: String, tls: bool },
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortRef {
+    Index(usize),
+    Fixed(u16),
 }
 
 /// Whether an app's tasks are registered at all.
@@ -110,6 +156,11 @@ pub struct AppServices {
     task_addresses: bool,
     /// The container port of each port, for services on a task's own address.
     lowest_container_port: Option<u16>,
+    container_ports: Vec<Option<u16>>,
+    /// How many health checks Marathon runs on each task.
+    marathon_checks: usize,
+    /// Those an agent can run (`HealthChecks::Agent`).
+    probes: Vec<ProbeShape>,
     /// What was left out and why, for one log line per app version.
     notes: Vec<String>,
 }
@@ -125,6 +176,8 @@ pub struct TaskFacts<'a> {
     pub ports: &'a [u16],
     /// The task's own addresses, when it has any.
     pub addresses: &'a [String],
+    /// What Marathon's health checks say of it.
+    pub health: &'a TaskHealth,
 }
 
 impl AppServices {
@@ -187,10 +240,15 @@ impl AppServices {
                 port: None,
             }]
         };
-        let lowest_container_port = ports
+        let container_ports: Vec<Option<u16>> = ports
             .iter()
-            .filter_map(|p| p.container_port.and_then(|p| u16::try_from(p).ok()))
-            .min();
+            .map(|p| p.container_port.and_then(|p| u16::try_from(p).ok()))
+            .collect();
+        let lowest_container_port = container_ports.iter().flatten().copied().min();
+        let probes = match rules.health_checks {
+            HealthChecks::Agent => probes_of(&app.health_checks, &mut notes),
+            HealthChecks::None | HealthChecks::Mirror => Vec::new(),
+        };
         let uses_labels = labelled
             || app.labels.iter().any(|(key, value)| {
                 key == NAME_LABEL || value == TAG_VALUE || key.starts_with(META_LABEL_PREFIX)
@@ -209,6 +267,9 @@ impl AppServices {
             label_meta: label_meta(&app.labels, &mut notes),
             task_addresses: app.has_task_addresses(),
             lowest_container_port,
+            container_ports,
+            marathon_checks: app.health_checks.len(),
+            probes,
             notes,
         }
     }
@@ -229,13 +290,43 @@ impl AppServices {
             label_meta: BTreeMap::new(),
             task_addresses: false,
             lowest_container_port: None,
+            container_ports: Vec::new(),
+            marathon_checks: 0,
+            probes: Vec::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// What `health` means for a task of this app under `rules`.
+    pub fn registering(&self, rules: &ServiceRules, health: &TaskHealth) -> Registering {
+        if rules.register_when == RegisterWhen::Running || self.marathon_checks == 0 {
+            return Registering::Now;
+        }
+        match health {
+            TaskHealth::Healthy => Registering::Now,
+            TaskHealth::Unknown => Registering::AwaitHealth,
+            TaskHealth::Unhealthy(_) => Registering::Withdraw,
+        }
+    }
+
+    /// True if Marathon health-checks this app's tasks.
+    pub fn has_health_checks(&self) -> bool {
+        self.marathon_checks > 0
+    }
+
+    /// The verdict of a task's health `results` under this app's checks.
+    pub fn health_of(&self, results: &[crate::marathon::HealthResult]) -> TaskHealth {
+        TaskHealth::of(self.marathon_checks, results)
     }
 
     /// Whether the app's tasks are registered.
     pub fn selection(&self) -> Selection {
         self.selection
+    }
+
+    /// The app these services are of.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
     }
 
     /// The app version these services were worked out for.
@@ -250,7 +341,9 @@ impl AppServices {
 
     /// The registrations of one task, and the agent each goes to (the task's host).
     pub fn registrations(&self, rules: &ServiceRules, task: TaskFacts<'_>) -> Vec<Registration> {
-        if self.selection == Selection::NotSelected {
+        if self.selection == Selection::NotSelected
+            || self.registering(rules, task.health) != Registering::Now
+        {
             return Vec::new();
         }
         let own_address = task.addresses.first().filter(|_| match rules.address {
@@ -297,17 +390,186 @@ impl AppServices {
                         }
                     }
                 }
+                let address = String::from(own_address.map_or(task.host, String::as_str));
+                let checks = self.checks(rules, &id, &address, own_address.is_some(), task);
                 Registration {
                     name: shape.name.clone(),
                     id,
-                    address: String::from(own_address.map_or(task.host, String::as_str)),
+                    address,
                     tags,
                     port,
                     meta,
+                    checks,
                 }
             })
             .collect()
     }
+
+    /// The checks of service `service_id` of `task`, registered at `address` (the task's own
+    /// when `own_address`).
+    fn checks(
+        &self,
+        rules: &ServiceRules,
+        service_id: &str,
+        address: &str,
+        own_address: bool,
+        task: TaskFacts<'_>,
+    ) -> Vec<ServiceCheck> {
+        if self.marathon_checks == 0 {
+            return Vec::new();
+        }
+        let n = self.marathon_checks;
+        match rules.health_checks {
+            HealthChecks::None => Vec::new(),
+            HealthChecks::Mirror => {
+                let state = match task.health {
+                    TaskHealth::Unknown => None,
+                    TaskHealth::Healthy => Some(CheckState {
+                        status: CheckStatus::Passing,
+                        output: alloc::format!("all {n} Marathon health checks pass"),
+                    }),
+                    TaskHealth::Unhealthy(why) => Some(CheckState {
+                        status: CheckStatus::Critical,
+                        output: why.clone(),
+                    }),
+                };
+                alloc::vec![ServiceCheck {
+                    id: alloc::format!("{CHECK_ID_PREFIX}{service_id}"),
+                    name: String::from("Marathon health"),
+                    notes: alloc::format!(
+                        "Mirrors the {n} Marathon health checks of task {}",
+                        task.id
+                    ),
+                    probe: CheckProbe::Mirror,
+                    interval_seconds: 0,
+                    timeout_seconds: 0,
+                    state,
+                }]
+            }
+            HealthChecks::Agent => {
+                // A literal IPv6 address goes in brackets in a URL and a `host:port`.
+                let host = if address.contains(':') {
+                    alloc::format!("[{address}]")
+                } else {
+                    String::from(address)
+                };
+                self.probes
+                    .iter()
+                    .filter_map(|probe| {
+                        let port = match probe.port {
+                            PortRef::Fixed(port) => port,
+                            PortRef::Index(i) if own_address => self
+                                .container_ports
+                                .get(i)
+                                .copied()
+                                .flatten()
+                                .or_else(|| task.ports.get(i).copied())?,
+                            PortRef::Index(i) => task.ports.get(i).copied()?,
+                        };
+                        let (probe_kind, what) = match &probe.kind {
+                            ProbeKind::Http { path, tls } => {
+                                let scheme = if *tls { "https" } else { "http" };
+                                let url = alloc::format!("{scheme}://{host}:{port}{path}");
+                                let what = alloc::format!("GET {url}");
+                                let kind = CheckProbe::Http {
+                                    url,
+                                    skip_verify: *tls,
+                                };
+                                (kind, what)
+                            }
+                            ProbeKind::Tcp => {
+                                let address = alloc::format!("{host}:{port}");
+                                let what = alloc::format!("connect to {address}");
+                                (CheckProbe::Tcp { address }, what)
+                            }
+                        };
+                        Some(ServiceCheck {
+                            id: alloc::format!("{CHECK_ID_PREFIX}{service_id}:{}", probe.number),
+                            name: alloc::format!(
+                                "Marathon health check {} ({})",
+                                probe.number,
+                                probe.protocol
+                            ),
+                            notes: alloc::format!(
+                                "{what} every {} s, timeout {} s",
+                                probe.interval_seconds,
+                                probe.timeout_seconds
+                            ),
+                            probe: probe_kind,
+                            interval_seconds: probe.interval_seconds,
+                            timeout_seconds: probe.timeout_seconds,
+                            state: None,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Longest HTTP path of a health check taken into a Consul check.
+const MAX_CHECK_PATH_LEN: usize = 1024;
+
+/// The health checks an agent can run, in their order; the rest are noted.
+fn probes_of(checks: &[HealthCheckSpec], notes: &mut Vec<String>) -> Vec<ProbeShape> {
+    checks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, check)| {
+            let number = i + 1;
+            let (protocol, kind) = match check.protocol.as_str() {
+                "HTTP" => ("HTTP", ProbeKind::Http { path: String::new(), tls: false }),
+                "MESOS_HTTP" => ("MESOS_HTTP", ProbeKind::Http { path: String::new(), tls: false }),
+                "HTTPS" => ("HTTPS", ProbeKind::Http { path: String::new(), tls: true }),
+                "MESOS_HTTPS" => ("MESOS_HTTPS", ProbeKind::Http { path: String::new(), tls: true }),
+                "TCP" => ("TCP", ProbeKind::Tcp),
+                "MESOS_TCP" => ("MESOS_TCP", ProbeKind::Tcp),
+                other => {
+                    notes.push(alloc::format!(
+                        "its health check {number} ({}) cannot be run by a Consul agent; only HTTP and TCP checks are",
+                        crate::marathon::ids::Shown(other)
+                    ));
+                    return None;
+                }
+            };
+            let kind = match kind {
+                ProbeKind::Http { tls, .. } => {
+                    let path = check.path.as_deref().unwrap_or("/");
+                    let sound = path.starts_with('/')
+                        && path.len() <= MAX_CHECK_PATH_LEN
+                        && path.bytes().all(|b| b.is_ascii_graphic());
+                    if !sound {
+                        notes.push(alloc::format!(
+                            "its health check {number} has a path that is not a URL path; it is left out"
+                        ));
+                        return None;
+                    }
+                    ProbeKind::Http { path: String::from(path), tls }
+                }
+                ProbeKind::Tcp => ProbeKind::Tcp,
+            };
+            let port = match (check.port, check.port_index) {
+                (Some(port), _) => match u16::try_from(port) {
+                    Ok(port) if port != 0 => PortRef::Fixed(port),
+                    _ => {
+                        notes.push(alloc::format!(
+                            "its health check {number} has port {port}; it is left out"
+                        ));
+                        return None;
+                    }
+                },
+                (None, index) => PortRef::Index(index.map_or(0, |i| i as usize)),
+            };
+            Some(ProbeShape {
+                number,
+                protocol,
+                kind,
+                port,
+                interval_seconds: check.interval_seconds.max(1),
+                timeout_seconds: check.timeout_seconds.max(1),
+            })
+        })
+        .collect()
 }
 
 /// A name or tag from a label: printable, no spaces, short enough for DNS tooling.
@@ -390,6 +652,7 @@ mod tests {
             host: "h1",
             ports,
             addresses,
+            health: &TaskHealth::Unknown,
         }
     }
 
