@@ -90,11 +90,7 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
         "group_change_failed.json",
         "group_change_success.json",
         "group_change_success_stream_sample_v1.1.json",
-        "health_status_changed_event.json",
-        "health_status_changed_event_v1.3.json",
         "instance_changed_event.json",
-        "instance_health_changed_event.json",
-        "instance_health_changed_event_changelog_v1.4.json",
         "pod_created_event.json",
         "pod_deleted_event.json",
         "pod_updated_event.json",
@@ -105,6 +101,39 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
         "unknown_instance_terminated_event.json",
         "unsubscribe_event.json",
     ];
+    // Health events: the app and the instance (the task, up to Marathon 1.3) they name.
+    let health_events = [
+        (
+            "health_status_changed_event.json",
+            "/my-app",
+            "my-app.instance-c7c311a4-b669-11e6-a48f-0ea4f4b1778c",
+        ),
+        (
+            "health_status_changed_event_v1.3.json",
+            "/my-app",
+            "my-app_0-1396592784349",
+        ),
+        (
+            "instance_health_changed_event.json",
+            "/app-id",
+            "my-app.instance-c7c311a4-b669-11e6-a48f-0ea4f4b1778c",
+        ),
+        (
+            "instance_health_changed_event_changelog_v1.4.json",
+            "/some/app",
+            "some_app.marathon-49d976d3-9c6f-11e6-93cb-0242216b9f0d",
+        ),
+    ];
+    for (name, app_id, instance_id) in health_events {
+        assert_eq!(
+            parse_event(&read(name)),
+            Ok(MarathonEvent::HealthChanged {
+                app_id: app_id.into(),
+                instance_id: instance_id.into()
+            }),
+            "{name}"
+        );
+    }
     for name in other_events {
         assert!(
             matches!(parse_event(&read(name)), Ok(MarathonEvent::Other(_))),
@@ -193,6 +222,7 @@ fn every_fixture_is_parsed_by_the_parser_the_bridge_uses_for_it() {
         .iter()
         .chain(&not_listings)
         .copied()
+        .chain(health_events.iter().map(|(name, _, _)| *name))
         .chain([
             "README.md",
             "status_update_event.json",

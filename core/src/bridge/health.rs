@@ -138,15 +138,14 @@ impl Bridge {
                 Ok(tasks) => {
                     let instances = core::mem::take(&mut read.instances);
                     let mut updates = Vec::new();
-                    if let Some(services) =
-                        self.freshness.services_of(&service_name(&app_id), None)
+                    if let Some(services) = self.freshness.services_of(&service_name(&app_id), None)
                     {
                         for task in tasks.iter().filter(|t| t.is_running()) {
                             let named = instances.iter().any(|i| {
                                 is_task_of_instance(&task.id, &task.health_check_results, i)
                             });
-                            let sound = check_task_id(&task.id).is_ok()
-                                && check_host(&task.host).is_ok();
+                            let sound =
+                                check_task_id(&task.id).is_ok() && check_host(&task.host).is_ok();
                             let Ok(ports) = &task.ports else { continue };
                             if !named || !sound {
                                 continue;

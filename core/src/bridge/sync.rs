@@ -13,17 +13,17 @@ use core::time::Duration;
 
 use super::freshness::SnapshotEpoch;
 use super::members::Membership;
+use super::task::status_writes;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
-use crate::consul::{agent_host, service_name, task_of_service};
-use super::task::status_writes;
 use crate::config::HealthChecks;
-use crate::consul::{parse_agent_checks, AGENT_CHECKS_PATH};
+use crate::consul::{agent_host, service_name, task_of_service};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
     CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
     REGISTER_PATH,
 };
+use crate::consul::{parse_agent_checks, AGENT_CHECKS_PATH};
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::check_host;
 use crate::marathon::{app_tasks_path, parse_apps, parse_tasks, App, APPS_WITH_TASKS_PATH};
@@ -360,14 +360,15 @@ impl Bridge {
             SyncWait::AgentChecks(agent) => {
                 round.reads_pending -= 1;
                 match answer.required(parse_agent_checks) {
-                    Ok(checks) => round.consul.checks.extend(
-                        checks
-                            .into_iter()
-                            .map(|check| ObservedCheck {
+                    Ok(checks) => {
+                        round
+                            .consul
+                            .checks
+                            .extend(checks.into_iter().map(|check| ObservedCheck {
                                 agent: agent.clone(),
                                 check,
-                            }),
-                    ),
+                            }))
+                    }
                     Err(e) => {
                         round.unchecked_agents.insert(agent);
                         round_unlisted(round, e);
@@ -526,7 +527,12 @@ impl Bridge {
         for (name, services) in &desired.app_services {
             if self.freshness.services_of(name, services.version()) != Some(services) {
                 let app_id = services.app_id();
-                skipped.extend(services.notes().iter().map(|n| alloc::format!("app {app_id}: {n}")));
+                skipped.extend(
+                    services
+                        .notes()
+                        .iter()
+                        .map(|n| alloc::format!("app {app_id}: {n}")),
+                );
             }
         }
         self.freshness

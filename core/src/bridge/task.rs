@@ -13,6 +13,7 @@ use super::members::Membership;
 use super::names::NameClaim;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
+use crate::config::RegisterWhen;
 use crate::consul::{
     agent_host, kv_tree_path, parse_agent_services, parse_kv_entries, service_name,
     task_of_service, Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, KV_ROOT,
@@ -21,8 +22,9 @@ use crate::consul::{
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::ids::Shown;
 use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
-use crate::config::RegisterWhen;
-use crate::plan::{plan_app_labels, AppServices, CheckWrite, DesiredService, Registering, TaskFacts};
+use crate::plan::{
+    plan_app_labels, AppServices, CheckWrite, DesiredService, Registering, TaskFacts,
+};
 
 /// Ended task ids remembered to recognise stale RUNNING updates; the oldest are forgotten first.
 const ENDED_TASKS_REMEMBERED: usize = 16_384;
@@ -354,7 +356,7 @@ impl Bridge {
                         reply_to,
                         update,
                         registered: Vec::new(),
-                    statuses: VecDeque::new(),
+                        statuses: VecDeque::new(),
                         step: TaskStep::FetchApp,
                         error: None,
                     };
@@ -385,7 +387,7 @@ impl Bridge {
             reply_to,
             update,
             registered: Vec::new(),
-                    statuses: VecDeque::new(),
+            statuses: VecDeque::new(),
             step,
             error: None,
         };

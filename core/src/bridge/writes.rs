@@ -147,7 +147,12 @@ impl Bridge {
 
     /// Sends `write` to `target`: the agent holding the check (the main Consul for a service
     /// registered there as a fallback).
-    pub(super) fn send_check_write(&mut self, awaiting: Awaiting, target: Target, write: &CheckWrite) {
+    pub(super) fn send_check_write(
+        &mut self,
+        awaiting: Awaiting,
+        target: Target,
+        write: &CheckWrite,
+    ) {
         let timeout = self.config.request_timeout;
         let (path, body) = match write {
             CheckWrite::Update {
@@ -165,7 +170,11 @@ impl Bridge {
                 agent,
                 check_id,
                 state,
-            } => (agent, check_id, alloc::format!("set {check_id} to {:?}", state.status)),
+            } => (
+                agent,
+                check_id,
+                alloc::format!("set {check_id} to {:?}", state.status),
+            ),
             CheckWrite::Remove { agent, check_id } => {
                 (agent, check_id, alloc::format!("removed check {check_id}"))
             }
@@ -176,7 +185,10 @@ impl Bridge {
             self.log(Level::Info, alloc::format!("{what} on {agent}"));
             Written::Done
         } else {
-            let message = alloc::format!("cannot write check {check_id} on {agent}: {}", answer.failure());
+            let message = alloc::format!(
+                "cannot write check {check_id} on {agent}: {}",
+                answer.failure()
+            );
             self.log(Level::Error, message);
             Written::Failed
         }

@@ -149,7 +149,13 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
                     Some(id) => ("instanceId", Some(id)),
                     None => ("taskId", raw.task_id.take()),
                 };
-                Some(("health_status_changed_event", "appId", raw.app_id.take(), key, id))
+                Some((
+                    "health_status_changed_event",
+                    "appId",
+                    raw.app_id.take(),
+                    key,
+                    id,
+                ))
             }
             "instance_health_changed_event" => Some((
                 "instance_health_changed_event",

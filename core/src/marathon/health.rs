@@ -76,7 +76,10 @@ impl TaskHealth {
     /// The verdict of `results` for an app with `checks` health checks.
     pub fn of(checks: usize, results: &[HealthResult]) -> Self {
         if let Some((index, failing)) = results.iter().enumerate().find(|(_, r)| !r.alive) {
-            let cause = failing.last_failure_cause.as_deref().unwrap_or("no cause given");
+            let cause = failing
+                .last_failure_cause
+                .as_deref()
+                .unwrap_or("no cause given");
             let cause = super::ids::Shown(cause);
             return TaskHealth::Unhealthy(alloc::format!(
                 "Marathon health check {} of {checks} fails: {cause}",
@@ -136,7 +139,10 @@ mod tests {
 
     #[test]
     fn every_check_must_pass_and_one_failing_says_which() {
-        assert_eq!(TaskHealth::of(2, &[result(true, None)]), TaskHealth::Unknown);
+        assert_eq!(
+            TaskHealth::of(2, &[result(true, None)]),
+            TaskHealth::Unknown
+        );
         assert_eq!(
             TaskHealth::of(2, &[result(true, None), result(true, None)]),
             TaskHealth::Healthy
@@ -161,8 +167,16 @@ mod tests {
         assert!(is_task_of_instance("app.4f2e", &none, "app.marathon-4f2e"));
         assert!(is_task_of_instance("app.4f2e", &none, "app.instance-4f2e"));
         assert!(!is_task_of_instance("app.4f2e", &none, "app.marathon-4f2"));
-        assert!(!is_task_of_instance("app.4f2ex", &none, "app.instance-4f2e"));
-        assert!(!is_task_of_instance("other.4f2e", &none, "app.instance-4f2e"));
+        assert!(!is_task_of_instance(
+            "app.4f2ex",
+            &none,
+            "app.instance-4f2e"
+        ));
+        assert!(!is_task_of_instance(
+            "other.4f2e",
+            &none,
+            "app.instance-4f2e"
+        ));
         let named = [HealthResult {
             instance_id: Some("x.instance-9".into()),
             ..result(true, None)

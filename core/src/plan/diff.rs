@@ -557,4 +557,88 @@ mod tests {
         assert_eq!(plan.register[0].registration.port, Some(2));
         assert!(plan.kv.is_empty());
     }
+
+    #[test]
+    fn checks_are_diffed_by_definition_and_mirrored_status_only_when_it_changed() {
+        use crate::config::HealthChecks;
+        use crate::consul::{CheckStatus, ListedCheck};
+        let apps = parse_apps(
+            br#"{"apps":[{"id":"/a","healthChecks":[{"protocol":"TCP"}],"tasks":[
+                {"id":"t1","host":"h","ports":[1],"state":"TASK_RUNNING","healthCheckResults":[{"alive":true}]},
+                {"id":"t2","host":"h","ports":[2],"state":"TASK_RUNNING","healthCheckResults":[{"alive":false}]},
+                {"id":"t3","host":"h","ports":[3],"state":"TASK_RUNNING","healthCheckResults":[]}]}]}"#,
+        )
+        .unwrap();
+        let rules = ServiceRules {
+            health_checks: HealthChecks::Mirror,
+            ..ServiceRules::for_registration_id("r")
+        };
+        let desired = desired_state(&apps, &rules);
+        let listed = |id: &str, status| ObservedCheck {
+            agent: "h".into(),
+            check: ListedCheck {
+                id: alloc::format!("consular:{id}"),
+                service_id: id.into(),
+                name: "Marathon health".into(),
+                notes: alloc::format!("Mirrors the 1 Marathon health checks of task {id}"),
+                status: Some(status),
+            },
+        };
+        let service = |id: &str| observed("h", desired.services[id].registration.clone());
+        let mut stale = listed("t3", CheckStatus::Critical);
+        stale.check.id = "consular:t3:7".into();
+        let foreign = ObservedCheck {
+            check: ListedCheck {
+                id: "theirs".into(),
+                ..stale.check.clone()
+            },
+            ..stale.clone()
+        };
+        let consul = ConsulState {
+            services: alloc::vec![service("t1"), service("t2"), service("t3")],
+            services_complete: true,
+            checks: alloc::vec![
+                listed("t1", CheckStatus::Passing),
+                listed("t2", CheckStatus::Passing),
+                listed("t3", CheckStatus::Passing),
+                stale,
+                foreign,
+            ],
+            kv: Some(Vec::new()),
+        };
+        let plan = plan_sync(
+            desired.clone(),
+            &consul,
+            "r",
+            &EVERYTHING,
+            &Exclusions::default(),
+        );
+        // t1 is as it should be; t2's status changed; t3 has no verdict, so Consul's stands.
+        assert!(plan.register.is_empty(), "{:?}", plan.register);
+        assert_eq!(
+            plan.checks,
+            [
+                CheckWrite::Remove {
+                    agent: "h".into(),
+                    check_id: "consular:t3:7".into()
+                },
+                CheckWrite::Update {
+                    agent: "h".into(),
+                    check_id: "consular:t2".into(),
+                    state: CheckState {
+                        status: CheckStatus::Critical,
+                        output: "Marathon health check 1 of 1 fails: no cause given".into()
+                    }
+                },
+            ]
+        );
+        // A check that is missing (or defined otherwise) registers the service again.
+        let bare = ConsulState {
+            checks: Vec::new(),
+            ..consul
+        };
+        let plan = plan_sync(desired, &bare, "r", &EVERYTHING, &Exclusions::default());
+        assert_eq!(plan.register.len(), 3);
+        assert!(plan.checks.is_empty());
+    }
 }

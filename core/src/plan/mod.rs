@@ -9,7 +9,7 @@ pub mod services;
 
 pub use desired::{desired_state, DesiredService, DesiredState};
 pub use diff::{
-    plan_app_labels, plan_sync, CheckWrite, ConsulState, Exclusions, ObservedCheck, ObservedService,
-    Purge, SyncPlan,
+    plan_app_labels, plan_sync, CheckWrite, ConsulState, Exclusions, ObservedCheck,
+    ObservedService, Purge, SyncPlan,
 };
 pub use services::{AppServices, Registering, Selection, ServiceRules, TaskFacts};

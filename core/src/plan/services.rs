@@ -26,8 +26,8 @@ use alloc::vec::Vec;
 
 use crate::config::{AddressMode, HealthChecks, RegisterWhen};
 use crate::consul::{
-    port_service_id, service_name, CheckProbe, CheckState, CheckStatus, Registration,
-    ServiceCheck, APP_ID_TAG_PREFIX, CHECK_ID_PREFIX, REG_ID_TAG_PREFIX,
+    port_service_id, service_name, CheckProbe, CheckState, CheckStatus, Registration, ServiceCheck,
+    APP_ID_TAG_PREFIX, CHECK_ID_PREFIX, REG_ID_TAG_PREFIX,
 };
 use crate::marathon::{AppOf, HealthCheckSpec, TaskHealth};
 
