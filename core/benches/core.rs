@@ -318,6 +318,7 @@ pub fn plan_times(apps: usize, tasks: usize, runs: usize) -> PlanTimes {
     let empty = ConsulState {
         services: Vec::new(),
         services_complete: true,
+        checks: Vec::new(),
         kv: Some(Vec::new()),
     };
     let full = ConsulState {
@@ -330,6 +331,7 @@ pub fn plan_times(apps: usize, tasks: usize, runs: usize) -> PlanTimes {
             })
             .collect(),
         services_complete: true,
+        checks: Vec::new(),
         kv: Some(
             desired
                 .kv
