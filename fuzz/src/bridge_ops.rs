@@ -40,8 +40,8 @@ use consular_core::consul::{
 use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
-    AddressMode, Bridge, Config, EventSource, EventsEndpoint, InboundId, Method, Output, Request,
-    RequestId, Response, Target, TransportError,
+    AddressMode, Bridge, Config, EventSource, EventsEndpoint, HealthChecks, InboundId, Method,
+    Output, RegisterWhen, Request, RequestId, Response, Target, TransportError,
 };
 use serde_json::{json, Value};
 
@@ -275,6 +275,12 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         request_timeout: Duration::from_secs(c.below(10)? as u64),
         require_label: None,
         address: AddressMode::Auto,
+        health_checks: *c.pick(&[
+            HealthChecks::None,
+            HealthChecks::Mirror,
+            HealthChecks::Agent,
+        ])?,
+        register_when: *c.pick(&[RegisterWhen::Running, RegisterWhen::Healthy])?,
         fallback: flags & 8 != 0,
         fallback_timeout: Duration::from_secs(c.below(4)? as u64),
         max_in_flight: 1 + c.below(8)?,

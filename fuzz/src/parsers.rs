@@ -7,8 +7,9 @@
 //! dot segment or control character, and txn batches are what Consul accepts.
 
 use consular_core::consul::{
-    deregister_path, kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes,
-    parse_kv_entries, txn_batches, txn_body, TxnOp, TXN_MAX_BYTES, TXN_MAX_OPS,
+    check_deregister_path, check_update_path, deregister_path, kv_tree_path, parse_agent_checks,
+    parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries, txn_batches,
+    txn_body, TxnOp, TXN_MAX_BYTES, TXN_MAX_OPS,
 };
 use consular_core::encoding::{
     base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
@@ -54,6 +55,13 @@ fn parsers(bytes: &[u8]) {
         Ok(MarathonEvent::AppTerminated { app_id }) => {
             assert!(!app_id.is_empty(), "app_terminated_event without an app id")
         }
+        Ok(MarathonEvent::HealthChanged {
+            app_id,
+            instance_id,
+        }) => {
+            assert_clean_path(&app_tasks_path(&app_id));
+            assert_clean_path(&check_update_path(&instance_id));
+        }
         Ok(MarathonEvent::Other(_)) => {}
         // Error messages become 400 replies and log lines: formatting them must not panic.
         Err(e) => drop(e.to_string()),
@@ -61,6 +69,11 @@ fn parsers(bytes: &[u8]) {
     if let Ok(services) = parse_agent_services(bytes) {
         for service in &services {
             assert_ne!(service.port, Some(0), "port 0 means no port");
+        }
+    }
+    if let Ok(checks) = parse_agent_checks(bytes) {
+        for check in &checks {
+            assert_clean_path(&check_deregister_path(&check.id));
         }
     }
     let _ = parse_catalog_nodes(bytes);
