@@ -10,9 +10,14 @@ use support::fixtures::fixture_text;
 
 use std::collections::BTreeSet;
 
+use consular_core::marathon::parse_apps;
+use consular_core::plan::{AppServices, ServiceRules, TaskFacts};
 use consular_core::Method;
 use consular_sim::marathon::{iso8601, DEFAULT_TIME_MS};
-use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon, SimResponse};
+use consular_sim::{
+    sse_frame, MarathonVersion, SimEvent, SimHealthCheck, SimMarathon, SimNetwork, SimPort,
+    SimResponse,
+};
 use serde_json::{json, Value};
 
 use MarathonVersion::{V0_15, V1_1, V1_10, V1_4};
@@ -1069,7 +1074,610 @@ fn no_input_makes_it_panic() {
             m.set_task_state("no-such-task", state);
         }
         m.set_task_health("no-such-task", true);
+        m.set_task_check_health("no-such-task", usize::MAX, false);
         m.remove_app("no-such-app");
         m.set_app_ports("no-such-app", &[1]);
+        m.set_app_port_specs("no-such-app", vec![SimPort::default()]);
+        m.set_app_network("no-such-app", SimNetwork::IpPerTask);
+        m.set_app_health_checks("no-such-app", vec![SimHealthCheck::default()]);
+        assert!(m.app("/no-such-app").is_none(), "setters create no app");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Port specs, networking and health checks (marathon-api.md §3: ≤1.4 vs 1.5+ shapes)
+// ---------------------------------------------------------------------------------------------
+
+fn port(name: &str, labels: &[(&str, &str)], container_port: Option<u16>) -> SimPort {
+    SimPort {
+        name: Some(name.into()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        container_port,
+    }
+}
+
+/// `/web` with service ports 10000 and 10001, `http` (labelled `consul`, tagged `public`) and
+/// `admin` (labelled `consul: web-admin`), on `network`, with one task staged on `h1` with host
+/// ports 31000 and 31001 and then running.
+fn two_port_app(version: MarathonVersion, network: SimNetwork) -> (SimMarathon, String) {
+    let mut m = SimMarathon::new(version);
+    m.put_app("/web", &[("team", "tag")]);
+    m.set_app_ports("/web", &[10000, 10001]);
+    m.set_app_port_specs(
+        "/web",
+        vec![
+            port("http", &[("consul", ""), ("public", "tag")], Some(8080)),
+            port("admin", &[("consul", "web-admin")], Some(9090)),
+        ],
+    );
+    m.set_app_network("/web", network);
+    let id = m.start_task("/web", "h1", &[31000, 31001]);
+    m.set_task_state(&id, "TASK_RUNNING");
+    (m, id)
+}
+
+/// The one app of `GET /v2/apps?embed=apps.tasks`, as JSON and as the core parses it (with its
+/// tasks on 0.15 too: [`SimMarathon::ignore_embed`] is a simulator choice, switched off here).
+fn listed_app(m: &mut SimMarathon) -> (Value, consular_core::marathon::App) {
+    m.ignore_embed = false;
+    let r = get(m, "/v2/apps?embed=apps.tasks");
+    assert_eq!(r.status, 200);
+    let parsed = parse_apps(&r.body).expect("the core parses the simulator's apps");
+    assert_eq!(parsed.len(), 1);
+    (
+        r.json().unwrap()["apps"][0].clone(),
+        parsed.into_iter().next().unwrap(),
+    )
+}
+
+/// (id, name, address, port) of each registration the core makes of the listed app's first task.
+fn registrations(m: &mut SimMarathon) -> Vec<(String, String, String, Option<u16>)> {
+    let (_, app) = listed_app(m);
+    let rules = ServiceRules::for_registration_id("r");
+    let services = AppServices::of(&app, &rules);
+    let tasks = app.tasks.clone().unwrap_or_default();
+    let task = tasks.first().expect("a task");
+    let ports = task.ports.clone().expect("ports");
+    let addresses: Vec<String> = task
+        .ip_addresses
+        .iter()
+        .map(|a| a.ip_address.clone())
+        .collect();
+    services
+        .registrations(
+            &rules,
+            TaskFacts {
+                id: &task.id,
+                host: &task.host,
+                ports: &ports,
+                addresses: &addresses,
+            },
+        )
+        .into_iter()
+        .map(|r| (r.id, r.name, r.address, r.port))
+        .collect()
+}
+
+fn reg(id: &str, name: &str, address: &str, port: u16) -> (String, String, String, Option<u16>) {
+    (id.into(), name.into(), address.into(), Some(port))
+}
+
+#[test]
+fn port_specs_are_port_definitions_in_host_networking() {
+    let sample = fixture("app_definition.json")["portDefinitions"][0].clone();
+    for version in ALL {
+        let (mut m, task) = two_port_app(version, SimNetwork::Host);
+        let (app, _) = listed_app(&mut m);
+        assert!(app["container"].is_null(), "null (≤1.4) or absent (1.10)");
+        if version == V0_15 {
+            // 0.15's writer has `ports` only (portDefinitions came with 1.0).
+            assert!(app.get("portDefinitions").is_none());
+            assert_eq!(app["ports"], json!([10000, 10001]));
+            continue;
+        }
+        let defs = app["portDefinitions"].as_array().unwrap();
+        assert_eq!(defs.len(), 2, "{version:?}");
+        assert_eq!(keys(&defs[0]), keys(&sample), "{version:?}");
+        assert_eq!(
+            app["portDefinitions"],
+            json!([
+                {"port": 10000, "protocol": "tcp", "name": "http",
+                 "labels": {"consul": "", "public": "tag"}},
+                {"port": 10001, "protocol": "tcp", "name": "admin",
+                 "labels": {"consul": "web-admin"}}
+            ])
+        );
+        assert_eq!(app.get("ports").is_some(), version <= V1_4, "{version:?}");
+        if version == V1_10 {
+            assert_eq!(app["networks"], json!([{"mode": "host"}]));
+            assert!(app.get("container").is_none());
+        } else {
+            assert_eq!(app["ports"], json!([10000, 10001]));
+        }
+        let task_json = &app["tasks"][0];
+        assert_eq!(task_json["ports"], json!([31000, 31001]));
+        assert_eq!(task_json["servicePorts"], json!([10000, 10001]));
+        // What the bridge makes of it: one service per labelled port, on the host ports.
+        assert_eq!(
+            registrations(&mut m),
+            [
+                reg(&format!("{task}:0"), "web", "h1", 31000),
+                reg(&format!("{task}:1"), "web-admin", "h1", 31001),
+            ],
+            "{version:?}"
+        );
+    }
+    // 1.10 leaves empty labels and absent names out; ≤1.4 writes `labels: {}`.
+    for (version, expected) in [
+        (V1_4, json!([{"port": 0, "protocol": "tcp", "labels": {}}])),
+        (V1_10, json!([{"port": 0, "protocol": "tcp"}])),
+    ] {
+        let mut m = SimMarathon::new(version);
+        m.put_app("/a", &[]);
+        m.set_app_port_specs("/a", vec![SimPort::default()]);
+        assert_eq!(listed_app(&mut m).0["portDefinitions"], expected);
+    }
+}
+
+#[test]
+fn bridge_networking_is_docker_bridge_before_1_5_and_a_bridge_network_after() {
+    let sample = fixture("app_definition.json");
+    let sample_mapping = sample["container"]["docker"]["portMappings"][0].clone();
+    for version in [V0_15, V1_1, V1_4] {
+        let (mut m, task) = two_port_app(version, SimNetwork::Bridge);
+        let (app, _) = listed_app(&mut m);
+        let docker = &app["container"]["docker"];
+        assert_eq!(app["container"]["type"], "DOCKER");
+        assert_eq!(docker["network"], "BRIDGE", "{version:?}");
+        assert_eq!(docker["network"], sample["container"]["docker"]["network"]);
+        let mappings = docker["portMappings"].as_array().unwrap();
+        assert_eq!(keys(&mappings[0]), keys(&sample_mapping), "{version:?}");
+        assert_eq!(
+            docker["portMappings"],
+            json!([
+                {"containerPort": 8080, "hostPort": 0, "servicePort": 10000, "protocol": "tcp",
+                 "name": "http", "labels": {"consul": "", "public": "tag"}},
+                {"containerPort": 9090, "hostPort": 0, "servicePort": 10001, "protocol": "tcp",
+                 "name": "admin", "labels": {"consul": "web-admin"}}
+            ])
+        );
+        assert!(app.get("networks").is_none() && app["ipAddress"].is_null());
+        assert_eq!(app["ports"], json!([10000, 10001]), "service ports");
+        if version >= V1_1 {
+            assert_eq!(app["portDefinitions"], json!([]), "{version:?}");
+        }
+        // Bridged tasks have host ports (and Docker's bridge address once running).
+        let t = &app["tasks"][0];
+        assert_eq!(t["ports"], json!([31000, 31001]));
+        assert!(t["ipAddresses"][0]["ipAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with("172.17."));
+        assert_eq!(
+            registrations(&mut m),
+            [
+                reg(&format!("{task}:0"), "web", "h1", 31000),
+                reg(&format!("{task}:1"), "web-admin", "h1", 31001),
+            ],
+            "{version:?}: host and host ports"
+        );
+    }
+    let (mut m, task) = two_port_app(V1_10, SimNetwork::Bridge);
+    let (app, _) = listed_app(&mut m);
+    assert_eq!(app["networks"], json!([{"mode": "container/bridge"}]));
+    assert!(app.get("portDefinitions").is_none() && app.get("ports").is_none());
+    assert!(app["container"]["docker"].get("portMappings").is_none());
+    assert!(app["container"]["docker"].get("network").is_none());
+    let mappings = app["container"]["portMappings"].as_array().unwrap();
+    assert_eq!(keys(&mappings[0]), keys(&sample_mapping));
+    assert_eq!(mappings[1]["hostPort"], 0);
+    assert_eq!(mappings[1]["containerPort"], 9090);
+    assert_eq!(app["tasks"][0]["ports"], json!([31000, 31001]));
+    assert_eq!(
+        registrations(&mut m),
+        [
+            reg(&format!("{task}:0"), "web", "h1", 31000),
+            reg(&format!("{task}:1"), "web-admin", "h1", 31001),
+        ]
+    );
+}
+
+#[test]
+fn container_networks_have_no_host_ports_and_carry_task_addresses() {
+    let sample_task = fixture("task_with_ip_addresses_v1.10_test.json");
+    for version in ALL {
+        let (mut m, task) = two_port_app(version, SimNetwork::Container("dcos".into()));
+        let (app, parsed) = listed_app(&mut m);
+        assert!(parsed.has_task_addresses(), "{version:?}");
+        let t = &app["tasks"][0];
+        assert_eq!(t["ports"], json!([]), "{version:?}: host ports ignored");
+        let address = t["ipAddresses"][0]["ipAddress"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(address.starts_with("9.0."), "{version:?}: {address}");
+        if version == V1_10 {
+            // The writer test's staging task, plus `startedAt` now that it runs.
+            let mut want = deep_keys(&sample_task);
+            want.insert("startedAt".into());
+            assert_eq!(deep_keys(t), want);
+            assert_eq!(
+                app["networks"],
+                json!([{"mode": "container", "name": "dcos"}])
+            );
+            let mappings = &app["container"]["portMappings"];
+            assert_eq!(
+                mappings[0],
+                json!({"containerPort": 8080, "servicePort": 10000, "protocol": "tcp",
+                       "name": "http", "labels": {"consul": "", "public": "tag"}}),
+                "no hostPort on a container network"
+            );
+            assert!(app.get("portDefinitions").is_none() && app.get("ipAddress").is_none());
+        } else {
+            // Docker USER networking names its network in `ipAddress`; the top-level port
+            // fields are left out next to it (1.1+).
+            let docker = &app["container"]["docker"];
+            assert_eq!(docker["network"], "USER", "{version:?}");
+            assert!(docker["portMappings"][0].get("hostPort").is_none());
+            assert_eq!(docker["portMappings"][1]["containerPort"], 9090);
+            assert_eq!(app["ipAddress"]["networkName"], "dcos");
+            assert!(app.get("networks").is_none());
+            if version >= V1_1 {
+                for field in ["ports", "portDefinitions", "requirePorts"] {
+                    assert!(app.get(field).is_none(), "{version:?}: {field}");
+                }
+            }
+        }
+        assert_eq!(
+            registrations(&mut m),
+            [
+                reg(&format!("{task}:0"), "web", &address, 8080),
+                reg(&format!("{task}:1"), "web-admin", &address, 9090),
+            ],
+            "{version:?}: the task's address and the container ports"
+        );
+        // An address set by the test wins, and the status update carries it with no ports.
+        let other = m.start_task("/web", "h2", &[31005]);
+        m.set_task_ip_addresses(&other, &["10.0.0.5"]);
+        m.take_events();
+        m.set_task_state(&other, "TASK_RUNNING");
+        let update = events_of(&m.take_events(), "status_update_event").remove(0);
+        assert_eq!(update["ports"], json!([]), "{version:?}");
+        assert_eq!(update["ipAddresses"][0]["ipAddress"], "10.0.0.5");
+        assert_eq!(m.task(&other).unwrap().ip_addresses, ["10.0.0.5"]);
+    }
+}
+
+#[test]
+fn ip_per_task_is_ip_address_before_1_5_and_a_container_network_after() {
+    let sample = fixture("app_definition.json")["ipAddress"].clone();
+    for version in [V0_15, V1_1, V1_4] {
+        let (mut m, _) = two_port_app(version, SimNetwork::IpPerTask);
+        let (app, parsed) = listed_app(&mut m);
+        assert!(parsed.has_task_addresses());
+        let ip = &app["ipAddress"];
+        assert!(keys(&sample).is_subset(&keys(ip)), "{version:?}");
+        assert_eq!(
+            keys(ip).difference(&keys(&sample)).collect::<Vec<_>>(),
+            ["networkName"]
+        );
+        assert_eq!(
+            keys(&ip["discovery"]["ports"][0]),
+            keys(&sample["discovery"]["ports"][0])
+        );
+        assert_eq!(
+            ip["discovery"]["ports"],
+            json!([{"number": 8080, "name": "http", "protocol": "tcp"},
+                   {"number": 9090, "name": "admin", "protocol": "tcp"}]),
+            "discovery ports have no labels"
+        );
+        assert_eq!(ip["networkName"], Value::Null);
+        assert!(app["container"].is_null());
+        if version >= V1_1 {
+            assert!(app.get("ports").is_none() && app.get("portDefinitions").is_none());
+        } else {
+            assert_eq!(app["ports"], json!([]), "0.15 writes ports regardless");
+        }
+        let t = &app["tasks"][0];
+        assert_eq!(t["ports"], json!([]));
+        assert!(t.get("servicePorts").is_none(), "none for IP-per-task");
+        assert!(t["ipAddresses"][0]["ipAddress"].is_string());
+    }
+    let (mut m, task) = two_port_app(V1_10, SimNetwork::IpPerTask);
+    let (app, _) = listed_app(&mut m);
+    assert_eq!(app["networks"], json!([{"mode": "container"}]));
+    assert_eq!(app["container"]["type"], "MESOS");
+    assert_eq!(app["container"]["portMappings"][1]["containerPort"], 9090);
+    assert!(app.get("ipAddress").is_none());
+    let address = app["tasks"][0]["ipAddresses"][0]["ipAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        registrations(&mut m),
+        [
+            reg(&format!("{task}:0"), "web", &address, 8080),
+            reg(&format!("{task}:1"), "web-admin", &address, 9090),
+        ]
+    );
+}
+
+fn three_checks() -> Vec<SimHealthCheck> {
+    vec![
+        SimHealthCheck {
+            path: Some("/health".into()),
+            port_index: Some(0),
+            interval_seconds: 10,
+            timeout_seconds: 10,
+            grace_period_seconds: 5,
+            ..SimHealthCheck::default()
+        },
+        SimHealthCheck {
+            protocol: "TCP".into(),
+            path: None,
+            port: Some(3333),
+            ..SimHealthCheck::default()
+        },
+        SimHealthCheck {
+            protocol: "COMMAND".into(),
+            path: None,
+            command: Some("curl -f http://$HOST:$PORT0/".into()),
+            ..SimHealthCheck::default()
+        },
+    ]
+}
+
+#[test]
+fn health_checks_have_marathons_field_names() {
+    let raml_sample = fixture("app_definition.json")["healthChecks"][0].clone();
+    let old_sample = fixture("app_show_embed_tasks_v1.1.json")["app"]["healthChecks"].clone();
+    for version in ALL {
+        let mut m = SimMarathon::new(version);
+        m.put_app("/toggle", &[]);
+        m.set_app_health_checks("/toggle", three_checks());
+        let (app, _) = listed_app(&mut m);
+        let checks = app["healthChecks"].as_array().unwrap();
+        assert_eq!(checks.len(), 3, "{version:?}");
+        let (http, tcp, command) = (&checks[0], &checks[1], &checks[2]);
+        if version <= V1_1 {
+            // The doc sample's keys, but `command: null` (the writer leaves an absent command
+            // out) and `overridePort` (the doc's old name of `port`).
+            let mut want = keys(&old_sample[0]);
+            want.remove("command");
+            want.insert("ignoreHttp1xx".into());
+            assert_eq!(keys(http), want, "{version:?}");
+            assert_eq!(
+                http,
+                &json!({"path": "/health", "protocol": "HTTP", "portIndex": 0,
+                "gracePeriodSeconds": 5, "intervalSeconds": 10, "timeoutSeconds": 10,
+                "maxConsecutiveFailures": 3, "ignoreHttp1xx": false})
+            );
+        } else {
+            assert_eq!(keys(http), keys(&raml_sample), "{version:?}");
+            assert_eq!(http["ignoreHttp1xx"], false);
+        }
+        assert_eq!(http["path"], "/health");
+        assert_eq!(http["portIndex"], 0);
+        assert_eq!(tcp["port"], 3333);
+        assert!(tcp.get("portIndex").is_none() && tcp.get("path").is_none());
+        assert_eq!(tcp["protocol"], "TCP");
+        assert_eq!(command["protocol"], "COMMAND");
+        assert_eq!(
+            command["command"],
+            json!({"value": "curl -f http://$HOST:$PORT0/"})
+        );
+        assert!(command.get("portIndex").is_none());
+        assert_eq!(command["intervalSeconds"], 60);
+        assert_eq!(command["gracePeriodSeconds"], 300);
+        assert_eq!(command["timeoutSeconds"], 20);
+        assert_eq!(command["maxConsecutiveFailures"], 3);
+        assert_eq!(command.get("delaySeconds").is_some(), version >= V1_4);
+        // The 1.10 definition writes healthChecks only when there are some (the
+        // no-checks shape is checked in app_lists_have_the_shapes_of_their_eras).
+        m.set_app_health_checks("/toggle", Vec::new());
+        let (app, _) = listed_app(&mut m);
+        assert_eq!(app.get("healthChecks").is_some(), version < V1_10);
+    }
+}
+
+#[test]
+fn each_check_has_its_own_result_and_the_instance_is_healthy_when_all_are_alive() {
+    let old_sample = fixture("app_show_embed_tasks_v1.1.json")["app"]["tasks"][0].clone();
+    for version in ALL {
+        let mut m = SimMarathon::new(version);
+        m.put_app("/toggle", &[]);
+        m.set_app_health_checks("/toggle", three_checks()[..2].to_vec());
+        let id = m.start_task("/toggle", "h1", &[31045]);
+        m.set_task_state(&id, "TASK_RUNNING");
+        m.take_events();
+        let instance_events =
+            |events: &[SimEvent]| events_of(events, "instance_health_changed_event");
+        let results = |m: &mut SimMarathon| {
+            get_json(m, "/v2/apps/toggle/tasks")["tasks"][0]["healthCheckResults"].clone()
+        };
+
+        // Check 1 passes first: its result only; the instance is undecided.
+        m.set_task_check_health(&id, 1, true);
+        let events = m.take_events();
+        assert_eq!(events_of(&events, "health_status_changed_event").len(), 1);
+        assert!(
+            instance_events(&events).is_empty(),
+            "{version:?}: undecided"
+        );
+        assert_eq!(results(&mut m).as_array().unwrap().len(), 1);
+        let app = &get_json(&mut m, "/v2/apps/toggle")["app"];
+        assert_eq!(
+            (app["tasksHealthy"].clone(), app["tasksUnhealthy"].clone()),
+            (json!(0), json!(0))
+        );
+
+        // Check 0 (set_task_health) passes: both results, in check order; healthy.
+        m.set_task_health(&id, true);
+        let events = m.take_events();
+        let changed = events_of(&events, "health_status_changed_event");
+        assert_eq!(changed.len(), 1);
+        let id_key = if version >= V1_4 {
+            "instanceId"
+        } else {
+            "taskId"
+        };
+        assert!(changed[0].get(id_key).is_some(), "{version:?}");
+        let healthy = instance_events(&events);
+        assert_eq!(healthy.len(), usize::from(version >= V1_4), "{version:?}");
+        if let Some(h) = healthy.first() {
+            assert_eq!(
+                keys(h),
+                keys(&fixture("instance_health_changed_event.json"))
+            );
+            assert_eq!(h["healthy"], true);
+        }
+        let both = results(&mut m);
+        assert_eq!(both.as_array().unwrap().len(), 2, "{version:?}");
+        if version <= V1_1 {
+            assert_eq!(
+                both.as_array().unwrap().len(),
+                old_sample["healthCheckResults"].as_array().unwrap().len(),
+                "one result per check, as the two-check doc sample"
+            );
+            for r in both.as_array().unwrap() {
+                assert_eq!(keys(r), keys(&old_sample["healthCheckResults"][0]));
+            }
+        }
+        assert!(both
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r[id_key].is_string()));
+        assert_eq!(
+            get_json(&mut m, "/v2/apps/toggle")["app"]["tasksHealthy"],
+            1
+        );
+
+        // Check 1 fails: its result says why; the instance turns unhealthy.
+        m.advance(1_000);
+        m.set_task_check_health(&id, 1, false);
+        let events = m.take_events();
+        let changed = events_of(&events, "health_status_changed_event");
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0]["alive"], false);
+        if let Some(h) = instance_events(&events).first() {
+            assert_eq!(h["healthy"], false);
+        } else {
+            assert!(version < V1_4);
+        }
+        let both = results(&mut m);
+        assert_eq!(both[0]["alive"], true);
+        assert_eq!(both[1]["alive"], false);
+        assert_eq!(both[1]["consecutiveFailures"], 1);
+        assert_eq!(both[1]["lastFailure"], "2026-01-01T00:00:01.000Z");
+        assert_eq!(both[1].get("lastFailureCause").is_some(), version >= V1_4);
+        if version >= V1_4 {
+            assert!(both[1]["lastFailureCause"].is_string());
+        }
+        let app = &get_json(&mut m, "/v2/apps/toggle")["app"];
+        assert_eq!(
+            (app["tasksHealthy"].clone(), app["tasksUnhealthy"].clone()),
+            (json!(0), json!(1))
+        );
+
+        // Repeats change nothing; check 0 alive again while 1 fails: still unhealthy, no event.
+        m.set_task_check_health(&id, 1, false);
+        m.set_task_check_health(&id, 0, true);
+        assert!(m.take_events().is_empty(), "{version:?}");
+        assert_eq!(results(&mut m)[1]["consecutiveFailures"], 2);
+        // Check 1 recovers: healthy again.
+        m.set_task_check_health(&id, 1, true);
+        let events = m.take_events();
+        assert_eq!(events_of(&events, "health_status_changed_event").len(), 1);
+        assert_eq!(
+            instance_events(&events)
+                .iter()
+                .map(|e| e["healthy"].clone())
+                .collect::<Vec<_>>(),
+            if version >= V1_4 {
+                vec![json!(true)]
+            } else {
+                vec![]
+            }
+        );
+        assert_eq!(m.task(&id).unwrap().healthy, Some(true));
+    }
+}
+
+#[test]
+fn every_definition_change_gives_the_app_a_new_version() {
+    type Change = fn(&mut SimMarathon);
+    let changes: [(&str, Change); 5] = [
+        ("labels", |m| m.put_app("/web", &[("consul", "web")])),
+        ("service ports", |m| m.set_app_ports("/web", &[10000])),
+        ("port specs", |m| {
+            m.set_app_port_specs("/web", vec![port("http", &[("consul", "")], None)])
+        }),
+        ("network", |m| m.set_app_network("/web", SimNetwork::Bridge)),
+        ("health checks", |m| {
+            m.set_app_health_checks("/web", vec![SimHealthCheck::default()])
+        }),
+    ];
+    for version in ALL {
+        let mut m = SimMarathon::new(version);
+        m.put_app("/web", &[]);
+        let old = m.start_task("/web", "h1", &[31000]);
+        m.take_events();
+        for (what, change) in changes {
+            let before = m.app("/web").unwrap().version;
+            m.advance(1_000);
+            change(&mut m);
+            let after = m.app("/web").unwrap().version;
+            assert!(after > before, "{version:?} {what}");
+            let events = m.take_events();
+            let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+            assert_eq!(types, ["api_post_event", "group_change_success"], "{what}");
+            let definition = &events[0].value()["appDefinition"];
+            assert_eq!(definition["version"], iso8601(after).as_str(), "{what}");
+            assert_eq!(events[1].value()["version"], iso8601(after).as_str());
+            let shown = &get_json(&mut m, "/v2/apps/web")["app"];
+            assert_eq!(shown["version"], iso8601(after).as_str());
+        }
+        // Tasks keep the version they were started with; new ones run the new one.
+        let new = m.start_task("/web", "h1", &[31001]);
+        let version_now = m.app("/web").unwrap().version;
+        assert!(m.task(&old).unwrap().version < version_now);
+        assert_eq!(m.task(&new).unwrap().version, version_now);
+        let app = m.app("/web").unwrap();
+        assert_eq!(app.network, SimNetwork::Bridge);
+        assert_eq!(app.health_checks.len(), 1);
+        assert_eq!(app.port_specs[0].name.as_deref(), Some("http"));
+        assert_eq!(
+            app.labels["consul"], "web",
+            "put_app keeps the other settings"
+        );
+    }
+}
+
+#[test]
+fn port_definitions_written_over_http_keep_their_names_and_labels() {
+    let mut m = SimMarathon::new(V1_10);
+    let r = m.handle(
+        Method::Put,
+        "/v2/apps/web",
+        br#"{"portDefinitions":[{"port":10000,"name":"http","labels":{"consul":""}},{"port":10001}]}"#,
+    );
+    assert_eq!(r.status, 201);
+    let app = m.app("/web").unwrap();
+    assert_eq!(app.service_ports, [10000, 10001]);
+    assert_eq!(app.port_specs[0], port("http", &[("consul", "")], None));
+    assert_eq!(app.port_specs[1], SimPort::default());
+    let bad = m.handle(
+        Method::Put,
+        "/v2/apps/web",
+        br#"{"portDefinitions":[{"port":1,"labels":{"a":1}}]}"#,
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.json().unwrap()["details"][0]["path"],
+        "/portDefinitions"
+    );
 }

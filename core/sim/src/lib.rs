@@ -31,7 +31,8 @@ pub mod world;
 
 pub use consul::{RequestCounts, SimConsul, SimKvEntry, SimService};
 pub use marathon::{
-    sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimMarathon, SimTask, SimTaskFailure,
+    sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimHealthCheck, SimMarathon,
+    SimNetwork, SimPort, SimTask, SimTaskFailure,
 };
 pub use wire::SimResponse;
 pub use world::SimWorld;

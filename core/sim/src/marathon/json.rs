@@ -9,8 +9,12 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::model::{MarathonVersion, SimApp, SimHealth, SimTask};
-use super::{SimMarathon, LISTED_STATES};
+use alloc::collections::BTreeMap;
+
+use super::model::{
+    MarathonVersion, SimApp, SimHealth, SimHealthCheck, SimNetwork, SimPort, SimTask,
+};
+use super::{aggregate_health, SimMarathon, LISTED_STATES};
 use crate::wire::J;
 
 impl SimMarathon {
@@ -27,22 +31,8 @@ impl SimMarathon {
                 .map(|(k, v)| (k.clone(), J::s(v.as_str())))
                 .collect(),
         );
-        let ports = ports_json(&app.service_ports);
-        let port_definitions = |with_labels: bool| {
-            J::Arr(
-                app.service_ports
-                    .iter()
-                    .map(|p| {
-                        let mut d =
-                            J::obj([("port", J::Int(i64::from(*p))), ("protocol", J::s("tcp"))]);
-                        if with_labels {
-                            d.put("labels", J::Obj(Vec::new()));
-                        }
-                        d
-                    })
-                    .collect(),
-            )
-        };
+        let service_ports = service_ports(app);
+        let ports = ports_json(&service_ports);
         let upgrade = J::obj([
             ("minimumHealthCapacity", J::Float(1.0)),
             ("maximumOverCapacity", J::Float(1.0)),
@@ -50,35 +40,52 @@ impl SimMarathon {
         let cmd = J::s(app.cmd.as_str());
         let instances = J::Int(i64::from(app.instances));
         if v == MarathonVersion::V1_10 {
-            return J::obj([
+            let mut o = J::obj([
                 ("id", J::s(app.id.as_str())),
                 ("backoffFactor", J::Float(1.15)),
                 ("backoffSeconds", J::Int(1)),
                 ("cmd", cmd),
-                ("cpus", J::Float(0.1)),
-                ("disk", J::Int(0)),
-                ("executor", J::s("")),
-                ("instances", instances),
-                ("labels", labels),
-                ("maxLaunchDelaySeconds", J::Int(300)),
-                ("mem", J::Int(32)),
-                ("gpus", J::Int(0)),
-                ("networks", J::Arr(vec![J::obj([("mode", J::s("host"))])])),
-                ("portDefinitions", port_definitions(false)),
-                ("requirePorts", J::Bool(false)),
-                ("upgradeStrategy", upgrade),
-                ("version", version),
-                ("versionInfo", version_info),
-                ("killSelection", J::s("YOUNGEST_FIRST")),
-                (
-                    "unreachableStrategy",
-                    J::obj([
-                        ("inactiveAfterSeconds", J::Int(0)),
-                        ("expungeAfterSeconds", J::Int(0)),
-                    ]),
-                ),
-                ("role", J::s("*")),
             ]);
+            if app.network != SimNetwork::Host {
+                o.put("container", self.container_json(app));
+            }
+            o.put("cpus", J::Float(0.1));
+            o.put("disk", J::Int(0));
+            o.put("executor", J::s(""));
+            if !app.health_checks.is_empty() {
+                o.put("healthChecks", self.health_checks_json(app));
+            }
+            o.put("instances", instances);
+            o.put("labels", labels);
+            o.put("maxLaunchDelaySeconds", J::Int(300));
+            o.put("mem", J::Int(32));
+            o.put("gpus", J::Int(0));
+            let network = match &app.network {
+                SimNetwork::Host => J::obj([("mode", J::s("host"))]),
+                SimNetwork::Bridge => J::obj([("mode", J::s("container/bridge"))]),
+                SimNetwork::Container(name) => {
+                    J::obj([("mode", J::s("container")), ("name", J::s(name.as_str()))])
+                }
+                SimNetwork::IpPerTask => J::obj([("mode", J::s("container"))]),
+            };
+            o.put("networks", J::Arr(vec![network]));
+            if app.network == SimNetwork::Host {
+                o.put("portDefinitions", self.port_definitions_json(app));
+            }
+            o.put("requirePorts", J::Bool(false));
+            o.put("upgradeStrategy", upgrade);
+            o.put("version", version);
+            o.put("versionInfo", version_info);
+            o.put("killSelection", J::s("YOUNGEST_FIRST"));
+            o.put(
+                "unreachableStrategy",
+                J::obj([
+                    ("inactiveAfterSeconds", J::Int(0)),
+                    ("expungeAfterSeconds", J::Int(0)),
+                ]),
+            );
+            o.put("role", J::s("*"));
+            return o;
         }
         let mut o = J::obj([
             ("id", J::s(app.id.as_str())),
@@ -108,8 +115,12 @@ impl SimMarathon {
         o.put("backoffSeconds", J::Int(1));
         o.put("backoffFactor", J::Float(1.15));
         o.put("maxLaunchDelaySeconds", J::Int(3600));
-        o.put("container", J::Null);
-        o.put("healthChecks", J::Arr(Vec::new()));
+        let container = match app.network {
+            SimNetwork::Bridge | SimNetwork::Container(_) => self.container_json(app),
+            SimNetwork::Host | SimNetwork::IpPerTask => J::Null,
+        };
+        o.put("container", container);
+        o.put("healthChecks", self.health_checks_json(app));
         if v >= MarathonVersion::V1_1 {
             o.put("readinessChecks", J::Arr(Vec::new()));
         }
@@ -117,7 +128,9 @@ impl SimMarathon {
         o.put("upgradeStrategy", upgrade);
         o.put("labels", labels);
         o.put("acceptedResourceRoles", J::Null);
-        o.put("ipAddress", J::Null);
+        let ip_address = self.ip_address_json(app);
+        let has_ip_address = ip_address != J::Null;
+        o.put("ipAddress", ip_address);
         o.put("version", version);
         if v >= MarathonVersion::V1_1 {
             o.put("residency", J::Null);
@@ -134,12 +147,258 @@ impl SimMarathon {
             );
             o.put("killSelection", J::s("YOUNGEST_FIRST"));
         }
-        if v >= MarathonVersion::V1_1 {
+        // "top-level ports fields are incompatible with IP/CT" (1.1–1.4's writer).
+        if v >= MarathonVersion::V1_1 && !has_ip_address {
             o.put("ports", ports);
-            o.put("portDefinitions", port_definitions(true));
+            o.put("portDefinitions", self.port_definitions_json(app));
             o.put("requirePorts", J::Bool(false));
         }
         o.put("versionInfo", version_info);
+        o
+    }
+
+    /// `portDefinitions`: the app's ports in host networking (none otherwise: their ports are
+    /// port mappings). Empty labels are left out on 1.10, `{}` before.
+    fn port_definitions_json(&self, app: &SimApp) -> J {
+        if app.network != SimNetwork::Host {
+            return J::Arr(Vec::new());
+        }
+        let raml = self.version == MarathonVersion::V1_10;
+        J::Arr(
+            app_ports(app)
+                .map(|(spec, service_port)| {
+                    let mut d = J::obj([
+                        ("port", J::Int(i64::from(service_port))),
+                        ("protocol", J::s("tcp")),
+                    ]);
+                    if let Some(name) = &spec.name {
+                        d.put("name", J::s(name.as_str()));
+                    }
+                    if !(raml && spec.labels.is_empty()) {
+                        d.put("labels", labels_json(&spec.labels));
+                    }
+                    d
+                })
+                .collect(),
+        )
+    }
+
+    /// Port mappings: `hostPort` 0 (any) on the bridge, none on a container network.
+    fn port_mappings_json(&self, app: &SimApp) -> J {
+        let raml = self.version == MarathonVersion::V1_10;
+        J::Arr(
+            app_ports(app)
+                .map(|(spec, service_port)| {
+                    let mut m = J::obj([(
+                        "containerPort",
+                        J::Int(i64::from(spec.container_port.unwrap_or(0))),
+                    )]);
+                    if app.network == SimNetwork::Bridge {
+                        m.put("hostPort", J::Int(0));
+                    }
+                    m.put("servicePort", J::Int(i64::from(service_port)));
+                    m.put("protocol", J::s("tcp"));
+                    if let Some(name) = &spec.name {
+                        m.put("name", J::s(name.as_str()));
+                    }
+                    if !(raml && spec.labels.is_empty()) {
+                        m.put("labels", labels_json(&spec.labels));
+                    }
+                    m
+                })
+                .collect(),
+        )
+    }
+
+    /// The app's `container`: Docker (bridge and named container networks) or, for IP-per-task
+    /// from 1.5, the Mesos containerizer. Port mappings live in `docker` before 1.5.
+    fn container_json(&self, app: &SimApp) -> J {
+        if self.version == MarathonVersion::V1_10 {
+            let mut c = if app.network == SimNetwork::IpPerTask {
+                J::obj([("type", J::s("MESOS"))])
+            } else {
+                J::obj([
+                    ("type", J::s("DOCKER")),
+                    (
+                        "docker",
+                        J::obj([
+                            ("forcePullImage", J::Bool(false)),
+                            ("image", J::s("busybox")),
+                            ("parameters", J::Arr(Vec::new())),
+                            ("privileged", J::Bool(false)),
+                        ]),
+                    ),
+                ])
+            };
+            c.put("volumes", J::Arr(Vec::new()));
+            c.put("portMappings", self.port_mappings_json(app));
+            return c;
+        }
+        let network = if app.network == SimNetwork::Bridge {
+            "BRIDGE"
+        } else {
+            "USER"
+        };
+        J::obj([
+            ("type", J::s("DOCKER")),
+            ("volumes", J::Arr(Vec::new())),
+            (
+                "docker",
+                J::obj([
+                    ("image", J::s("busybox")),
+                    ("network", J::s(network)),
+                    ("portMappings", self.port_mappings_json(app)),
+                    ("privileged", J::Bool(false)),
+                    ("parameters", J::Arr(Vec::new())),
+                    ("forcePullImage", J::Bool(false)),
+                ]),
+            ),
+        ])
+    }
+
+    /// `ipAddress` before 1.5: IP-per-task (its ports as discovery ports, which have no labels)
+    /// and Docker `USER` networking (naming the network); `null` otherwise and from 1.5.
+    fn ip_address_json(&self, app: &SimApp) -> J {
+        if self.version == MarathonVersion::V1_10 {
+            return J::Null;
+        }
+        let (network_name, discovery) = match &app.network {
+            SimNetwork::IpPerTask => (
+                J::Null,
+                app_ports(app)
+                    .enumerate()
+                    .map(|(i, (spec, _))| {
+                        let name = spec.name.clone().unwrap_or_else(|| format!("port{i}"));
+                        J::obj([
+                            (
+                                "number",
+                                J::Int(i64::from(spec.container_port.unwrap_or(0))),
+                            ),
+                            ("name", J::s(name)),
+                            ("protocol", J::s("tcp")),
+                        ])
+                    })
+                    .collect(),
+            ),
+            SimNetwork::Container(name) => (J::s(name.as_str()), Vec::new()),
+            SimNetwork::Host | SimNetwork::Bridge => return J::Null,
+        };
+        J::obj([
+            ("groups", J::Arr(Vec::new())),
+            ("labels", J::Obj(Vec::new())),
+            ("discovery", J::obj([("ports", J::Arr(discovery))])),
+            ("networkName", network_name),
+        ])
+    }
+
+    /// `healthChecks`, with the field order of each line's writer: 0.15/1.1's one `HealthCheck`
+    /// format, 1.4+'s per-kind formats (Marathon HTTP/TCP, Mesos command/HTTP/TCP).
+    fn health_checks_json(&self, app: &SimApp) -> J {
+        J::Arr(
+            app.health_checks
+                .iter()
+                .map(|c| self.health_check_json(c))
+                .collect(),
+        )
+    }
+
+    fn health_check_json(&self, c: &SimHealthCheck) -> J {
+        let protocol = c.protocol.as_str();
+        let command = protocol == "COMMAND";
+        // Marathon adds `portIndex: 0` to a check that names no port (but a command).
+        let port_index = c
+            .port_index
+            .or((c.port.is_none() && !command).then_some(0))
+            .map(|i| J::u(i as u64));
+        let port = c.port.map(|p| J::Int(i64::from(p)));
+        let path = c.path.as_deref().map(J::s);
+        let command_json = c
+            .command
+            .as_deref()
+            .filter(|_| command)
+            .map(|value| J::obj([("value", J::s(value))]));
+        let mut o = J::Obj(Vec::new());
+        let put = |o: &mut J, key: &str, value: Option<J>| {
+            if let Some(value) = value {
+                o.put(key, value);
+            }
+        };
+        if self.version <= MarathonVersion::V1_1 {
+            put(&mut o, "path", path);
+            put(&mut o, "protocol", Some(J::s(protocol)));
+            put(&mut o, "portIndex", port_index);
+            put(&mut o, "command", command_json);
+            put(
+                &mut o,
+                "gracePeriodSeconds",
+                Some(J::u(c.grace_period_seconds.into())),
+            );
+            put(
+                &mut o,
+                "intervalSeconds",
+                Some(J::u(c.interval_seconds.into())),
+            );
+            put(
+                &mut o,
+                "timeoutSeconds",
+                Some(J::u(c.timeout_seconds.into())),
+            );
+            put(
+                &mut o,
+                "maxConsecutiveFailures",
+                Some(J::u(c.max_consecutive_failures.into())),
+            );
+            put(&mut o, "ignoreHttp1xx", Some(J::Bool(false)));
+            put(&mut o, "port", port);
+            return o;
+        }
+        put(
+            &mut o,
+            "gracePeriodSeconds",
+            Some(J::u(c.grace_period_seconds.into())),
+        );
+        put(
+            &mut o,
+            "intervalSeconds",
+            Some(J::u(c.interval_seconds.into())),
+        );
+        put(
+            &mut o,
+            "timeoutSeconds",
+            Some(J::u(c.timeout_seconds.into())),
+        );
+        put(
+            &mut o,
+            "maxConsecutiveFailures",
+            Some(J::u(c.max_consecutive_failures.into())),
+        );
+        let delay = Some(J::Int(15));
+        match protocol {
+            "COMMAND" => {
+                put(&mut o, "delaySeconds", delay);
+                put(&mut o, "command", command_json);
+                put(&mut o, "protocol", Some(J::s(protocol)));
+            }
+            "TCP" | "MESOS_TCP" => {
+                put(&mut o, "portIndex", port_index);
+                put(&mut o, "port", port);
+                if protocol == "MESOS_TCP" {
+                    put(&mut o, "delaySeconds", delay);
+                }
+                put(&mut o, "protocol", Some(J::s(protocol)));
+            }
+            _ => {
+                put(&mut o, "portIndex", port_index);
+                put(&mut o, "port", port);
+                put(&mut o, "path", path);
+                put(&mut o, "protocol", Some(J::s(protocol)));
+                if protocol.starts_with("MESOS_") {
+                    put(&mut o, "delaySeconds", delay);
+                } else {
+                    put(&mut o, "ignoreHttp1xx", Some(J::Bool(false)));
+                }
+            }
+        }
         o
     }
 
@@ -151,11 +410,11 @@ impl SimMarathon {
             ("tasksRunning", count(&|t| t.state == "TASK_RUNNING")),
             (
                 "tasksHealthy",
-                count(&|t| t.health.as_ref().is_some_and(|h| h.alive)),
+                count(&|t| aggregate_health(t, app.health_checks.len()) == Some(true)),
             ),
             (
                 "tasksUnhealthy",
-                count(&|t| t.health.as_ref().is_some_and(|h| !h.alive)),
+                count(&|t| aggregate_health(t, app.health_checks.len()) == Some(false)),
             ),
         ]
     }
@@ -241,7 +500,7 @@ impl SimMarathon {
     }
 
     pub(super) fn task_json(&self, app: &SimApp, t: &SimTask) -> J {
-        let health = || J::Arr(t.health.iter().map(|h| self.health_json(t, h)).collect());
+        let health = || J::Arr(t.health.values().map(|h| self.health_json(t, h)).collect());
         let started = t.started_at.map_or(J::Null, |s| J::s(iso8601(s)));
         let listed_state = if LISTED_STATES.contains(&t.state.as_str()) {
             t.state.as_str()
@@ -288,7 +547,7 @@ impl SimMarathon {
                     ("state", J::s(listed_state)),
                     ("ipAddresses", ip_addresses_json(&t.ip_addresses)),
                     ("ports", ports_json(&t.ports)),
-                    ("servicePorts", ports_json(&app.service_ports)),
+                    ("servicePorts", ports_json(&service_ports(app))),
                     ("stagedAt", J::s(iso8601(t.staged_at))),
                 ]);
                 if t.started_at.is_some() {
@@ -301,14 +560,44 @@ impl SimMarathon {
                 return o;
             }
         }
-        if !app.service_ports.is_empty() {
-            o.put("servicePorts", ports_json(&app.service_ports));
+        let service_ports = service_ports(app);
+        if !service_ports.is_empty() {
+            o.put("servicePorts", ports_json(&service_ports));
         }
-        if t.health.is_some() {
+        if !t.health.is_empty() {
             o.put("healthCheckResults", health());
         }
         o
     }
+}
+
+/// The app's ports: each one's spec (a default one where none was set) and service port (`0`
+/// where none was set), as many as the longer of the two lists.
+fn app_ports(app: &SimApp) -> impl Iterator<Item = (SimPort, u16)> + '_ {
+    let count = app.port_specs.len().max(app.service_ports.len());
+    (0..count).map(|i| {
+        (
+            app.port_specs.get(i).cloned().unwrap_or_default(),
+            app.service_ports.get(i).copied().unwrap_or(0),
+        )
+    })
+}
+
+/// The app's service ports (`ports`, tasks' `servicePorts`): none for IP-per-task.
+fn service_ports(app: &SimApp) -> Vec<u16> {
+    if app.network == SimNetwork::IpPerTask {
+        return Vec::new();
+    }
+    app_ports(app).map(|(_, port)| port).collect()
+}
+
+/// Labels as a JSON object; a repeated key keeps its last value, keys in order.
+fn labels_json(labels: &[(String, String)]) -> J {
+    let map: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    J::Obj(map.into_iter().map(|(k, v)| (k.into(), J::s(v))).collect())
 }
 
 pub(super) fn ports_json(ports: &[u16]) -> J {

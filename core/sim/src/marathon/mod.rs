@@ -1,12 +1,13 @@
 //! An in-memory Marathon that answers the HTTP API the bridge uses, as a pure request handler.
 //!
-//! **What lives here:** [`SimMarathon`] (apps, tasks, health, event subscriptions and the event bus,
-//! with the JSON shapes of four Marathon versions, [`MarathonVersion`]) and the SSE framing helper
-//! [`sse_frame`]. This file holds the model's state, its mutations (what a test makes happen) and
-//! its observers; the rest is split by responsibility: `model` (the public data types), `events`
-//! (the bus and each change's events), `json` (JSON shapes per version), `routes` (the HTTP API
-//! and its error bodies) and `validation` (request bodies, ids, selectors, URLs, paths). The
-//! response type, [`SimResponse`](crate::SimResponse), is shared with the Consul model.
+//! **What lives here:** [`SimMarathon`] (apps with their ports, networks and health checks, tasks,
+//! health results, event subscriptions and the event bus, with the JSON shapes of four Marathon
+//! versions, [`MarathonVersion`]) and the SSE framing helper [`sse_frame`]. This file holds the
+//! model's state, its mutations (what a test makes happen) and its observers; the rest is split
+//! by responsibility: `model` (the public data types), `events` (the bus and each change's
+//! events), `json` (JSON shapes per version), `routes` (the HTTP API and its error bodies) and
+//! `validation` (request bodies, ids, selectors, URLs, paths). The response type,
+//! [`SimResponse`](crate::SimResponse), is shared with the Consul model.
 //!
 //! **What doesn't:** sockets, clocks, threads and randomness. Time only moves through
 //! [`SimMarathon::set_time`] / [`SimMarathon::advance`]; ids come from counters; every map is a
@@ -30,8 +31,28 @@
 //!   `healthCheckResults`, `localVolumes` always present, `role: "*"`, `startedAt` absent while
 //!   staging; `region`/`zone` only exist when the agent has a fault domain, which simulated agents
 //!   have not).
-//! * **Health results** are keyed `taskId` up to 1.3 and `instanceId` from 1.4; 1.4 writes
-//!   `lastFailureCause` and nulls, 1.10 leaves unset optional fields out.
+//! * **Health results**, one per health check with a result, in check order, are keyed `taskId`
+//!   up to 1.3 and `instanceId` from 1.4; 1.4 writes `lastFailureCause` and nulls, 1.10 leaves
+//!   unset optional fields out. `health_status_changed_event` follows each check's result,
+//!   `instance_health_changed_event` (1.4+) the instance's: healthy when every check is alive.
+//! * **Health checks** ([`SimHealthCheck`]) follow each line's writer: 0.15/1.1's single
+//!   `HealthCheck` format (`path, protocol, portIndex, command, …, ignoreHttp1xx, port`, absent
+//!   options left out; the 1.1 doc sample's `command: null` is older than that writer), 1.4+'s
+//!   per-kind formats (Marathon HTTP/TCP, Mesos command/HTTP/TCP with `delaySeconds`). Marathon
+//!   adds `portIndex: 0` to a check that names no port. 1.10 leaves an empty list out.
+//! * **Ports and networking** follow marathon-api.md §3's table ([`SimPort`], [`SimNetwork`]):
+//!   ≤1.4 writes `ports` (service ports) and `portDefinitions` in host mode, Docker's
+//!   `container.docker.network` `BRIDGE`/`USER` with `container.docker.portMappings`, and
+//!   `ipAddress` for IP-per-task (discovery ports, which have no labels) and for `USER` (naming
+//!   the network); next to `ipAddress` the top-level port fields are left out (1.1+). 1.10 writes
+//!   `networks` (`host`, `container/bridge`, `container` with its name; IP-per-task is a
+//!   container network without one), `portDefinitions` only in host mode and
+//!   `container.portMappings` otherwise; never `ports` or `ipAddress`. Port mappings have
+//!   `hostPort: 0` on the bridge and none on a container network. Tasks on a container network
+//!   (or IP-per-task) have no host ports; tasks of any non-host network get an address once
+//!   running (`172.17.x.y` on the bridge, `9.0.x.y` otherwise) unless the test set one. The
+//!   Docker image is always `busybox`; 0.15 is given the ≤1.4 shapes, though some of them
+//!   (`USER` networking, names and labels on ports) came after it.
 //! * **`GET /v2/apps` on [`MarathonVersion::V0_15`] ignores `embed` and never lists tasks**
 //!   ([`SimMarathon::ignore_embed`]). This is a deliberate simulator choice, not a claim about
 //!   0.15.x: it forces a bridge to fall back to per-app task requests, which is the path that meets
@@ -58,7 +79,12 @@
 //!   derived from the legacy task id), and `<safePath>.instance-<uuid>._app.1` on 1.10, with
 //!   counter-based version-1-looking UUIDs.
 //! * App `POST`/`PUT`/`DELETE` are supported with a small body subset (`id`, `labels`,
-//!   `instances`, `cmd`, `ports`, `portDefinitions`); other fields are accepted and ignored.
+//!   `instances`, `cmd`, `ports`, `portDefinitions` with their names and labels); other fields
+//!   (`networks`, `container`, `healthChecks`, …) are accepted and ignored.
+//! * **Definition changes** (labels, ports, port specs, network, health checks) each give the app
+//!   a new version and emit `api_post_event` then `group_change_success`, as a `PUT` would;
+//!   running tasks keep the version they started with. The `add_health_check_event` /
+//!   `remove_health_check_event` Marathon's health-check manager publishes are not modelled.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -74,8 +100,8 @@ mod validation;
 use crate::wire::J;
 pub use json::iso8601;
 pub use model::{
-    sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimTask, SimTaskFailure,
-    SSE_CONTENT_TYPE, SSE_HEARTBEAT,
+    sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimHealthCheck, SimNetwork, SimPort,
+    SimTask, SimTaskFailure, SSE_CONTENT_TYPE, SSE_HEARTBEAT,
 };
 use validation::normalize_app_id;
 
@@ -102,6 +128,16 @@ const LISTED_STATES: &[&str] = &[
     "TASK_KILLING",
     "TASK_UNREACHABLE",
 ];
+
+/// A task's health over `checks` health checks (and any other with a result): `Some(false)` if a
+/// result is not alive, `Some(true)` if every check has an alive result, else `None` (undecided).
+fn aggregate_health(task: &SimTask, checks: usize) -> Option<bool> {
+    if task.health.values().any(|h| !h.alive) {
+        return Some(false);
+    }
+    let checks = checks.max(task.health.keys().next_back().map_or(0, |i| i + 1));
+    (checks > 0 && (0..checks).all(|i| task.health.contains_key(&i))).then_some(true)
+}
 
 fn is_terminal(state: &str) -> bool {
     TERMINAL.contains(&state)
@@ -220,6 +256,44 @@ impl SimMarathon {
         }
     }
 
+    /// Sets the names, labels and container ports of app `id`'s ports (a config change: new
+    /// version and events as [`SimMarathon::put_app`]). In host networking they are served as
+    /// `portDefinitions` (`{port, protocol, name, labels}`); in bridge and container networking as
+    /// port mappings (`container.portMappings` from 1.5, `container.docker.portMappings` before);
+    /// for IP-per-task before 1.5 as `ipAddress.discovery.ports`. The service port of port `i` is
+    /// [`SimApp::service_ports`]`[i]` (`0` when there is none). No-op for an unknown app.
+    pub fn set_app_port_specs(&mut self, app_id: &str, ports: Vec<SimPort>) {
+        let id = normalize_app_id(app_id);
+        if self.apps.contains_key(&id) {
+            self.upsert_app(&id, |app| app.port_specs = ports);
+        }
+    }
+
+    /// Sets how app `id`'s tasks are networked (a config change: new version and events as
+    /// [`SimMarathon::put_app`]). 1.5+: `networks` (`host`, `container/bridge`, `container` with
+    /// the name; IP-per-task is a container network without a name). Before 1.5:
+    /// `container.docker.network` `BRIDGE`, or `USER` with an `ipAddress` naming the network;
+    /// IP-per-task is `ipAddress` alone. Tasks started later on a container network (or IP-per-
+    /// task) get no host ports, whatever [`SimMarathon::start_task`] is given, and once running an
+    /// address of their own unless [`SimMarathon::set_task_ip_addresses`] set one. No-op for an
+    /// unknown app.
+    pub fn set_app_network(&mut self, app_id: &str, network: SimNetwork) {
+        let id = normalize_app_id(app_id);
+        if self.apps.contains_key(&id) {
+            self.upsert_app(&id, |app| app.network = network);
+        }
+    }
+
+    /// Sets app `id`'s health checks, served as `healthChecks` with Marathon's field names (a
+    /// config change: new version and events as [`SimMarathon::put_app`]). Results already
+    /// recorded stay. No-op for an unknown app.
+    pub fn set_app_health_checks(&mut self, app_id: &str, checks: Vec<SimHealthCheck>) {
+        let id = normalize_app_id(app_id);
+        if self.apps.contains_key(&id) {
+            self.upsert_app(&id, |app| app.health_checks = checks);
+        }
+    }
+
     /// Sets the requested instance count of app `id` (bookkeeping only; nothing is launched).
     pub fn set_app_instances(&mut self, id: &str, instances: u32) {
         let id = normalize_app_id(id);
@@ -236,6 +310,9 @@ impl SimMarathon {
             labels: BTreeMap::new(),
             tasks: Vec::new(),
             service_ports: Vec::new(),
+            port_specs: Vec::new(),
+            network: SimNetwork::Host,
+            health_checks: Vec::new(),
             instances: 1,
             cmd: "sleep 3600".into(),
             version: now,
@@ -269,7 +346,8 @@ impl SimMarathon {
     }
 
     /// Stages a new task of app `app_id` on `host` with host `ports` and returns its id. Creates
-    /// the app (as [`SimMarathon::put_app`] with no labels) if it does not exist. Emits
+    /// the app (as [`SimMarathon::put_app`] with no labels) if it does not exist. A task of an app
+    /// on a container network (or IP-per-task) has no host ports: `ports` is ignored. Emits
     /// `status_update_event` `TASK_STAGING` (and `instance_changed_event` from 1.4).
     pub fn start_task(&mut self, app_id: &str, host: &str, ports: &[u16]) -> String {
         let app_id = normalize_app_id(app_id);
@@ -296,20 +374,33 @@ impl SimMarathon {
         let Some(app) = self.apps.get_mut(&app_id) else {
             return String::new();
         };
+        let ports = if app.network.is_container_network() {
+            Vec::new()
+        } else {
+            ports.to_vec()
+        };
+        let n = self.next_id;
+        let network_address = match app.network {
+            SimNetwork::Host => String::new(),
+            SimNetwork::Bridge => format!("172.17.{}.{}", (n >> 8) & 0xff, n & 0xff),
+            _ => format!("9.0.{}.{}", (n >> 8) & 0xff, n & 0xff),
+        };
         let task = SimTask {
             id: id.clone(),
             instance_id,
             app_id: app_id.clone(),
             host: host.to_string(),
-            ports: ports.to_vec(),
+            ports,
             state: "TASK_STAGING".into(),
             slave_id: format!("5e1d0000-0000-4000-8000-000000000001-S{agent}"),
             staged_at: now,
             started_at: None,
             version: app.version,
             ip_addresses: Vec::new(),
-            health: None,
+            health: BTreeMap::new(),
+            healthy: None,
             mesos_status_seen: false,
+            network_address,
         };
         app.tasks.push(task.clone());
         self.emit_task_change(&task, None);
@@ -335,6 +426,10 @@ impl SimMarathon {
         task.mesos_status_seen = true;
         if state == "TASK_RUNNING" && task.started_at.is_none() {
             task.started_at = Some(now);
+            // Mesos reports the container's address with the first TASK_RUNNING.
+            if task.ip_addresses.is_empty() && !task.network_address.is_empty() {
+                task.ip_addresses = alloc::vec![task.network_address.clone()];
+            }
         }
         let task = task.clone();
         if is_terminal(state) {
@@ -361,16 +456,31 @@ impl SimMarathon {
         }
     }
 
-    /// Records a health-check result for task `task_id`. When the result differs from the
-    /// previous one (or is the first), emits `health_status_changed_event` (`taskId` ≤1.3,
-    /// `instanceId` 1.4+) and, from 1.4, `instance_health_changed_event`.
+    /// Records a result of health check 0 for task `task_id`:
+    /// [`SimMarathon::set_task_check_health`] with index 0.
     pub fn set_task_health(&mut self, task_id: &str, alive: bool) {
+        self.set_task_check_health(task_id, 0, alive);
+    }
+
+    /// Records a result of the app's health check `check_index` for task `task_id` (any index: an
+    /// app without that check still shows the result). The task's `healthCheckResults` hold one
+    /// entry per check with a result, in check order. When the result differs from that check's
+    /// previous one (or is its first), emits `health_status_changed_event` (`taskId` ≤1.3,
+    /// `instanceId` 1.4+). From 1.4, when the instance's health changes, also emits
+    /// `instance_health_changed_event`: healthy once every check (those of the app, and any with
+    /// a result) is alive, unhealthy as soon as one is not. Unknown task: no-op.
+    pub fn set_task_check_health(&mut self, task_id: &str, check_index: usize, alive: bool) {
         let now = self.now;
-        let Some(task) = self.task_mut(task_id) else {
+        let Some((app_id, index)) = self.find_task(task_id) else {
             return;
         };
-        let changed = task.health.as_ref().map(|h| h.alive) != Some(alive);
-        let health = task.health.get_or_insert(SimHealth {
+        let Some(app) = self.apps.get_mut(&app_id) else {
+            return;
+        };
+        let checks = app.health_checks.len();
+        let task = &mut app.tasks[index];
+        let changed = task.health.get(&check_index).map(|h| h.alive) != Some(alive);
+        let health = task.health.entry(check_index).or_insert(SimHealth {
             alive,
             consecutive_failures: 0,
             first_success: None,
@@ -388,31 +498,35 @@ impl SimMarathon {
             health.last_failure = Some(now);
             health.last_failure_cause = Some("ConnectException: Connection refused".into());
         }
-        if !changed {
-            return;
+        let healthy = aggregate_health(task, checks);
+        let health_changed = healthy.is_some() && healthy != task.healthy;
+        if health_changed {
+            task.healthy = healthy;
         }
         let task = task.clone();
-        let id_key = if self.version.instances() {
-            ("instanceId", J::s(task.instance_id.as_str()))
-        } else {
-            ("taskId", J::s(task.id.as_str()))
-        };
-        self.emit(
-            "health_status_changed_event",
-            J::obj([
-                ("appId", J::s(task.app_id.as_str())),
-                id_key,
-                ("version", J::s(iso8601(task.version))),
-                ("alive", J::Bool(alive)),
-            ]),
-        );
-        if self.version.instances() {
+        if changed {
+            let id_key = if self.version.instances() {
+                ("instanceId", J::s(task.instance_id.as_str()))
+            } else {
+                ("taskId", J::s(task.id.as_str()))
+            };
+            self.emit(
+                "health_status_changed_event",
+                J::obj([
+                    ("appId", J::s(task.app_id.as_str())),
+                    id_key,
+                    ("version", J::s(iso8601(task.version))),
+                    ("alive", J::Bool(alive)),
+                ]),
+            );
+        }
+        if health_changed && self.version.instances() {
             self.emit_last(
                 "instance_health_changed_event",
                 J::obj([
                     ("instanceId", J::s(task.instance_id.as_str())),
                     ("runSpecId", J::s(task.app_id.as_str())),
-                    ("healthy", J::Bool(alive)),
+                    ("healthy", J::Bool(healthy == Some(true))),
                     ("runSpecVersion", J::s(iso8601(task.version))),
                 ]),
             );

@@ -1,6 +1,6 @@
 //! The simulated Marathon's public data: which release line it imitates ([`MarathonVersion`]),
-//! apps, tasks, health results and task failures as the model stores them, and events on its bus
-//! with their SSE framing ([`sse_frame`]).
+//! apps (with their ports, networks and health checks), tasks, health results and task failures
+//! as the model stores them, and events on its bus with their SSE framing ([`sse_frame`]).
 //!
 //! Not here: how they change (`super`, the mutations), how they look on the wire
 //! (`super::json`), or who asks for them (`super::routes`).
@@ -84,7 +84,7 @@ pub const SSE_HEARTBEAT: &[u8] = b"\r\n";
 /// The `Content-Type` of a Marathon event stream.
 pub const SSE_CONTENT_TYPE: &str = "text/event-stream;charset=UTF-8";
 
-/// A task's last health-check result (one health check per app in the model).
+/// A task's last result of one health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimHealth {
     /// Whether the last check passed.
@@ -126,9 +126,17 @@ pub struct SimTask {
     pub version: u64,
     /// Container IP addresses, if known.
     pub ip_addresses: Vec<String>,
-    /// Health-check state, once checked.
-    pub health: Option<SimHealth>,
+    /// The last result of each health check that has one, by the check's index in the app's
+    /// `healthChecks` (see [`SimMarathon::set_task_check_health`]).
+    ///
+    /// [`SimMarathon::set_task_check_health`]: super::SimMarathon::set_task_check_health
+    pub health: BTreeMap<usize, SimHealth>,
+    /// The instance's health as last published by `instance_health_changed_event` (1.4+): every
+    /// check alive. `None` until a result decided it.
+    pub healthy: Option<bool>,
     pub(super) mesos_status_seen: bool,
+    /// The address Mesos reports once a task of a non-host network runs, unless a test set one.
+    pub(super) network_address: String,
 }
 
 /// The last failed task of an app (`lastTaskFailure`).
@@ -159,8 +167,16 @@ pub struct SimApp {
     pub labels: BTreeMap<String, String>,
     /// Tasks in any non-terminal state, oldest first.
     pub tasks: Vec<SimTask>,
-    /// Service ports of the app definition (`ports` / `portDefinitions`).
+    /// Service ports of the app definition (`ports`, and `port` / `servicePort` of each port).
     pub service_ports: Vec<u16>,
+    /// Names, labels and container ports of the app's ports
+    /// ([`SimMarathon::set_app_port_specs`](super::SimMarathon::set_app_port_specs)); the app has
+    /// as many ports as this list or [`SimApp::service_ports`] is long, whichever is longer.
+    pub port_specs: Vec<SimPort>,
+    /// How its tasks are networked.
+    pub network: SimNetwork,
+    /// Its health checks, in order (a task's results refer to them by index).
+    pub health_checks: Vec<SimHealthCheck>,
     /// Requested instances (bookkeeping only).
     pub instances: u32,
     /// Command line.
@@ -169,4 +185,80 @@ pub struct SimApp {
     pub version: u64,
     /// The last failed task, if any.
     pub last_task_failure: Option<SimTaskFailure>,
+}
+
+/// One port of an app: a port definition in host networking, a port mapping in container
+/// networking (a discovery port of `ipAddress` for IP-per-task before 1.5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimPort {
+    /// The port's name.
+    pub name: Option<String>,
+    /// Its labels, served as a JSON object (a repeated key keeps its last value).
+    pub labels: Vec<(String, String)>,
+    /// The port inside the container (port mappings; `0` when unset).
+    pub container_port: Option<u16>,
+}
+
+/// How an app's tasks are networked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SimNetwork {
+    /// The agent's network: host ports, `portDefinitions`.
+    #[default]
+    Host,
+    /// Docker's bridge: host ports mapped to container ports.
+    Bridge,
+    /// A named container network (Docker `USER` networking before 1.5): no host ports, each task
+    /// has an address of its own.
+    Container(String),
+    /// IP-per-task (`ipAddress`, 0.14 to 1.4; a container network without a name from 1.5): no
+    /// host ports, each task has an address of its own.
+    IpPerTask,
+}
+
+impl SimNetwork {
+    /// True if tasks get no host ports and an address of their own.
+    pub fn is_container_network(&self) -> bool {
+        matches!(self, SimNetwork::Container(_) | SimNetwork::IpPerTask)
+    }
+}
+
+/// One health check of an app, with Marathon's fields. [`Default`] is Marathon's default check:
+/// HTTP on `/` of port index 0, every 60 s, 20 s timeout, 300 s grace, 3 failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimHealthCheck {
+    /// `HTTP`, `HTTPS`, `TCP`, `COMMAND`, `MESOS_HTTP`, `MESOS_HTTPS` or `MESOS_TCP`.
+    pub protocol: String,
+    /// The HTTP path.
+    pub path: Option<String>,
+    /// The index of the port checked (Marathon adds `0` when neither this nor `port` is set,
+    /// except for `COMMAND`).
+    pub port_index: Option<usize>,
+    /// A fixed port to check instead.
+    pub port: Option<u16>,
+    /// Seconds between checks.
+    pub interval_seconds: u32,
+    /// Seconds a check may take.
+    pub timeout_seconds: u32,
+    /// Seconds after the start during which failures do not count.
+    pub grace_period_seconds: u32,
+    /// Failures in a row after which the task is killed.
+    pub max_consecutive_failures: u32,
+    /// The command of a `COMMAND` check (`{"value": …}`).
+    pub command: Option<String>,
+}
+
+impl Default for SimHealthCheck {
+    fn default() -> Self {
+        SimHealthCheck {
+            protocol: "HTTP".into(),
+            path: Some("/".into()),
+            port_index: None,
+            port: None,
+            interval_seconds: 60,
+            timeout_seconds: 20,
+            grace_period_seconds: 300,
+            max_consecutive_failures: 3,
+            command: None,
+        }
+    }
 }

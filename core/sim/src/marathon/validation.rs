@@ -13,7 +13,7 @@ use alloc::vec::Vec;
 
 use serde_json::Value;
 
-use super::model::{MarathonVersion, SimApp};
+use super::model::{MarathonVersion, SimApp, SimPort};
 use super::routes::{invalid_json, json, json_message};
 use super::SimMarathon;
 use crate::wire::{SimResponse, J};
@@ -92,11 +92,37 @@ impl SimMarathon {
             }
         }
         if let Some(defs) = map.get("portDefinitions") {
-            let parsed: Option<Vec<u16>> = defs
-                .as_array()
-                .and_then(|a| a.iter().map(|d| d.get("port").and_then(port_of)).collect());
+            let parsed: Option<Vec<(u16, SimPort)>> = defs.as_array().and_then(|a| {
+                a.iter()
+                    .map(|d| {
+                        let port = d.get("port").and_then(port_of)?;
+                        let name = match d.get("name") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(n)) => Some(n.clone()),
+                            Some(_) => return None,
+                        };
+                        let labels = match d.get("labels") {
+                            None | Some(Value::Null) => Vec::new(),
+                            Some(Value::Object(l)) => l
+                                .iter()
+                                .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                                .collect::<Option<Vec<_>>>()?,
+                            Some(_) => return None,
+                        };
+                        let spec = SimPort {
+                            name,
+                            labels,
+                            container_port: None,
+                        };
+                        Some((port, spec))
+                    })
+                    .collect()
+            });
             match parsed {
-                Some(p) => update.ports = Some(p),
+                Some(p) => {
+                    update.ports = Some(p.iter().map(|(port, _)| *port).collect());
+                    update.port_specs = Some(p.into_iter().map(|(_, spec)| spec).collect());
+                }
                 None => return Err(invalid_json("/portDefinitions", "error.expected.jsarray")),
             }
         }
@@ -112,6 +138,7 @@ pub(super) struct AppUpdate {
     instances: Option<u32>,
     cmd: Option<String>,
     ports: Option<Vec<u16>>,
+    port_specs: Option<Vec<SimPort>>,
 }
 
 impl AppUpdate {
@@ -127,6 +154,9 @@ impl AppUpdate {
         }
         if let Some(p) = &self.ports {
             app.service_ports = p.clone();
+        }
+        if let Some(p) = &self.port_specs {
+            app.port_specs = p.clone();
         }
     }
 }
