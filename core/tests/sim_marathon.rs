@@ -1154,6 +1154,7 @@ fn registrations(m: &mut SimMarathon) -> Vec<(String, String, String, Option<u16
                 host: &task.host,
                 ports: &ports,
                 addresses: &addresses,
+                health: &consular_core::marathon::TaskHealth::Unknown,
             },
         )
         .into_iter()

@@ -39,8 +39,8 @@ pub struct AppOf<T> {
     #[serde(default, deserialize_with = "null_as_default")]
     pub networks: Vec<Network>,
     /// IP-per-task (Marathon 0.14 to 1.4): present when each task gets an IP of its own.
-    #[serde(default, deserialize_with = "present")]
-    pub ip_address: Presence,
+    #[serde(default)]
+    pub ip_address: Option<IpPerTask>,
     /// Marathon's health checks of the app's tasks.
     #[serde(default, deserialize_with = "null_as_default")]
     pub health_checks: Vec<HealthCheckSpec>,
@@ -67,19 +67,20 @@ impl<'de> Deserialize<'de> for Skipped {
     }
 }
 
-/// Whether a field was there (and not `null`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Presence {
-    /// Absent or `null`.
-    #[default]
-    Absent,
-    /// There, with any value.
-    Present,
+/// `ipAddress` (IP-per-task, Marathon 0.14 to 1.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct IpPerTask {
+    /// The ports the task serves on its own address.
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Presence, D::Error> {
-    let value = Option::<serde::de::IgnoredAny>::deserialize(d)?;
-    Ok(value.map_or(Presence::Absent, |_| Presence::Present))
+/// `ipAddress.discovery`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Discovery {
+    /// The ports, as `{number, name, protocol}`: `number` is the port on the task's address.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub ports: Vec<PortSpec>,
 }
 
 /// One port of a port definition or mapping: its index is its place in the list.
@@ -92,8 +93,9 @@ pub struct PortSpec {
     /// The port's labels (`consul`, and `tag`-valued ones, select and tag services).
     #[serde(default, deserialize_with = "null_as_default")]
     pub labels: BTreeMap<String, String>,
-    /// The port inside the container (port mappings only).
-    #[serde(default)]
+    /// The port inside the container (port mappings), or on the task's own address
+    /// (`ipAddress.discovery.ports[].number`).
+    #[serde(default, alias = "number")]
     pub container_port: Option<u32>,
 }
 
@@ -130,11 +132,19 @@ pub struct Network {
 }
 
 impl<T> AppOf<T> {
-    /// The ports that carry labels, in port order: port definitions, else the container's port
-    /// mappings (either place Marathon versions put them).
+    /// The ports that carry labels, in port order: port definitions, else IP-per-task's
+    /// discovery ports, else the container's port mappings (every place Marathon versions put
+    /// them).
     pub fn port_specs(&self) -> &[PortSpec] {
         if !self.port_definitions.is_empty() {
             return &self.port_definitions;
+        }
+        let discovery = self
+            .ip_address
+            .as_ref()
+            .and_then(|ip| ip.discovery.as_ref());
+        if let Some(discovery) = discovery.filter(|d| !d.ports.is_empty()) {
+            return &discovery.ports;
         }
         let Some(container) = &self.container else {
             return &[];
@@ -161,7 +171,7 @@ impl<T> AppOf<T> {
             .and_then(|c| c.docker.as_ref())
             .and_then(|d| d.network.as_deref())
             == Some("USER");
-        self.ip_address == Presence::Present || container_network || docker_user
+        self.ip_address.is_some() || container_network || docker_user
     }
 }
 

@@ -12,7 +12,7 @@ mod task_state;
 
 pub use app::{
     parse_app_definition, parse_apps, parse_tasks, App, AppDefinition, AppOf, BadPorts, Container,
-    DockerContainer, Network, PortSpec, Presence, Skipped, Task, TaskAddress,
+    Discovery, DockerContainer, IpPerTask, Network, PortSpec, Skipped, Task, TaskAddress,
 };
 pub use event::{parse_event, EventError, MarathonEvent, StatusUpdate};
 pub use health::{HealthCheckSpec, HealthResult, TaskHealth};

@@ -762,6 +762,18 @@ mod tests {
     }
 
     #[test]
+    fn ip_per_task_registers_the_task_ip_and_its_discovery_port() {
+        // Marathon 1.4's IP-per-task: no host ports, the port in `ipAddress.discovery`.
+        let a = app(
+            r#"{"id":"/web","ipAddress":{"groups":[],"labels":{},"networkName":null,
+                "discovery":{"ports":[{"number":8080,"name":"http","protocol":"tcp"}]}}}"#,
+        );
+        let ip = [String::from("9.0.0.1")];
+        let reg = &AppServices::of(&a, &rules()).registrations(&rules(), task(&[], &ip))[0];
+        assert_eq!((reg.address.as_str(), reg.port), ("9.0.0.1", Some(8080)));
+    }
+
+    #[test]
     fn meta_labels_within_consuls_limits_and_the_rest_noted() {
         let long = "x".repeat(600);
         let json = alloc::format!(
