@@ -107,7 +107,7 @@ pub mod marathon;
 pub mod plan;
 
 pub use bridge::{Bridge, Stats};
-pub use config::{AddressMode, Config, EventSource, EventsEndpoint};
+pub use config::{AddressMode, Config, EventSource, EventsEndpoint, MarathonConsulLeftovers};
 pub use engine::ConsulEngine;
 pub use error::Error;
 pub use io::{

@@ -473,13 +473,16 @@ impl Bridge {
         round.running_tasks = desired.running_tasks.len();
         let clashes = core::mem::take(&mut desired.clashes);
         let skipped = core::mem::take(&mut desired.skipped);
-        let plan = plan_sync(
+        let mut plan = plan_sync(
             desired,
             &round.consul,
             &self.config.registration_id,
             &round.purge,
             &excluded,
         );
+        // `--migrate-marathon-consul`: its leftovers go with our dead services (sweep.rs).
+        let leftovers = self.sweep.take(&round.consul, &mut self.out);
+        plan.deregister.extend(leftovers);
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
         round.consul.kv = None;
