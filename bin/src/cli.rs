@@ -1,6 +1,6 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
 //! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes`,
-//! `--require-label`, `--address` and
+//! `--require-label`, `--address`, `--migrate-marathon-consul` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
@@ -18,7 +18,7 @@ use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
-use consular_core::{AddressMode, Config, EventSource, EventsEndpoint};
+use consular_core::{AddressMode, Config, EventSource, EventsEndpoint, MarathonConsulLeftovers};
 use pico_args::Arguments;
 
 /// `--help` output.
@@ -70,6 +70,9 @@ Options:
                              on IP-per-task or a container network without host ports (auto),
                              always the host and host port (host), or the task's IP whenever
                              Marathon reports one (task-ip).  [default: auto]
+  --migrate-marathon-consul  Deregister the services marathon-consul registered (tagged both
+                             marathon and marathon-task:...), once: every sync until one has
+                             listed every agent. Stop marathon-consul first.
   --version                  Show the version and exit.
   --help                     Show this message and exit.
 ";
@@ -161,6 +164,8 @@ pub struct RunArgs {
     pub require_label: Option<String>,
     /// `--address`
     pub address: AddressMode,
+    /// `--migrate-marathon-consul` makes it [`MarathonConsulLeftovers::RemoveOnce`].
+    pub marathon_consul: MarathonConsulLeftovers,
 }
 
 impl fmt::Debug for RunArgs {
@@ -190,6 +195,7 @@ impl fmt::Debug for RunArgs {
             .field("max_listing_bytes", &self.max_listing_bytes)
             .field("require_label", &self.require_label)
             .field("address", &self.address)
+            .field("marathon_consul", &self.marathon_consul)
             .finish()
     }
 }
@@ -218,6 +224,7 @@ impl RunArgs {
             max_listing_bytes: self.max_listing_bytes,
             require_label: self.require_label.clone(),
             address: self.address,
+            marathon_consul: self.marathon_consul,
             ..Config::default()
         }
     }
@@ -379,6 +386,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
     // What is left are switches and mistakes, in command-line order: the last switch wins.
     let (mut purge, mut debug, mut fallback) = (false, false, false);
     let mut events_endpoint = EventsEndpoint::WhileCallbacks;
+    let mut marathon_consul = MarathonConsulLeftovers::Keep;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -389,6 +397,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--fallback" => fallback = true,
             "--no-fallback" => fallback = false,
             "--accept-callbacks" => events_endpoint = EventsEndpoint::Always,
+            "--migrate-marathon-consul" => marathon_consul = MarathonConsulLeftovers::RemoveOnce,
             other => return Err(unexpected(other)),
         }
     }
@@ -415,6 +424,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         max_listing_bytes,
         require_label,
         address,
+        marathon_consul,
     })
 }
 
@@ -489,7 +499,7 @@ fn parse_demo(mut args: Arguments) -> Result<DemoArgs, CliError> {
 /// Why a leftover argument is not accepted. An unknown `--flag=value` is shown without its value
 /// (it may be a mistyped token's), anything else with any userinfo redacted.
 fn unexpected(arg: &str) -> CliError {
-    const SWITCHES: [&str; 7] = [
+    const SWITCHES: [&str; 8] = [
         "--purge",
         "--no-purge",
         "--debug",
@@ -497,6 +507,7 @@ fn unexpected(arg: &str) -> CliError {
         "--fallback",
         "--no-fallback",
         "--accept-callbacks",
+        "--migrate-marathon-consul",
     ];
     let shown = redact_userinfo(arg);
     match arg.split_once('=') {
@@ -622,6 +633,7 @@ mod tests {
         assert_eq!(run.events_secret, None);
         assert_eq!(run.events_endpoint, EventsEndpoint::WhileCallbacks);
         assert_eq!(run.max_listing_bytes, 67_108_864);
+        assert_eq!(run.marathon_consul, MarathonConsulLeftovers::Keep);
 
         let config = run.config();
         assert_eq!(
@@ -684,6 +696,7 @@ mod tests {
             "--accept-callbacks",
             "--max-listing-bytes",
             "1048576",
+            "--migrate-marathon-consul",
         ]);
         assert_eq!(run.marathon_token.as_deref(), Some("dcos-jwt"));
         assert_eq!(run.logfile, Some(PathBuf::from("/var/log/consular.log")));
@@ -708,6 +721,7 @@ mod tests {
         assert!(config.fallback);
         assert_eq!(config.fallback_timeout, Duration::from_secs(3));
         assert_eq!(config.events, EventSource::Auto);
+        assert_eq!(config.marathon_consul, MarathonConsulLeftovers::RemoveOnce);
 
         let settings = run.driver_settings();
         assert_eq!(settings.listen_host, "Consular.Example");
@@ -1071,6 +1085,7 @@ mod tests {
             "--events-secret",
             "--accept-callbacks",
             "--max-listing-bytes",
+            "--migrate-marathon-consul",
             "--version",
         ] {
             assert!(USAGE.contains(flag), "{flag} is not in the help");
@@ -1169,6 +1184,10 @@ mod tests {
             (
                 &["--purge=yes"],
                 r#"--purge: takes no value, got "--purge=yes""#,
+            ),
+            (
+                &["--migrate-marathon-consul=1"],
+                r#"--migrate-marathon-consul: takes no value, got "--migrate-marathon-consul=1""#,
             ),
             (
                 &["--debug", "extra"],
