@@ -1,6 +1,7 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
 //! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes`,
-//! `--require-label`, `--address`, `--health-checks`, `--register-when-healthy` and
+//! `--require-label`, `--address`, `--health-checks`, `--register-when-healthy`,
+//! `--migrate-marathon-consul` and
 //! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
@@ -18,7 +19,10 @@ use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
-use consular_core::{AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, RegisterWhen};
+use consular_core::{
+    AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, MarathonConsulLeftovers,
+    RegisterWhen,
+};
 use pico_args::Arguments;
 
 /// `--help` output.
@@ -77,6 +81,9 @@ Options:
                              [default: none]
   --register-when-healthy    Register a task of an app with health checks only once Marathon
                              reports all its checks alive; deregister it when one fails.
+  --migrate-marathon-consul  Deregister the services marathon-consul registered (tagged both
+                             marathon and marathon-task:...), once: every sync until one has
+                             listed every agent. Stop marathon-consul first.
   --version                  Show the version and exit.
   --help                     Show this message and exit.
 ";
@@ -172,6 +179,8 @@ pub struct RunArgs {
     pub health_checks: HealthChecks,
     /// `--register-when-healthy`
     pub register_when: RegisterWhen,
+    /// `--migrate-marathon-consul` makes it [`MarathonConsulLeftovers::RemoveOnce`].
+    pub marathon_consul: MarathonConsulLeftovers,
 }
 
 impl fmt::Debug for RunArgs {
@@ -203,6 +212,7 @@ impl fmt::Debug for RunArgs {
             .field("address", &self.address)
             .field("health_checks", &self.health_checks)
             .field("register_when", &self.register_when)
+            .field("marathon_consul", &self.marathon_consul)
             .finish()
     }
 }
@@ -233,6 +243,7 @@ impl RunArgs {
             address: self.address,
             health_checks: self.health_checks,
             register_when: self.register_when,
+            marathon_consul: self.marathon_consul,
             ..Config::default()
         }
     }
@@ -407,6 +418,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
     let (mut purge, mut debug, mut fallback) = (false, false, false);
     let mut events_endpoint = EventsEndpoint::WhileCallbacks;
     let mut register_when = RegisterWhen::Running;
+    let mut marathon_consul = MarathonConsulLeftovers::Keep;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -418,6 +430,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--no-fallback" => fallback = false,
             "--accept-callbacks" => events_endpoint = EventsEndpoint::Always,
             "--register-when-healthy" => register_when = RegisterWhen::Healthy,
+            "--migrate-marathon-consul" => marathon_consul = MarathonConsulLeftovers::RemoveOnce,
             other => return Err(unexpected(other)),
         }
     }
@@ -446,6 +459,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         address,
         health_checks,
         register_when,
+        marathon_consul,
     })
 }
 
@@ -520,7 +534,7 @@ fn parse_demo(mut args: Arguments) -> Result<DemoArgs, CliError> {
 /// Why a leftover argument is not accepted. An unknown `--flag=value` is shown without its value
 /// (it may be a mistyped token's), anything else with any userinfo redacted.
 fn unexpected(arg: &str) -> CliError {
-    const SWITCHES: [&str; 7] = [
+    const SWITCHES: [&str; 8] = [
         "--purge",
         "--no-purge",
         "--debug",
@@ -528,6 +542,7 @@ fn unexpected(arg: &str) -> CliError {
         "--fallback",
         "--no-fallback",
         "--accept-callbacks",
+        "--migrate-marathon-consul",
     ];
     let shown = redact_userinfo(arg);
     match arg.split_once('=') {
@@ -653,6 +668,7 @@ mod tests {
         assert_eq!(run.events_secret, None);
         assert_eq!(run.events_endpoint, EventsEndpoint::WhileCallbacks);
         assert_eq!(run.max_listing_bytes, 67_108_864);
+        assert_eq!(run.marathon_consul, MarathonConsulLeftovers::Keep);
 
         let config = run.config();
         assert_eq!(
@@ -715,6 +731,7 @@ mod tests {
             "--accept-callbacks",
             "--max-listing-bytes",
             "1048576",
+            "--migrate-marathon-consul",
         ]);
         assert_eq!(run.marathon_token.as_deref(), Some("dcos-jwt"));
         assert_eq!(run.logfile, Some(PathBuf::from("/var/log/consular.log")));
@@ -739,6 +756,7 @@ mod tests {
         assert!(config.fallback);
         assert_eq!(config.fallback_timeout, Duration::from_secs(3));
         assert_eq!(config.events, EventSource::Auto);
+        assert_eq!(config.marathon_consul, MarathonConsulLeftovers::RemoveOnce);
 
         let settings = run.driver_settings();
         assert_eq!(settings.listen_host, "Consular.Example");
@@ -1102,6 +1120,7 @@ mod tests {
             "--events-secret",
             "--accept-callbacks",
             "--max-listing-bytes",
+            "--migrate-marathon-consul",
             "--version",
         ] {
             assert!(USAGE.contains(flag), "{flag} is not in the help");
@@ -1206,6 +1225,10 @@ mod tests {
             (
                 &["--purge=yes"],
                 r#"--purge: takes no value, got "--purge=yes""#,
+            ),
+            (
+                &["--migrate-marathon-consul=1"],
+                r#"--migrate-marathon-consul: takes no value, got "--migrate-marathon-consul=1""#,
             ),
             (
                 &["--debug", "extra"],

@@ -60,6 +60,17 @@ pub enum RegisterWhen {
     Healthy,
 }
 
+/// What the sync does with the services allegro/marathon-consul registered
+/// (`--migrate-marathon-consul`), for users replacing it with this bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarathonConsulLeftovers {
+    /// Leave them alone, as everything not ours (consular 1.3.0).
+    Keep,
+    /// Deregister them, once per process: every sync until the first one that listed every
+    /// agent, then never again (see [`crate::plan::migration`] for which services those are).
+    RemoveOnce,
+}
+
 /// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -107,6 +118,8 @@ pub struct Config {
     pub max_listing_bytes: usize,
     /// Seed of the reconnect jitter, so runs can be replayed.
     pub seed: u64,
+    /// Whether syncs remove marathon-consul's services.
+    pub marathon_consul: MarathonConsulLeftovers,
 }
 
 impl Config {
@@ -150,6 +163,7 @@ impl Default for Config {
             max_event_bytes: 1 << 20,
             max_listing_bytes: 64 << 20,
             seed: 0,
+            marathon_consul: MarathonConsulLeftovers::Keep,
         }
     }
 }

@@ -26,7 +26,8 @@ pub struct ConsulEngine {
 impl ConsulEngine {
     /// An idle engine at `now`; it sends nothing until [`ConsulEngine::sync`]. Of `config`, the
     /// Consul half counts (`registration_id`, `purge`, timeouts, `fallback`, in-flight limits,
-    /// `debug`, `max_listing_bytes`); everything about Marathon is switched off.
+    /// `debug`, `max_listing_bytes`, `marathon_consul`); everything about Marathon is switched
+    /// off.
     pub fn new(config: Config, now: Duration) -> Self {
         let consul_only = Config {
             callback_url: None,

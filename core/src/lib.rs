@@ -107,7 +107,10 @@ pub mod marathon;
 pub mod plan;
 
 pub use bridge::{Bridge, Stats};
-pub use config::{AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, RegisterWhen};
+pub use config::{
+    AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, MarathonConsulLeftovers,
+    RegisterWhen,
+};
 pub use engine::ConsulEngine;
 pub use error::Error;
 pub use io::{

@@ -40,8 +40,9 @@ use consular_core::consul::{
 use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
-    AddressMode, Bridge, Config, EventSource, EventsEndpoint, HealthChecks, InboundId, Method,
-    Output, RegisterWhen, Request, RequestId, Response, Target, TransportError,
+    AddressMode, Bridge, Config, EventSource, EventsEndpoint, HealthChecks, InboundId,
+    MarathonConsulLeftovers, Method, Output, RegisterWhen, Request, RequestId, Response, Target,
+    TransportError,
 };
 use serde_json::{json, Value};
 
@@ -298,6 +299,9 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         stream_idle_timeout: Duration::from_secs(c.below(40)? as u64),
         max_event_bytes: 16 + c.below(2048)?,
         seed: u64::from(c.u16()?),
+        // The migration deregisters services that are not ours, which the deregistration
+        // invariant above forbids; its rule has its own tests (plan/migration.rs).
+        marathon_consul: MarathonConsulLeftovers::Keep,
     })
 }
 

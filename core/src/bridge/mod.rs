@@ -10,6 +10,8 @@
 //! - `stream.rs`: Marathon's event stream, reconnected forever;
 //! - `freshness.rs`: the rule between events and syncs (what a sync's older snapshot leaves alone,
 //!   which label versions are in place);
+//! - `sweep.rs`: `--migrate-marathon-consul`, marathon-consul's services added to a sync's
+//!   deregistrations until one sync has listed every agent;
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
 //! - `names.rs`: which app owns each Consul service name, and which apps the bridge knows;
 //! - `members.rs`: which task hosts are Consul members, so only they are sent the token;
@@ -23,6 +25,7 @@ mod names;
 mod requests;
 mod stream;
 mod subscription;
+mod sweep;
 mod sync;
 mod task;
 mod writes;
@@ -218,6 +221,8 @@ pub struct Bridge {
     members: members::Members,
     names: names::AppNames,
     sync: sync::Syncs,
+    /// marathon-consul's leftovers, swept by syncs until one lists every agent.
+    sweep: sweep::Sweep,
     subscription: subscription::Subscription,
     stream: stream::EventStream,
 }
@@ -244,6 +249,7 @@ impl Bridge {
                 config.sync_interval,
                 config.events != EventSource::Callback,
             ),
+            sweep: sweep::Sweep::new(config.marathon_consul),
             subscription: subscription::Subscription::new(
                 (config.events == EventSource::Callback).then_some(now),
             ),

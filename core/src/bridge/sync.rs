@@ -549,13 +549,16 @@ impl Bridge {
             .retain(|s| !unchecked.contains(&s.agent));
         let clashes = core::mem::take(&mut desired.clashes);
         skipped.append(&mut desired.skipped);
-        let plan = plan_sync(
+        let mut plan = plan_sync(
             desired,
             &round.consul,
             &self.config.registration_id,
             &round.purge,
             &excluded,
         );
+        // `--migrate-marathon-consul`: its leftovers go with our dead services (sweep.rs).
+        let leftovers = self.sweep.take(&round.consul, &mut self.out);
+        plan.deregister.extend(leftovers);
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
         round.consul.checks = Vec::new();

@@ -133,13 +133,13 @@ impl Bridge {
             self.stats.count(Counter::Deregistered, 1);
             self.log(
                 Level::Info,
-                alloc::format!("deregistered {id} from {agent}"),
+                alloc::format!("deregistered {} from {agent}", Shown(id)),
             );
             Written::Done
         } else {
             self.log(
                 Level::Error,
-                alloc::format!("cannot deregister {id}: {}", answer.failure()),
+                alloc::format!("cannot deregister {}: {}", Shown(id), answer.failure()),
             );
             Written::Failed
         }
