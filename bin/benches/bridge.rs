@@ -71,8 +71,8 @@ use consular_adapters::simulator::{ConsulServer, MarathonServer};
 use consular_adapters::{tls, BaseUrl, Endpoints, Outbound};
 use consular_core::consul::{
     kv_mark, kv_tree_path, label_key, label_value, parse_agent_services, parse_kv_entries,
-    service_name, txn_batches, Registration, TxnOp, AGENT_SERVICES_PATH, KV_ROOT, REGISTER_PATH,
-    TXN_MAX_OPS, TXN_PATH,
+    service_name, txn_batches, Registration, TxnOp, AGENT_CHECKS_PATH, AGENT_SERVICES_PATH,
+    KV_ROOT, REGISTER_PATH, TXN_MAX_OPS, TXN_PATH,
 };
 use consular_core::encoding::encode_path;
 use consular_core::{Bridge, Config, Method, Output, Request, Response, Target, TransportError};
@@ -342,6 +342,7 @@ fn main() {
         );
     }
     drop(callbacks);
+    health_row(&mut table, &client, &cluster);
     drop(cluster);
 
     // Rows 3b and 5b: the same against the simulated Consul (in memory, in this process), which
@@ -784,6 +785,88 @@ struct SyncDone {
     core_ms: u64,
 }
 
+/// Row 4h: issue #13's warm sync, 1,000 apps × 10 tasks with two labelled ports each (20,000
+/// services), a `consul-meta-` label and a health check whose results are mirrored
+/// (`--health-checks mirror`): a cold sync fills Consul, then a restarted bridge's first sync.
+fn health_row(table: &mut Table, client: &Client, cluster: &consul::ConsulCluster) {
+    use consular_sim::{SimHealthCheck, SimPort};
+    progress("bridge: 1,000×10 with two labelled ports, meta and mirrored checks");
+    client.wipe();
+    let mut marathon = SimMarathon::new(MarathonVersion::V1_10);
+    let mut n = 0usize;
+    for a in 0..BIG.0 {
+        let app = format!("/health/app-{a:04}");
+        marathon.put_app(&app, &[("consul-meta-team", "payments"), ("public", "tag")]);
+        let port = |name: &str, label: &str| SimPort {
+            name: Some(name.into()),
+            labels: vec![("consul".into(), label.into())],
+            container_port: None,
+        };
+        marathon.set_app_port_specs(&app, vec![port("http", ""), port("admin", "admin")]);
+        marathon.set_app_health_checks(
+            &app,
+            vec![SimHealthCheck {
+                protocol: "HTTP".into(),
+                path: Some("/health".into()),
+                port_index: Some(0),
+                ..SimHealthCheck::default()
+            }],
+        );
+        for _ in 0..BIG.1 {
+            let ports = [
+                core_bench::task_port(2 * n),
+                core_bench::task_port(2 * n + 1),
+            ];
+            let id = marathon.start_task(&app, HOSTS[n % HOSTS.len()], &ports);
+            marathon.set_task_state(&id, "TASK_RUNNING");
+            marathon.set_task_check_health(&id, 0, n % 10 != 0);
+            n += 1;
+        }
+        marathon.take_events();
+    }
+    let server = MarathonServer::start(marathon).expect("starting the Marathon simulator");
+    let flags = ["--health-checks", "mirror"];
+    let url = cluster.server_url();
+    let mut cold = BridgeProcess::spawn_with(&server.url(), &url, Events::Stream, &flags);
+    let cold_done = cold.wait_sync_done(1);
+    let cold_requests = cold.sync_requests(0);
+    cold.wait_idle();
+    drop(cold);
+    let mut warm = BridgeProcess::spawn_with(&server.url(), &url, Events::Stream, &flags);
+    let warm_done = warm.wait_sync_done(1);
+    let requests = warm.sync_requests(0);
+    let warm_time = warm_done.at.duration_since(warm.spawned);
+    drop(warm);
+    let reads_ok = requests.marathon_reads == 1
+        && requests.kv_reads == 1
+        && requests.node_reads == 2
+        && requests.agent_reads <= HOSTS.len()
+        && requests.check_reads <= HOSTS.len();
+    table.row(
+        "4h. warm sync 1,000×10, two labelled ports each (20,000 services), meta, mirrored checks",
+        format!(
+            "{} from process start ({} ms by the bridge's own clock); {} writes; reads: {} \
+             Marathon, {} KV, {} node list and health, {} agent service lists, {} agent check \
+             lists. (Its cold sync: {} ms, {})",
+            ms(warm_time),
+            warm_done.core_ms,
+            requests.writes(),
+            requests.marathon_reads,
+            requests.kv_reads,
+            requests.node_reads,
+            requests.agent_reads,
+            requests.check_reads,
+            cold_done.core_ms,
+            cold_requests.describe()
+        ),
+        &format!(
+            "0 writes; reads ≤ 1 + 1 + 2 + 2 per node ({}): one check list per node beside row 4's",
+            HOSTS.len()
+        ),
+        Some(requests.writes() == 0 && reads_ok),
+    );
+}
+
 /// Where a bridge takes its events from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Events {
@@ -823,6 +906,16 @@ struct Marks {
 
 impl BridgeProcess {
     fn spawn(marathon_url: &str, consul_url: &str, events: Events) -> BridgeProcess {
+        Self::spawn_with(marathon_url, consul_url, events, &[])
+    }
+
+    /// [`BridgeProcess::spawn`] with `extra` flags.
+    fn spawn_with(
+        marathon_url: &str,
+        consul_url: &str,
+        events: Events,
+        extra: &[&str],
+    ) -> BridgeProcess {
         let port = free_port();
         let source: &[&str] = match events {
             Events::Stream => &["--purge", "--events", "sse"],
@@ -847,6 +940,7 @@ impl BridgeProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_consular"))
             .args(args)
             .args(source)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1085,6 +1179,7 @@ struct RequestCounts {
     kv_reads: usize,
     node_reads: usize,
     agent_reads: usize,
+    check_reads: usize,
     other_reads: usize,
     registrations: usize,
     deregistrations: usize,
@@ -1105,6 +1200,7 @@ impl RequestCounts {
                 &mut self.node_reads
             }
             ("GET", "agent") if path == AGENT_SERVICES_PATH => &mut self.agent_reads,
+            ("GET", "agent") if path == AGENT_CHECKS_PATH => &mut self.check_reads,
             ("GET", _) => &mut self.other_reads,
             ("PUT", _) if path == REGISTER_PATH => &mut self.registrations,
             ("PUT", _) if path.starts_with("/v1/agent/service/deregister/") => {
@@ -1121,7 +1217,12 @@ impl RequestCounts {
     }
 
     fn consul_total(&self) -> usize {
-        self.kv_reads + self.node_reads + self.agent_reads + self.other_reads + self.writes()
+        self.kv_reads
+            + self.node_reads
+            + self.agent_reads
+            + self.check_reads
+            + self.other_reads
+            + self.writes()
     }
 
     fn describe(&self) -> String {
