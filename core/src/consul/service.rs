@@ -81,7 +81,7 @@ pub struct Registration {
     #[serde(rename = "Meta", skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
     /// Checks (`--health-checks`); an agent's service listing has none, its check listing has
-    /// them ([`super::check`]).
+    /// them ([`super::ListedCheck`]).
     #[serde(rename = "Checks", skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<ServiceCheck>,
 }
