@@ -215,3 +215,26 @@ fn health_events_of_unknown_apps_cost_nothing_and_bad_ids_are_refused() {
     }
     t.expect_no_request();
 }
+
+#[test]
+fn a_task_of_an_older_app_version_without_a_verdict_is_read_once_not_forever() {
+    let mut t = Transcript::new(config(HealthChecks::None, RegisterWhen::Healthy));
+    let id = t.event(&running("web.1"));
+    t.members(&["h1"]);
+    assert_eq!(t.reply(id).0, 200);
+    // Marathon has moved on to v2; the task still runs v1 and has no result yet.
+    let v2 = WEB_APP.replace(r#""version":"v1""#, r#""version":"v2""#);
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&app, 200, &v2);
+    let read = t.expect(Method::Get, Target::Marathon, "/v2/apps/web/tasks");
+    let pending = json!({"tasks": [{"id": "web.1", "host": "h1", "ports": [31000],
+        "state": "TASK_RUNNING", "version": "v1", "healthCheckResults": []}]});
+    t.respond(&read, 200, &pending.to_string());
+    // The update takes v2's shape: no verdict, so nothing registers and no second read starts.
+    let labels = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.respond(&labels, 200, &v2);
+    let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 404, "");
+    t.expect_no_request();
+    assert_eq!(t.bridge.stats().registered, 0);
+}

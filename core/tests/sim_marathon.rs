@@ -1154,7 +1154,7 @@ fn registrations(m: &mut SimMarathon) -> Vec<(String, String, String, Option<u16
                 host: &task.host,
                 ports: &ports,
                 addresses: &addresses,
-                health: &consular_core::marathon::TaskHealth::Unknown,
+                health: &consular_core::marathon::TaskHealth::Unreported,
             },
         )
         .into_iter()

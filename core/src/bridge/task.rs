@@ -21,7 +21,9 @@ use crate::consul::{
 };
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::ids::Shown;
-use crate::marathon::{app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction};
+use crate::marathon::{
+    app_path, parse_app_definition, AppDefinition, StatusUpdate, TaskAction, TaskHealth,
+};
 use crate::plan::{
     plan_app_labels, AppServices, CheckWrite, DesiredService, Registering, TaskFacts,
 };
@@ -402,7 +404,7 @@ impl Bridge {
         let app_id = update.app_id.as_deref().unwrap_or_default();
         let version = update.app_version.as_deref();
         let default;
-        let services = match self.freshness.services_of(&service_name(app_id), version) {
+        let services = match self.known_services(update) {
             Some(known) => known,
             None => {
                 default = AppServices::default_for(app_id, version);
@@ -421,19 +423,41 @@ impl Bridge {
 
     /// What a running task's update does: from its app's known shape and the update's health;
     /// an app not read yet registers consular 1.3.0's service (corrected once it is read),
-    /// unless only healthy tasks register: then its health checks must be known first.
+    /// unless only healthy tasks register: then its health checks must be known first. An
+    /// update made by a health read (its health reported) never asks for another read: it takes
+    /// the shape that read left, whatever app version the task runs.
     fn running_act(&self, update: &StatusUpdate) -> RunningAct {
-        let app_id = update.app_id.as_deref().unwrap_or_default();
+        let name = service_name(update.app_id.as_deref().unwrap_or_default());
         let version = update.app_version.as_deref();
-        match self.freshness.services_of(&service_name(app_id), version) {
+        let reported = update.health != TaskHealth::Unreported;
+        let known = self.freshness.services_of(&name, version).or_else(|| {
+            reported
+                .then(|| self.freshness.services_of(&name, None))
+                .flatten()
+        });
+        match known {
             Some(services) => match services.registering(&self.service_rules, &update.health) {
                 Registering::Now => RunningAct::Register,
                 Registering::AwaitHealth => RunningAct::AwaitHealth,
                 Registering::Withdraw => RunningAct::Withdraw,
             },
+            None if reported => RunningAct::AwaitHealth,
             None if self.config.register_when == RegisterWhen::Healthy => RunningAct::ReadHealth,
             None => RunningAct::Register,
         }
+    }
+
+    /// The services of the update's app version, as last read; for an update a health read made,
+    /// the app as that read left it.
+    fn known_services(&self, update: &StatusUpdate) -> Option<&AppServices> {
+        let name = service_name(update.app_id.as_deref().unwrap_or_default());
+        let version = update.app_version.as_deref();
+        let reported = update.health != TaskHealth::Unreported;
+        self.freshness.services_of(&name, version).or_else(|| {
+            reported
+                .then(|| self.freshness.services_of(&name, None))
+                .flatten()
+        })
     }
 
     fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {

@@ -51,8 +51,8 @@ pub struct StatusUpdate {
     pub app_version: Option<String>,
     /// `ipAddresses[].ipAddress`: the task's own addresses (IP-per-task, container networks).
     pub ip_addresses: Vec<String>,
-    /// What Marathon's health checks say of the task: unknown for a status event; known for the
-    /// updates the bridge makes from a health event's read of the app's tasks.
+    /// What Marathon's health checks say of the task: unreported for a status event; what the
+    /// read said for the updates the bridge makes from a health event's read of the app's tasks.
     pub health: super::TaskHealth,
 }
 
@@ -260,7 +260,7 @@ pub fn parse_event(body: &[u8]) -> Result<MarathonEvent, EventError> {
         ports,
         app_version,
         ip_addresses,
-        health: super::TaskHealth::Unknown,
+        health: super::TaskHealth::Unreported,
     }))
 }
 
@@ -294,7 +294,7 @@ mod tests {
                 ports: alloc::vec![31000, 80],
                 app_version: Some("2014-04-04T06:26:23.051Z".into()),
                 ip_addresses: alloc::vec::Vec::new(),
-                health: crate::marathon::TaskHealth::Unknown,
+                health: crate::marathon::TaskHealth::Unreported,
             }))
         );
     }

@@ -1,6 +1,6 @@
 //! Marathon's health checks as an app defines them (`healthChecks`), the results it reports per
 //! task (`healthCheckResults`), and the verdict those give: healthy, unhealthy (saying which check
-//! fails and why) or not known yet. Also which task a health event's instance id names, across
+//! fails and why) or pending. Also which task a health event's instance id names, across
 //! Marathon's id schemes. What a verdict does to Consul is decided in [`crate::plan::services`].
 
 use alloc::string::String;
@@ -63,9 +63,10 @@ pub struct HealthResult {
 /// What Marathon's health checks say of a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskHealth {
-    /// Not known: a status update carries no health, and a task whose checks have not all run
-    /// yet has no verdict.
-    Unknown,
+    /// Not reported: a status update carries no health.
+    Unreported,
+    /// Reported without a verdict yet: not every check of the app has a result.
+    Pending,
     /// Every one of the app's checks passes.
     Healthy,
     /// A check fails; the text says which, and why when Marathon says.
@@ -89,7 +90,7 @@ impl TaskHealth {
         if checks > 0 && results.len() >= checks {
             TaskHealth::Healthy
         } else {
-            TaskHealth::Unknown
+            TaskHealth::Pending
         }
     }
 }
@@ -141,7 +142,7 @@ mod tests {
     fn every_check_must_pass_and_one_failing_says_which() {
         assert_eq!(
             TaskHealth::of(2, &[result(true, None)]),
-            TaskHealth::Unknown
+            TaskHealth::Pending
         );
         assert_eq!(
             TaskHealth::of(2, &[result(true, None), result(true, None)]),
@@ -152,7 +153,7 @@ mod tests {
             failing,
             TaskHealth::Unhealthy("Marathon health check 2 of 2 fails: 503".into())
         );
-        assert_eq!(TaskHealth::of(0, &[]), TaskHealth::Unknown);
+        assert_eq!(TaskHealth::of(0, &[]), TaskHealth::Pending);
     }
 
     #[test]

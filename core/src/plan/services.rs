@@ -304,7 +304,7 @@ impl AppServices {
         }
         match health {
             TaskHealth::Healthy => Registering::Now,
-            TaskHealth::Unknown => Registering::AwaitHealth,
+            TaskHealth::Unreported | TaskHealth::Pending => Registering::AwaitHealth,
             TaskHealth::Unhealthy(_) => Registering::Withdraw,
         }
     }
@@ -423,7 +423,7 @@ impl AppServices {
             HealthChecks::None => Vec::new(),
             HealthChecks::Mirror => {
                 let state = match task.health {
-                    TaskHealth::Unknown => None,
+                    TaskHealth::Unreported | TaskHealth::Pending => None,
                     TaskHealth::Healthy => Some(CheckState {
                         status: CheckStatus::Passing,
                         output: alloc::format!("all {n} Marathon health checks pass"),
@@ -652,7 +652,7 @@ mod tests {
             host: "h1",
             ports,
             addresses,
-            health: &TaskHealth::Unknown,
+            health: &TaskHealth::Unreported,
         }
     }
 
