@@ -323,55 +323,28 @@ impl SimMarathon {
                 o.put(key, value);
             }
         };
+        // Every writer puts these four together, in this order.
+        let timings = |o: &mut J| {
+            for (key, seconds) in [
+                ("gracePeriodSeconds", c.grace_period_seconds),
+                ("intervalSeconds", c.interval_seconds),
+                ("timeoutSeconds", c.timeout_seconds),
+                ("maxConsecutiveFailures", c.max_consecutive_failures),
+            ] {
+                o.put(key, J::u(seconds.into()));
+            }
+        };
         if self.version <= MarathonVersion::V1_1 {
             put(&mut o, "path", path);
             put(&mut o, "protocol", Some(J::s(protocol)));
             put(&mut o, "portIndex", port_index);
             put(&mut o, "command", command_json);
-            put(
-                &mut o,
-                "gracePeriodSeconds",
-                Some(J::u(c.grace_period_seconds.into())),
-            );
-            put(
-                &mut o,
-                "intervalSeconds",
-                Some(J::u(c.interval_seconds.into())),
-            );
-            put(
-                &mut o,
-                "timeoutSeconds",
-                Some(J::u(c.timeout_seconds.into())),
-            );
-            put(
-                &mut o,
-                "maxConsecutiveFailures",
-                Some(J::u(c.max_consecutive_failures.into())),
-            );
+            timings(&mut o);
             put(&mut o, "ignoreHttp1xx", Some(J::Bool(false)));
             put(&mut o, "port", port);
             return o;
         }
-        put(
-            &mut o,
-            "gracePeriodSeconds",
-            Some(J::u(c.grace_period_seconds.into())),
-        );
-        put(
-            &mut o,
-            "intervalSeconds",
-            Some(J::u(c.interval_seconds.into())),
-        );
-        put(
-            &mut o,
-            "timeoutSeconds",
-            Some(J::u(c.timeout_seconds.into())),
-        );
-        put(
-            &mut o,
-            "maxConsecutiveFailures",
-            Some(J::u(c.max_consecutive_failures.into())),
-        );
+        timings(&mut o);
         let delay = Some(J::Int(15));
         match protocol {
             "COMMAND" => {
