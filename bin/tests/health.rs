@@ -94,6 +94,7 @@ fn mirror_follows_health_events_both_ways_and_passing_shows_only_healthy_tasks()
     let (check_a, check_b) = (format!("consular:{a}"), format!("consular:{b}"));
     // No verdict yet: a new TTL check starts critical, so no task is passing.
     wait_status(&world, AGENT_2, &check_a, "critical");
+    wait_status(&world, AGENT_3, &check_b, "critical");
     let check = &checks(&world, AGENT_2)[&check_a];
     assert_eq!(check["Type"], "ttl", "{check}");
     assert_eq!(check["ServiceID"], a.as_str());

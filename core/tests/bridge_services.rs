@@ -117,3 +117,42 @@ fn the_first_task_of_an_unknown_app_is_corrected_once_its_ports_are_read() {
     assert!(t.logged("not deregistering web.2:9 from h1"));
     t.expect_no_request();
 }
+
+#[test]
+fn a_second_task_registered_while_the_first_reads_the_app_is_corrected_too() {
+    let mut t = Transcript::new(config());
+    let first = t.event(&running("web.1"));
+    t.members(&["h1"]);
+    let second = t.event(&running("web.2"));
+    // Both register 1.3.0's service: the app's shape is not known yet.
+    for task in ["web.1", "web.2"] {
+        let default = t.take(Method::Put, agent("h1"), "/v1/agent/service/register");
+        assert_eq!(body_json(&default)["ID"], task);
+        t.respond(&default, 200, "");
+    }
+    // The first reads the app for its labels, the second for its shape only.
+    for _ in 0..2 {
+        let app = t.take(Method::Get, Target::Marathon, "/v2/apps/web");
+        t.respond(&app, 200, WEB_APP);
+    }
+    let mut registered = Vec::new();
+    for _ in 0..4 {
+        let r = t.take(Method::Put, agent("h1"), "/v1/agent/service/register");
+        registered.push(body_json(&r)["ID"].as_str().unwrap().to_string());
+        t.respond(&r, 200, "");
+    }
+    registered.sort();
+    assert_eq!(registered, ["web.1:0", "web.1:2", "web.2:0", "web.2:2"]);
+    for task in ["web.1", "web.2"] {
+        let path = format!("/v1/agent/service/deregister/{task}");
+        let replaced = t.take(Method::Put, agent("h1"), &path);
+        t.respond(&replaced, 200, "");
+    }
+    let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
+    t.respond(&kv, 404, "");
+    let txn = t.take(Method::Put, Target::Consul, "/v1/txn");
+    t.respond(&txn, 200, r#"{"Results":[],"Errors":null}"#);
+    assert_eq!(t.reply(first).0, 200);
+    assert_eq!(t.reply(second).0, 200);
+    t.expect_no_request();
+}

@@ -103,6 +103,16 @@ enum RunningAct {
     ReadHealth,
 }
 
+/// Why a chain reads its app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AppReadFor {
+    /// Its services and its labels (the chain syncs the app's KV).
+    Labels,
+    /// Its services only: another update of the app syncs the labels, and this one registered
+    /// before the app's shape was known.
+    Shape,
+}
+
 /// What follows a task's registrations.
 #[derive(Debug)]
 enum AfterRegistering {
@@ -124,6 +134,8 @@ struct Chain {
     registered: Vec<DesiredService>,
     /// Statuses of mirrored checks to write once the registrations in progress are done.
     statuses: VecDeque<CheckWrite>,
+    /// What its read of the app is for.
+    reads_app_for: AppReadFor,
     step: TaskStep,
     error: Option<String>,
 }
@@ -281,6 +293,7 @@ impl Bridge {
                     update,
                     registered: Vec::new(),
                     statuses: VecDeque::new(),
+                    reads_app_for: AppReadFor::Labels,
                     step: TaskStep::AwaitMembers,
                     error: None,
                 };
@@ -359,6 +372,7 @@ impl Bridge {
                         update,
                         registered: Vec::new(),
                         statuses: VecDeque::new(),
+                        reads_app_for: AppReadFor::Labels,
                         step: TaskStep::FetchApp,
                         error: None,
                     };
@@ -390,6 +404,7 @@ impl Bridge {
             update,
             registered: Vec::new(),
             statuses: VecDeque::new(),
+            reads_app_for: AppReadFor::Labels,
             step,
             error: None,
         };
@@ -525,6 +540,16 @@ impl Bridge {
                     if app.id.trim_start_matches('/') == app_id.trim_start_matches('/') =>
                 {
                     return self.app_read(chain_id, chain, app)
+                }
+                _ if chain.reads_app_for == AppReadFor::Shape => {
+                    // The registrations stand as made; the next sync corrects them.
+                    let message = alloc::format!(
+                        "cannot read app {app_id} to correct {}'s services: {}",
+                        chain.update.task_id,
+                        answer.summary()
+                    );
+                    self.log(Level::Warn, message);
+                    return self.finish_chain(chain.reply_to, chain.update, None);
                 }
                 Ok(Some(app)) => {
                     let message = alloc::format!(
@@ -728,6 +753,18 @@ impl Bridge {
             // (unless it syncs this same version), so this one need not race it (and lose with
             // a stale index).
             sync.again |= version.is_none() || sync.app_version.as_ref() != version;
+            // But what this one registered may still need the app's shape to be corrected: that
+            // read is its own, and leaves the labels to the other.
+            if self.needs_shape(&chain) {
+                chain.reads_app_for = AppReadFor::Shape;
+                let timeout = self.config.request_timeout;
+                let path = app_path(&app_id);
+                let awaiting = Awaiting::Task(chain_id);
+                self.send(awaiting, Target::Marathon, Method::Get, path, None, timeout);
+                chain.step = TaskStep::FetchApp;
+                self.tasks.chains.insert(chain_id, chain);
+                return;
+            }
             return self.finish_chain(chain.reply_to, chain.update, None);
         }
         let sync = LabelSync {
@@ -741,6 +778,20 @@ impl Bridge {
         self.send(awaiting, Target::Marathon, Method::Get, path, None, timeout);
         chain.step = TaskStep::FetchApp;
         self.tasks.chains.insert(chain_id, chain);
+    }
+
+    /// True if what `chain` registered is not what its app's known shape gives (it registered
+    /// before the shape was known, and none is known yet, or it differs).
+    fn needs_shape(&self, chain: &Chain) -> bool {
+        if chain.registered.is_empty() {
+            return false;
+        }
+        let registered: Vec<&Registration> =
+            chain.registered.iter().map(|r| &r.registration).collect();
+        let wanted = self
+            .known_services(&chain.update)
+            .map(|_| self.task_services(&chain.update));
+        wanted.is_none_or(|wanted| !wanted.iter().eq(registered.iter().copied()))
     }
 
     /// The app's definition was read: remember the services it gives, correct the task's
@@ -828,6 +879,9 @@ impl Bridge {
                     rest: replaced,
                     app,
                 }
+            }
+            None if chain.reads_app_for == AppReadFor::Shape => {
+                return self.finish_chain(chain.reply_to, chain.update, None);
             }
             None => {
                 let prefix = alloc::format!("{KV_ROOT}{}/", service_name(&app.id));
