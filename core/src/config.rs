@@ -71,6 +71,32 @@ pub enum MarathonConsulLeftovers {
     RemoveOnce,
 }
 
+/// Leader election among several instances (`--ha`): a Consul session holds `key`; only its
+/// holder acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// The lock key (`--ha-key`); outside `consular/`, so no purge can touch it.
+    pub key: String,
+    /// The session's TTL (`--ha-ttl`; Consul takes 10 s to 24 h).
+    pub ttl: Duration,
+    /// Consul's lock delay: after a holder's session ends, nobody may take the key this long.
+    pub lock_delay: Duration,
+    /// This instance's name (`--instance-id`), in the session name and the key's value.
+    pub instance_id: String,
+}
+
+impl HaConfig {
+    /// `--ha` with its defaults for `registration_id` and `instance_id`.
+    pub fn new(registration_id: &str, instance_id: &str) -> Self {
+        HaConfig {
+            key: alloc::format!("service/consular/{registration_id}/leader"),
+            ttl: Duration::from_secs(15),
+            lock_delay: Duration::from_secs(1),
+            instance_id: String::from(instance_id),
+        }
+    }
+}
+
 /// How the bridge behaves. [`Config::default`] matches consular 1.3.0's defaults (callbacks only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -120,6 +146,8 @@ pub struct Config {
     pub seed: u64,
     /// Whether syncs remove marathon-consul's services.
     pub marathon_consul: MarathonConsulLeftovers,
+    /// Leader election among instances; `None`: this instance always acts.
+    pub ha: Option<HaConfig>,
 }
 
 impl Config {
@@ -164,6 +192,7 @@ impl Default for Config {
             max_listing_bytes: 64 << 20,
             seed: 0,
             marathon_consul: MarathonConsulLeftovers::Keep,
+            ha: None,
         }
     }
 }

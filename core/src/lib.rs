@@ -106,10 +106,10 @@ pub mod io;
 pub mod marathon;
 pub mod plan;
 
-pub use bridge::{Bridge, Stats};
+pub use bridge::{Bridge, Role, Stats};
 pub use config::{
-    AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, MarathonConsulLeftovers,
-    RegisterWhen,
+    AddressMode, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
+    MarathonConsulLeftovers, RegisterWhen,
 };
 pub use engine::ConsulEngine;
 pub use error::Error;

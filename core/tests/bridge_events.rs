@@ -366,14 +366,15 @@ fn two_tasks_of_one_app_sync_its_labels_once_then_once_more_not_concurrently() {
     let r2 = t.take(Method::Put, agent("h2"), "/v1/agent/service/register");
     t.respond(&r1, 200, "");
     t.respond(&r2, 200, "");
+    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
+    t.expect_no_request();
+    assert!(!t.has_reply(second), "the second waits for the app's shape");
+    t.respond(&app, 200, r#"{"app":{"id":"/web","labels":{"a":"1"}}}"#);
     assert_eq!(
         t.reply(second).0,
         200,
-        "the second leaves the labels to the sync in progress"
+        "the second, as registered, leaves the labels to the sync in progress"
     );
-    let app = t.expect(Method::Get, Target::Marathon, "/v2/apps/web");
-    t.expect_no_request();
-    t.respond(&app, 200, r#"{"app":{"id":"/web","labels":{"a":"1"}}}"#);
     let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
     t.respond(&kv, 404, "");
     let txn = t.expect(Method::Put, Target::Consul, "/v1/txn");

@@ -130,11 +130,10 @@ fn a_second_task_registered_while_the_first_reads_the_app_is_corrected_too() {
         assert_eq!(body_json(&default)["ID"], task);
         t.respond(&default, 200, "");
     }
-    // The first reads the app for its labels, the second for its shape only.
-    for _ in 0..2 {
-        let app = t.take(Method::Get, Target::Marathon, "/v2/apps/web");
-        t.respond(&app, 200, WEB_APP);
-    }
+    // The first reads the app; the second waits for that read, which corrects both.
+    let app = t.take(Method::Get, Target::Marathon, "/v2/apps/web");
+    assert!(!t.has_reply(second));
+    t.respond(&app, 200, WEB_APP);
     let mut registered = Vec::new();
     for _ in 0..4 {
         let r = t.take(Method::Put, agent("h1"), "/v1/agent/service/register");

@@ -299,6 +299,7 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         stream_idle_timeout: Duration::from_secs(c.below(40)? as u64),
         max_event_bytes: 16 + c.below(2048)?,
         seed: u64::from(c.u16()?),
+        ha: None,
         // The migration deregisters services that are not ours, which the deregistration
         // invariant above forbids; its rule has its own tests (plan/migration.rs).
         marathon_consul: MarathonConsulLeftovers::Keep,

@@ -177,6 +177,11 @@ impl Bridge {
         }
     }
 
+    /// Standing down as leader: reads in progress are forgotten.
+    pub(super) fn abandon_health_reads(&mut self) {
+        self.health.reads.clear();
+    }
+
     fn health_read_failed(&mut self, app_id: String, why: &str) {
         let message = alloc::format!(
             "cannot read the health of {app_id}'s tasks: {why}; the next sync sees it"

@@ -4,6 +4,8 @@
 //!
 //! - `events.rs`: the one door for Marathon's events, from callbacks and from the stream alike;
 //! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
+//! - `leadership.rs`: leader election among instances (`--ha`), and what taking and losing the
+//!   lead starts and stops;
 //! - `health.rs`: a health event → a read of its app's tasks → an update of each task it names;
 //! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
@@ -20,6 +22,7 @@
 mod events;
 mod freshness;
 mod health;
+mod leadership;
 mod members;
 mod names;
 mod requests;
@@ -44,6 +47,7 @@ use crate::io::{
 };
 use crate::marathon::ids::Shown;
 use events::EventOrigin;
+pub use leadership::Role;
 use requests::{NewRequest, Requests, Sent};
 
 /// Counters a driver can expose or a test can assert on.
@@ -73,6 +77,8 @@ pub struct Stats {
     pub syncs_failed: u64,
     /// Responses for requests the core had already given up on.
     pub late_responses: u64,
+    /// Times this instance became the leader (`--ha`).
+    pub leaderships: u64,
 }
 
 /// One of the [`Stats`] counters, for the workflow that knows the outcome to count it.
@@ -90,6 +96,7 @@ enum Counter {
     SyncsCompleted,
     SyncsFailed,
     LateResponses,
+    LeadershipsTaken,
 }
 
 impl Stats {
@@ -107,6 +114,7 @@ impl Stats {
             Counter::SyncsCompleted => &mut self.syncs_completed,
             Counter::SyncsFailed => &mut self.syncs_failed,
             Counter::LateResponses => &mut self.late_responses,
+            Counter::LeadershipsTaken => &mut self.leaderships,
         };
         *field = field.saturating_add(n);
     }
@@ -121,6 +129,7 @@ enum Awaiting {
     TaskKv(task::ChainId, usize),
     Sync(sync::RoundId, sync::SyncWait),
     Health(health::HealthReadId),
+    Leadership(leadership::LeadershipWait),
 }
 
 /// A response together with the request it answers, reduced to what workflows branch on.
@@ -218,6 +227,7 @@ pub struct Bridge {
     tasks: task::Tasks,
     freshness: freshness::Freshness,
     health: health::HealthReads,
+    leadership: leadership::Leadership,
     members: members::Members,
     names: names::AppNames,
     sync: sync::Syncs,
@@ -242,6 +252,7 @@ impl Bridge {
             tasks: task::Tasks::default(),
             freshness: freshness::Freshness::default(),
             health: health::HealthReads::default(),
+            leadership: leadership::Leadership::new(config.ha.clone(), now),
             members: members::Members::default(),
             names: names::AppNames::default(),
             sync: sync::Syncs::new(
@@ -356,13 +367,39 @@ impl Bridge {
         if let Some(output) = self.out.pop_front() {
             return output;
         }
+        // A standby's stream, subscription and syncs wait for it to lead.
+        let acting = self.acts().then(|| {
+            [
+                self.sync.next_at(),
+                self.subscription.next_at(),
+                self.stream.next_at(),
+            ]
+        });
         let timers = [
-            self.sync.next_at(),
-            self.subscription.next_at(),
-            self.stream.next_at(),
             self.requests.next_deadline(),
+            self.leadership.next_at(self.config.request_timeout),
         ];
-        Output::Timeout(timers.into_iter().flatten().min())
+        Output::Timeout(
+            timers
+                .into_iter()
+                .chain(acting.into_iter().flatten())
+                .flatten()
+                .min(),
+        )
+    }
+
+    /// Shutting down (SIGTERM): under `--ha` a leader releases the lock key, so a standby leads
+    /// at once, and the session is destroyed; afterwards nothing is acted on. Keep driving until
+    /// [`Bridge::in_flight`] is 0 (or a deadline), so those requests go out.
+    pub fn handle_shutdown(&mut self, now: Duration) {
+        self.advance_clock(now);
+        self.resign();
+        self.release_requests();
+    }
+
+    /// Whether this instance acts now: the leader under `--ha`, always without it.
+    pub fn role(&self) -> Role {
+        self.leadership.role()
     }
 
     /// Requests handed out and not yet answered.
@@ -396,6 +433,10 @@ impl Bridge {
     }
 
     fn fire_timers(&mut self) {
+        self.on_leadership_timer();
+        if !self.acts() {
+            return;
+        }
         if self.subscription.is_due(self.now) {
             self.start_subscription();
         }
@@ -423,6 +464,10 @@ impl Bridge {
                 return self.reply_error(id, 403, "missing or wrong events secret");
             }
         }
+        if !self.acts() {
+            // Another instance leads and takes Marathon's events; this one writes nothing.
+            return self.reply(id, 200, String::from("{\"status\": \"standby\"}"));
+        }
         self.take_event(EventOrigin::Callback(id), body);
     }
 
@@ -449,6 +494,7 @@ impl Bridge {
             Awaiting::TaskKv(chain, ops) => self.on_task_answer(chain, ops, answer),
             Awaiting::Sync(round, wait) => self.on_sync_answer(round, wait, answer),
             Awaiting::Health(read) => self.on_health_answer(read, answer),
+            Awaiting::Leadership(wait) => self.on_leadership_answer(wait, answer),
         }
     }
 

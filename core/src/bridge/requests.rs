@@ -152,6 +152,50 @@ impl Requests {
         }
     }
 
+    /// Hands `new` out at once, past the queues and the in-flight limits: for the few requests
+    /// that keep leadership (a session renewal must not wait behind a sync's writes).
+    pub(crate) fn submit_urgent(
+        &mut self,
+        now: Duration,
+        awaiting: Awaiting,
+        new: NewRequest,
+        out: &mut VecDeque<Output>,
+    ) {
+        let id = self.allocate_id();
+        let deadline = now + new.timeout + DEADLINE_GRACE;
+        self.deadlines.insert((deadline, id));
+        *self.per_target.entry(new.target.clone()).or_default() += 1;
+        let sent = Sent {
+            target: new.target.clone(),
+            method: new.method,
+            path: new.path_and_query.clone(),
+            deadline,
+        };
+        self.in_flight.insert(id, (sent, awaiting));
+        out.push_back(Output::Request(Request {
+            id,
+            target: new.target,
+            method: new.method,
+            path_and_query: new.path_and_query,
+            body: new.body,
+            response_limit: new.response_limit,
+            timeout: new.timeout,
+        }));
+    }
+
+    /// Drops the queued requests (not yet handed out) whose step `drop` picks: an instance
+    /// that stands down sends none of its pending writes.
+    pub(crate) fn abandon_queued(&mut self, drop: impl Fn(&Awaiting) -> bool) -> usize {
+        let mut dropped = 0;
+        for queue in self.queues.values_mut() {
+            let before = queue.len();
+            queue.retain(|(_, awaiting)| !drop(awaiting));
+            dropped += before - queue.len();
+        }
+        self.queues.retain(|_, queue| !queue.is_empty());
+        dropped
+    }
+
     /// Forgets an in-flight request and hands back the step waiting for it; `None` if it is
     /// unknown (already answered or given up on).
     pub(crate) fn finish(&mut self, id: RequestId) -> Option<(Sent, Awaiting)> {

@@ -234,6 +234,19 @@ impl Bridge {
         }
     }
 
+    /// Standing down as leader: the stream closes, and opens again at once if this instance
+    /// leads again.
+    pub(super) fn stop_stream(&mut self) {
+        if let StreamState::Connecting { id, .. } | StreamState::Open { id, .. } = self.stream.state
+        {
+            self.out.push_back(Output::CloseStream(id));
+        }
+        if !self.stream.is_off() {
+            self.stream.state = StreamState::Waiting { retry_at: self.now };
+            self.stream.failures = 0;
+        }
+    }
+
     fn stream_down(&mut self, why: String) {
         let wait = self.stream.backoff();
         self.log(

@@ -167,6 +167,25 @@ impl Bridge {
         }
     }
 
+    /// Standing down as leader: the round running is dropped (its answers go nowhere) and the
+    /// next starts when this instance leads again.
+    pub(super) fn stop_sync(&mut self) {
+        self.sync.round = None;
+        self.sync.again = false;
+        if !self.sync.interval.is_zero() {
+            self.sync.next_at = Some(self.now);
+        }
+    }
+
+    /// A new leader syncs once its stream's first attempt is over, as at start.
+    pub(super) fn hold_sync_for_stream(&mut self) {
+        self.sync.held_for_stream = true;
+        if self.sync.interval.is_zero() {
+            // Without scheduled syncs the stream's connection is what starts one.
+            self.sync.next_at = None;
+        }
+    }
+
     /// The event stream's first attempt failed, or Marathon has none: syncs need not wait.
     pub(super) fn release_held_sync(&mut self) {
         if core::mem::take(&mut self.sync.held_for_stream) && self.sync.is_due(self.now) {

@@ -56,6 +56,9 @@ enum TaskStep {
         then: AfterRegistering,
     },
     FetchApp,
+    /// Registered before the app's shape was known; another update of the app is reading it,
+    /// and corrects this one with what it reads.
+    AwaitShape,
     /// The app's definition no longer has service `id` of the task: deregistering it, then
     /// `rest`, then reading the app's labels.
     DeregisterReplaced {
@@ -163,6 +166,9 @@ struct LabelSync {
     app_version: Option<String>,
     /// An update of another (or unknown) version arrived meanwhile: read the app once more.
     again: bool,
+    /// Updates that registered before the app's shape was known, waiting for this read to
+    /// correct them (`TaskStep::AwaitShape`).
+    parked: Vec<ChainId>,
 }
 
 impl Tasks {
@@ -302,6 +308,29 @@ impl Bridge {
                 None
             }
             known => self.act_on_agent(chain_id, reply_to, update, known),
+        }
+    }
+
+    /// Standing down as leader: every update in progress or queued is dropped, a callback's
+    /// with a 503 (Marathon's leader sends it again, to whichever instance leads).
+    pub(super) fn abandon_updates(&mut self) {
+        let chains = core::mem::take(&mut self.tasks.chains);
+        let queued = core::mem::take(&mut self.tasks.busy);
+        self.tasks.queued = 0;
+        self.tasks.pending_by_host.clear();
+        self.tasks.label_syncs.clear();
+        let callbacks = chains
+            .into_values()
+            .filter_map(|chain| chain.reply_to)
+            .chain(
+                queued
+                    .into_values()
+                    .flatten()
+                    .filter_map(|(reply_to, _)| reply_to),
+            );
+        let callbacks: Vec<InboundId> = callbacks.collect();
+        for id in callbacks {
+            self.reply_error(id, 503, "this instance is no longer the leader");
         }
     }
 
@@ -642,6 +671,7 @@ impl Bridge {
                 return self.after_registering(chain_id, chain, on_fallback, then);
             }
             TaskStep::AwaitMembers => TaskStep::AwaitMembers,
+            TaskStep::AwaitShape => TaskStep::AwaitShape,
             TaskStep::ListTaskServices { agent } => {
                 let task_id = chain.update.task_id.clone();
                 let listed = match answer.required(parse_agent_services) {
@@ -748,14 +778,24 @@ impl Bridge {
         if self.freshness.labels_match(&name, version) {
             return self.finish_chain(chain.reply_to, chain.update, None);
         }
+        let shape_unknown =
+            self.known_services(&chain.update).is_none() && !chain.registered.is_empty();
+        let shape_differs = !shape_unknown && self.needs_shape(&chain);
         if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
             // Another update of this app is syncing its labels; it re-reads once when done
             // (unless it syncs this same version), so this one need not race it (and lose with
             // a stale index).
             sync.again |= version.is_none() || sync.app_version.as_ref() != version;
-            // But what this one registered may still need the app's shape to be corrected: that
-            // read is its own, and leaves the labels to the other.
-            if self.needs_shape(&chain) {
+            // But what this one registered may still need the app's shape to be corrected: the
+            // other's read corrects it too, unless the shape is known and differs (then this one
+            // reads the app itself, and leaves the labels to the other).
+            if shape_unknown {
+                sync.parked.push(chain_id);
+                chain.step = TaskStep::AwaitShape;
+                self.tasks.chains.insert(chain_id, chain);
+                return;
+            }
+            if shape_differs {
                 chain.reads_app_for = AppReadFor::Shape;
                 let timeout = self.config.request_timeout;
                 let path = app_path(&app_id);
@@ -770,6 +810,7 @@ impl Bridge {
         let sync = LabelSync {
             app_version: chain.update.app_version.clone(),
             again: false,
+            parked: Vec::new(),
         };
         self.tasks.label_syncs.insert(name, sync);
         let timeout = self.config.request_timeout;
@@ -778,6 +819,15 @@ impl Bridge {
         self.send(awaiting, Target::Marathon, Method::Get, path, None, timeout);
         chain.step = TaskStep::FetchApp;
         self.tasks.chains.insert(chain_id, chain);
+    }
+
+    /// The updates waiting for the read of app `name` to correct them.
+    fn take_parked(&mut self, name: &str) -> Vec<ChainId> {
+        self.tasks
+            .label_syncs
+            .get_mut(name)
+            .map(|sync| core::mem::take(&mut sync.parked))
+            .unwrap_or_default()
     }
 
     /// True if what `chain` registered is not what its app's known shape gives (it registered
@@ -799,6 +849,15 @@ impl Bridge {
     /// read the app's labels.
     fn app_read(&mut self, chain_id: ChainId, mut chain: Chain, app: AppDefinition) {
         let services = AppServices::of(&app, &self.service_rules);
+        if chain.reads_app_for == AppReadFor::Labels {
+            self.learn_app(services.clone());
+            for parked_id in self.take_parked(&service_name(&app.id)) {
+                if let Some(mut parked) = self.tasks.chains.remove(&parked_id) {
+                    parked.reads_app_for = AppReadFor::Shape;
+                    self.app_read(parked_id, parked, app.clone());
+                }
+            }
+        }
         if self.members.membership(&chain.update.host, self.now) != Membership::Member {
             // Registered on the main Consul (fallback), if anywhere: corrections would reach the
             // task's host, which is not a member. The app's shape is still remembered.
@@ -926,6 +985,13 @@ impl Bridge {
             chain.error = None;
             self.tasks.chains.insert(chain_id, chain);
             return;
+        }
+        // Updates still waiting were not corrected (the read failed, or named no app): their
+        // registrations stand as made, and the next sync corrects them.
+        for parked_id in self.take_parked(&name) {
+            if let Some(parked) = self.tasks.chains.remove(&parked_id) {
+                self.finish_chain(parked.reply_to, parked.update, None);
+            }
         }
         self.tasks.label_syncs.remove(&name);
         self.finish_chain(chain.reply_to, chain.update, synced.err());

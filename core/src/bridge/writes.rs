@@ -28,8 +28,8 @@ pub(super) enum Written {
     Failed,
 }
 use crate::consul::{
-    check_deregister_path, check_update_path, deregister_path, txn_batches, TxnOp, REGISTER_PATH,
-    TXN_MAX_BYTES, TXN_PATH,
+    check_deregister_path, check_update_path, deregister_path, guarded_txn_batches, TxnOp,
+    REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH,
 };
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::Shown;
@@ -203,7 +203,8 @@ impl Bridge {
         awaiting: impl Fn(usize) -> Awaiting,
     ) -> usize {
         let timeout = self.config.request_timeout;
-        let (batches, too_large) = txn_batches(ops);
+        let guard = self.leadership.txn_guard();
+        let (batches, too_large) = guarded_txn_batches(ops, guard.as_ref());
         for key in too_large {
             let message = alloc::format!(
                 "not writing {}: its value is too large for a Consul transaction ({TXN_MAX_BYTES} bytes)",

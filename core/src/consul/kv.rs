@@ -144,13 +144,23 @@ pub enum TxnOp {
         /// Expected ModifyIndex.
         index: u64,
     },
+    /// Fail the whole transaction unless `key` is held by `session`: a leader's guard
+    /// (`--ha`), so a deposed leader's batch cannot land.
+    CheckSession {
+        /// The lock key.
+        key: String,
+        /// The session that must hold it.
+        session: String,
+    },
 }
 
 impl TxnOp {
     /// The key this operation touches.
     pub fn key(&self) -> &str {
         match self {
-            TxnOp::Set { key, .. } | TxnOp::Delete { key, .. } => key,
+            TxnOp::Set { key, .. }
+            | TxnOp::Delete { key, .. }
+            | TxnOp::CheckSession { key, .. } => key,
         }
     }
 }
@@ -174,6 +184,9 @@ fn txn_op_json(op: &TxnOp) -> serde_json::Value {
         TxnOp::Delete { key, index } => serde_json::json!({"KV": {
             "Verb": "delete-cas", "Key": key, "Index": index,
         }}),
+        TxnOp::CheckSession { key, session } => serde_json::json!({"KV": {
+            "Verb": "check-session", "Key": key, "Session": session,
+        }}),
     }
 }
 
@@ -190,23 +203,37 @@ pub struct TxnBatch {
 /// [`TXN_MAX_BYTES`] of body each, in order. An operation too large for any transaction on its
 /// own (a label value near 512 KiB) cannot be written: its key is returned instead.
 pub fn txn_batches(ops: &[TxnOp]) -> (Vec<TxnBatch>, Vec<String>) {
+    guarded_txn_batches(ops, None)
+}
+
+/// [`txn_batches`] with `guard` (a [`TxnOp::CheckSession`]) first in every transaction, within
+/// the same limits; [`TxnBatch::ops`] counts the other operations.
+pub fn guarded_txn_batches(ops: &[TxnOp], guard: Option<&TxnOp>) -> (Vec<TxnBatch>, Vec<String>) {
+    let guard = guard.map(txn_op_json);
+    let guard_bytes = guard.as_ref().map_or(0, |g| {
+        serde_json::to_vec(g).map_or(usize::MAX, |b| b.len() + 1)
+    });
+    let start = || -> Vec<serde_json::Value> { guard.iter().cloned().collect() };
+    let guards = usize::from(guard.is_some());
     let mut batches = Vec::new();
     let mut too_large = Vec::new();
-    let mut current: Vec<serde_json::Value> = Vec::new();
+    let mut current = start();
     // `[`, `]` and a comma between operations.
-    let mut current_bytes = 2;
+    let empty_bytes = 2 + guard_bytes;
+    let mut current_bytes = empty_bytes;
     let mut flush = |current: &mut Vec<serde_json::Value>, bytes: &mut usize| {
-        if !current.is_empty() {
-            let ops = current.len();
-            let body = serde_json::to_vec(&core::mem::take(current)).unwrap_or_default();
+        if current.len() > guards {
+            let ops = current.len() - guards;
+            let body =
+                serde_json::to_vec(&core::mem::replace(current, start())).unwrap_or_default();
             batches.push(TxnBatch { body, ops });
         }
-        *bytes = 2;
+        *bytes = empty_bytes;
     };
     for op in ops {
         let json = txn_op_json(op);
         let bytes = serde_json::to_vec(&json).map_or(usize::MAX, |b| b.len());
-        if bytes.saturating_add(2) > TXN_MAX_BYTES {
+        if bytes.saturating_add(empty_bytes) > TXN_MAX_BYTES {
             too_large.push(String::from(op.key()));
             continue;
         }
