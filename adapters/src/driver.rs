@@ -147,7 +147,11 @@ struct Io<'a> {
     streams: HashMap<RequestId, Task<()>>,
 }
 
-/// Drives `bridge` with requests from `inbound` until `shutdown` completes. Requests go out
+/// How long the bridge's last requests may take after the shutdown signal.
+const RESIGN_TIME: Duration = Duration::from_secs(2);
+
+/// Drives `bridge` with requests from `inbound` until `shutdown` completes (and the bridge's last
+/// requests, [`Bridge::handle_shutdown`]'s, are answered, for at most two seconds). Requests go out
 /// through `outbound`, concurrently; they are cancelled when this returns.
 pub async fn drive(
     mut bridge: Bridge,
@@ -170,14 +174,31 @@ pub async fn drive(
     let mut next_inbound = 0u64;
     let mut inbound_open = true;
     let mut shutdown = pin!(shutdown);
+    // After the shutdown signal: until when the bridge's last requests (an `--ha` leader
+    // releasing its key) may take.
+    let mut resigning_until: Option<Duration> = None;
 
     let run_loop = async {
         loop {
             let deadline = io.drain(&mut bridge);
+            if let Some(until) = resigning_until {
+                if bridge.in_flight() == 0 || epoch.elapsed() >= until {
+                    return Ok(());
+                }
+            }
+            let deadline = match resigning_until {
+                Some(until) => Some(deadline.map_or(until, |d| d.min(until))),
+                None => deadline,
+            };
+            let resigning = resigning_until.is_some();
             // Shutdown first; the rest in random order, so a stream that keeps the queue full
             // can starve neither inbound requests nor the core's deadlines.
             let wake = future::or(
                 async {
+                    if resigning {
+                        // The signal came; its future is done and must not be polled again.
+                        return future::pending().await;
+                    }
                     shutdown.as_mut().await;
                     Wake::Shutdown
                 },
@@ -209,7 +230,11 @@ pub async fn drive(
             .await;
             let now = epoch.elapsed();
             match wake {
-                Wake::Shutdown => return Ok(()),
+                Wake::Shutdown if bridge.config().ha.is_none() => return Ok(()),
+                Wake::Shutdown => {
+                    bridge.handle_shutdown(now);
+                    resigning_until = Some(now + RESIGN_TIME);
+                }
                 Wake::Task(TaskEvent::Response(id, result)) => {
                     bridge.handle_response(now, id, result)
                 }

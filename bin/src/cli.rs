@@ -20,8 +20,8 @@ use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{
-    AddressMode, Config, EventSource, EventsEndpoint, HealthChecks, MarathonConsulLeftovers,
-    RegisterWhen,
+    AddressMode, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
+    MarathonConsulLeftovers, RegisterWhen,
 };
 use pico_args::Arguments;
 
@@ -81,6 +81,11 @@ Options:
                              [default: none]
   --register-when-healthy    Register a task of an app with health checks only once Marathon
                              reports all its checks alive; deregister it when one fails.
+  --ha                       Run as one of several instances: only the one holding a Consul
+                             lock (a session on --ha-key) acts; the others stand by.
+  --ha-ttl INTEGER           Seconds of the session's TTL (10 to 86400).  [default: 15]
+  --ha-key TEXT              The lock key.  [default: service/consular/<registration-id>/leader]
+  --instance-id TEXT         This instance's name in the lock and the logs.  [default: <host>:<port>]
   --migrate-marathon-consul  Deregister the services marathon-consul registered (tagged both
                              marathon and marathon-task:...), once: every sync until one has
                              listed every agent. Stop marathon-consul first.
@@ -181,6 +186,8 @@ pub struct RunArgs {
     pub register_when: RegisterWhen,
     /// `--migrate-marathon-consul` makes it [`MarathonConsulLeftovers::RemoveOnce`].
     pub marathon_consul: MarathonConsulLeftovers,
+    /// `--ha` with `--ha-ttl`, `--ha-key` and `--instance-id`.
+    pub ha: Option<HaConfig>,
 }
 
 impl fmt::Debug for RunArgs {
@@ -213,6 +220,7 @@ impl fmt::Debug for RunArgs {
             .field("health_checks", &self.health_checks)
             .field("register_when", &self.register_when)
             .field("marathon_consul", &self.marathon_consul)
+            .field("ha", &self.ha)
             .finish()
     }
 }
@@ -244,6 +252,7 @@ impl RunArgs {
             health_checks: self.health_checks,
             register_when: self.register_when,
             marathon_consul: self.marathon_consul,
+            ha: self.ha.clone(),
             ..Config::default()
         }
     }
@@ -419,6 +428,43 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
     let mut events_endpoint = EventsEndpoint::WhileCallbacks;
     let mut register_when = RegisterWhen::Running;
     let mut marathon_consul = MarathonConsulLeftovers::Keep;
+    let ha_ttl = seconds(&mut args, "--ha-ttl", 15, 10)?;
+    let ha_key = value(&mut args, "--ha-key")?
+        .map(|key| {
+            // Outside `consular/`, which purges tidy; a plain key Consul takes as given.
+            let sound = !key.is_empty()
+                && key.len() <= 512
+                && !key.starts_with('/')
+                && !key.starts_with("consular/")
+                && key.bytes().all(|b| b.is_ascii_graphic());
+            if sound {
+                Ok(key)
+            } else {
+                Err(CliError::invalid(
+                    "--ha-key",
+                    "a KV key of visible ASCII, not under consular/",
+                    &key,
+                ))
+            }
+        })
+        .transpose()?;
+    let instance_id = value(&mut args, "--instance-id")?
+        .map(|id| {
+            let sound =
+                !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic());
+            if sound {
+                Ok(id)
+            } else {
+                Err(CliError::invalid(
+                    "--instance-id",
+                    "up to 255 visible ASCII characters",
+                    &id,
+                ))
+            }
+        })
+        .transpose()?
+        .unwrap_or_else(|| format!("{host}:{port}"));
+    let mut ha_asked = false;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -431,9 +477,16 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--accept-callbacks" => events_endpoint = EventsEndpoint::Always,
             "--register-when-healthy" => register_when = RegisterWhen::Healthy,
             "--migrate-marathon-consul" => marathon_consul = MarathonConsulLeftovers::RemoveOnce,
+            "--ha" => ha_asked = true,
             other => return Err(unexpected(other)),
         }
     }
+    let ha = ha_asked.then(|| {
+        let mut ha = HaConfig::new(&registration_id, &instance_id);
+        ha.ttl = ha_ttl;
+        ha.key = ha_key.unwrap_or(ha.key);
+        ha
+    });
     Ok(RunArgs {
         scheme,
         host,
@@ -460,6 +513,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         health_checks,
         register_when,
         marathon_consul,
+        ha,
     })
 }
 
@@ -1147,6 +1201,16 @@ mod tests {
         assert_eq!(run_args(&[]).config().health_checks, HealthChecks::None);
         assert_eq!(run_args(&[]).config().register_when, RegisterWhen::Running);
         assert!(error(&["--health-checks", "all"]).contains("--health-checks"));
+        assert_eq!(run_args(&[]).config().ha, None);
+        let ha = run_args(&["--ha", "--ha-ttl", "20", "--port", "7001"])
+            .config()
+            .ha
+            .unwrap();
+        assert_eq!(ha.ttl, Duration::from_secs(20));
+        assert_eq!(ha.key, "service/consular/consular/leader");
+        assert_eq!(ha.instance_id, "localhost:7001");
+        assert!(error(&["--ha", "--ha-ttl", "5"]).contains("--ha-ttl"));
+        assert!(error(&["--ha", "--ha-key", "consular/x"]).contains("--ha-key"));
     }
 
     #[test]

@@ -293,7 +293,8 @@ impl Consular {
         let _ = fs::remove_file(&self.log);
     }
 
-    fn kill(&mut self) {
+    /// Kills the process (SIGKILL) and reaps it: a crash, with no chance to clean up.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // An error means it already exited, which is what we want.
             let _ = child.kill();
