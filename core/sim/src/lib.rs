@@ -6,8 +6,8 @@
 //! scenario model that property tests and the `world_ops` fuzz target play against it.
 //!
 //! **What lives here:** [`SimMarathon`] ([`marathon`]: four release lines of Marathon's JSON,
-//! events and errors), [`SimConsul`] ([`consul`]: agents, catalog, health, KV and txn of Consul
-//! 1.8.7), the plumbing both share ([`SimResponse`], an order-keeping JSON builder, target and
+//! events and errors), [`SimConsul`] ([`consul`]: agents, catalog, health, KV, txn, sessions and
+//! locks of Consul 1.8.7), the plumbing both share ([`SimResponse`], an order-keeping JSON builder, target and
 //! query parsing), [`SimWorld`] ([`world`]) and the [`scenario`] model.
 //!
 //! **What does not:** sockets, threads, clocks and randomness. The models are pure request
@@ -29,7 +29,7 @@ pub mod scenario;
 mod wire;
 pub mod world;
 
-pub use consul::{RequestCounts, SimConsul, SimKvEntry, SimService};
+pub use consul::{RequestCounts, SessionBehavior, SimConsul, SimKvEntry, SimService, SimSession};
 pub use marathon::{
     sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimHealthCheck, SimMarathon,
     SimNetwork, SimPort, SimTask, SimTaskFailure,

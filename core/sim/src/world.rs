@@ -37,7 +37,8 @@ pub struct SimWorld {
     pub bridge: Bridge,
     /// Marathon.
     pub marathon: SimMarathon,
-    /// Consul (server and agents).
+    /// Consul (server and agents). Its clock ([`SimConsul::set_time`]) follows the world's on
+    /// every step, so session TTLs and lock delays run on virtual time.
     pub consul: SimConsul,
     now: Duration,
     rng: u64,
@@ -153,9 +154,11 @@ impl SimWorld {
             .filter(|&at| at <= limit)
         else {
             self.now = self.now.max(limit);
+            self.consul.set_time(self.now);
             return false;
         };
         self.now = self.now.max(at);
+        self.consul.set_time(self.now);
         if next_delivery == Some(at) {
             let (_, delivery) = self.deliveries.pop_first().expect("a delivery is due");
             self.deliver(delivery);

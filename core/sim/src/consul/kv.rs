@@ -1,22 +1,89 @@
-//! The simulated Consul's KV store: the table with its flags and Raft indexes ([`KvStore`]),
-//! `GET`/`PUT`/`DELETE /v1/kv/{key}` with `?recurse`, `?keys`, `?separator`, `?raw`, `?cas`,
-//! `?flags` and the session flags (which fail, as no session exists), and their Go error texts.
+//! The simulated Consul's KV store: the table with its flags, Raft indexes and lock holders
+//! ([`KvStore`]), `GET`/`PUT`/`DELETE /v1/kv/{key}` with `?recurse`, `?keys`, `?separator`,
+//! `?raw`, `?cas`, `?flags`, `?acquire` and `?release`, their Go error texts, and
+//! [`SimConsul::kv_blocks`] for blocking reads.
 //!
-//! Not here: transactions over the same table (`super::txn`), routing (`super::routes`).
+//! Not here: transactions over the same table (`super::txn`), sessions and lock delays
+//! (`super::session`), routing and `?index`/`?wait` validation (`super::routes`).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use core::time::Duration;
 
 use consular_core::encoding::base64_encode;
 
-use super::routes::Ctx;
+use super::routes::{clean_path, parse_go_duration, Ctx};
 use super::{SimConsul, SimKvEntry, MAX_VALUE, TEXT};
-use crate::wire::{query_get, query_has, SimResponse, J};
+use crate::wire::{
+    parse_query, percent_decode, query_get, query_has, split_path_query, SimResponse, J,
+};
+
+/// A blocking query's default wait (`defaultQueryTime`).
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+/// A blocking query's longest wait (`maxQueryTime`).
+const MAX_WAIT: Duration = Duration::from_secs(600);
 
 impl SimConsul {
+    /// Whether `GET path_and_query` on the KV store would block now, and if so for how long at
+    /// most: `Some(wait)` when it carries `?index=N` (N > 0), would succeed, and the
+    /// `X-Consul-Index` it would answer is still ≤ N. A single existing key answers its own
+    /// `ModifyIndex`, so its read blocks until that key is written, acquired, released or
+    /// deleted; a missing key, `?recurse` and `?keys` answer the KV table's index, so they wake
+    /// on any KV write (real Consul wakes them only for writes near the key in its radix tree,
+    /// then answers the same way; an early return is allowed by the contract). `wait` is
+    /// `?wait` (default 5 min, at most 10 min; a zero wait is the default); real Consul adds up
+    /// to wait/16 of random jitter, which is the world's to add. `None`: answer at once.
+    ///
+    /// [`SimConsul::handle`] never blocks: it answers as the read would once it stops blocking.
+    /// A world parks a `GET` for which this is `Some(wait)` and, after every change to the
+    /// simulator (each handled write, [`SimConsul::set_time`], agents going down or up), asks
+    /// again: once it is `None`, or `wait` has passed, it calls `handle` and delivers that
+    /// answer (at the deadline the answer carries the unchanged index, as a timed-out query
+    /// does). TTL expiries happen at [`SimConsul::next_session_expiry`], so a world should also
+    /// wake then. If the receiving agent goes down while the read is parked, the client sees a
+    /// dropped connection.
+    pub fn kv_blocks(&self, path_and_query: &str) -> Option<Duration> {
+        if !self.server_up() {
+            return None;
+        }
+        let (raw_path, query) = split_path_query(path_and_query);
+        let path = String::from_utf8_lossy(&percent_decode(raw_path, false)?).into_owned();
+        if clean_path(&path) != path {
+            return None;
+        }
+        let key = path.strip_prefix("/v1/kv/")?;
+        let params = parse_query(query, true);
+        if query_get(&params, "dc").is_some_and(|dc| !dc.is_empty() && dc != self.datacenter) {
+            return None;
+        }
+        let min_index: u64 = query_get(&params, "index")?.parse().ok()?;
+        let wait = match query_get(&params, "wait") {
+            Some(w) => Duration::from_nanos(parse_go_duration(w)?),
+            None => Duration::ZERO,
+        };
+        let wait = if wait.is_zero() {
+            DEFAULT_WAIT
+        } else {
+            wait.min(MAX_WAIT)
+        };
+        let answer = self.kv_answer_index(key, &params)?.max(1);
+        (min_index > 0 && answer <= min_index).then_some(wait)
+    }
+
+    /// The `X-Consul-Index` a `GET /v1/kv/<key>` with `params` answers; `None` for an error.
+    fn kv_answer_index(&self, key: &str, params: &[(String, String)]) -> Option<u64> {
+        if query_has(params, "keys") || query_has(params, "recurse") {
+            return Some(self.kv_index);
+        }
+        if key.is_empty() {
+            return None;
+        }
+        Some(self.kv.get(key).map_or(self.kv_index, |e| e.modify_index))
+    }
+
     pub(super) fn kv_get(&self, key: &str, ctx: &Ctx) -> SimResponse {
         let recurse = query_has(&ctx.params, "recurse");
         let not_found = || self.with_meta(SimResponse::new(404, "", Vec::new()), self.kv_index);
@@ -54,13 +121,19 @@ impl SimConsul {
         if entries.is_empty() {
             return not_found();
         }
+        // One key answers with its own ModifyIndex, a tree with the table's.
+        let index = if recurse {
+            self.kv_index
+        } else {
+            entries[0].1.modify_index
+        };
         if !recurse && query_has(&ctx.params, "raw") {
             let value = entries[0].1.value.clone();
             let content_type = sniff(&value);
-            return self.with_meta(SimResponse::new(200, content_type, value), self.kv_index);
+            return self.with_meta(SimResponse::new(200, content_type, value), index);
         }
         let body = J::Arr(entries.iter().map(|(k, e)| kv_json(k, e, true)).collect());
-        self.with_meta(ctx.json(200, &body), self.kv_index)
+        self.with_meta(ctx.json(200, &body), index)
     }
 
     pub(super) fn kv_put(&mut self, key: &str, ctx: &Ctx, body: &[u8]) -> SimResponse {
@@ -90,10 +163,20 @@ impl SimConsul {
             Some(Ok(c)) => Some(c),
             None => None,
         };
-        for flag in ["acquire", "release"] {
-            if let Some(session) = query_get(&ctx.params, flag) {
-                return SimResponse::new(500, TEXT, session_error(session));
+        if let Some(session) = query_get(&ctx.params, "acquire") {
+            return self.kv_acquire(key, session, flags, body, ctx);
+        }
+        if let Some(session) = query_get(&ctx.params, "release") {
+            if session.is_empty() {
+                return SimResponse::new(500, TEXT, "missing session");
             }
+            let index = self.index + 1;
+            let ok = self.kv.unlock(key, body.to_vec(), flags, session, index);
+            if ok {
+                self.bump();
+                self.kv_index = index;
+            }
+            return ctx.json(200, &J::Bool(ok));
         }
         let ok = match (cas, self.kv.get(key)) {
             (None, _) => true,
@@ -105,6 +188,36 @@ impl SimConsul {
             let index = self.bump();
             self.kv_index = index;
             self.kv.set(key, body.to_vec(), flags, index);
+        }
+        ctx.json(200, &J::Bool(ok))
+    }
+
+    /// `?acquire=<session>`: the RPC's lock-delay check first (`false`), then the state store's
+    /// `kvsLockTxn`.
+    fn kv_acquire(
+        &mut self,
+        key: &str,
+        session: &str,
+        flags: u64,
+        body: &[u8],
+        ctx: &Ctx,
+    ) -> SimResponse {
+        if self.in_lock_delay(key) {
+            return ctx.json(200, &J::Bool(false));
+        }
+        if session.is_empty() {
+            return SimResponse::new(500, TEXT, "missing session");
+        }
+        match self.session_lookup(session) {
+            Err(e) => return SimResponse::new(500, TEXT, e),
+            Ok(None) => return SimResponse::new(500, TEXT, format!("invalid session {session:?}")),
+            Ok(Some(_)) => {}
+        }
+        let index = self.index + 1;
+        let ok = self.kv.lock(key, body.to_vec(), flags, session, index);
+        if ok {
+            self.bump();
+            self.kv_index = index;
         }
         ctx.json(200, &J::Bool(ok))
     }
@@ -155,12 +268,13 @@ pub(super) struct KvStore {
     meta: BTreeMap<String, KvMeta>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct KvMeta {
     flags: u64,
     create_index: u64,
     modify_index: u64,
     lock_index: u64,
+    session: Option<String>,
 }
 
 impl KvStore {
@@ -173,6 +287,7 @@ impl KvStore {
             create_index: meta.create_index,
             modify_index: meta.modify_index,
             lock_index: meta.lock_index,
+            session: meta.session.clone(),
         })
     }
 
@@ -180,16 +295,95 @@ impl KvStore {
         self.values.contains_key(key)
     }
 
+    /// A plain write (`kvsSetTxn` without a session update): keeps the holder, resets
+    /// `LockIndex` to 0 as 1.8.7 does.
     pub(super) fn set(&mut self, key: &str, value: Vec<u8>, flags: u64, index: u64) {
         let meta = self.meta.entry(key.to_string()).or_insert(KvMeta {
             flags,
             create_index: index,
             modify_index: index,
             lock_index: 0,
+            session: None,
         });
         meta.flags = flags;
         meta.modify_index = index;
+        meta.lock_index = 0;
         self.values.insert(key.to_string(), value);
+    }
+
+    /// `kvsLockTxn` once the session is known to exist: false when another session holds the
+    /// key. A free key's `LockIndex` goes up by one; the holder's own acquire keeps it.
+    pub(super) fn lock(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        flags: u64,
+        session: &str,
+        index: u64,
+    ) -> bool {
+        let (create_index, lock_index) = match self.meta.get(key) {
+            Some(m) if m.session.as_deref() == Some(session) => (m.create_index, m.lock_index),
+            Some(m) if m.session.is_some() => return false,
+            Some(m) => (m.create_index, m.lock_index + 1),
+            None => (index, 1),
+        };
+        self.meta.insert(
+            key.to_string(),
+            KvMeta {
+                flags,
+                create_index,
+                modify_index: index,
+                lock_index,
+                session: Some(session.to_string()),
+            },
+        );
+        self.values.insert(key.to_string(), value);
+        true
+    }
+
+    /// `kvsUnlockTxn`: false unless `session` holds the key; the value and flags become the
+    /// request's, `LockIndex` stays.
+    pub(super) fn unlock(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        flags: u64,
+        session: &str,
+        index: u64,
+    ) -> bool {
+        let Some(meta) = self.meta.get_mut(key) else {
+            return false;
+        };
+        if meta.session.as_deref() != Some(session) {
+            return false;
+        }
+        meta.session = None;
+        meta.flags = flags;
+        meta.modify_index = index;
+        self.values.insert(key.to_string(), value);
+        true
+    }
+
+    /// The session holding `key`, if any.
+    pub(super) fn holder(&self, key: &str) -> Option<&str> {
+        self.meta.get(key)?.session.as_deref()
+    }
+
+    /// Keys held by `session`, by key.
+    pub(super) fn held_by(&self, session: &str) -> Vec<String> {
+        self.meta
+            .iter()
+            .filter(|(_, m)| m.session.as_deref() == Some(session))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// An invalidation's release: only `Session` goes; value, flags and `LockIndex` stay.
+    pub(super) fn clear_session(&mut self, key: &str, index: u64) {
+        if let Some(meta) = self.meta.get_mut(key) {
+            meta.session = None;
+            meta.modify_index = index;
+        }
     }
 
     pub(super) fn remove(&mut self, key: &str) {
@@ -218,14 +412,18 @@ pub(super) fn kv_json(key: &str, e: &SimKvEntry, with_value: bool) -> J {
     } else {
         J::Null
     };
-    J::obj([
+    let mut o = J::obj([
         ("LockIndex", J::u(e.lock_index)),
         ("Key", J::s(key)),
         ("Flags", J::u(e.flags)),
         ("Value", value),
-        ("CreateIndex", J::u(e.create_index)),
-        ("ModifyIndex", J::u(e.modify_index)),
-    ])
+    ]);
+    if let Some(session) = &e.session {
+        o.put("Session", J::s(session.as_str()));
+    }
+    o.put("CreateIndex", J::u(e.create_index));
+    o.put("ModifyIndex", J::u(e.modify_index));
+    o
 }
 
 /// Go's `strconv.ParseUint(s, 10, 64)` with its error text.
@@ -235,14 +433,6 @@ pub(super) fn parse_uint(s: &str) -> Result<u64, String> {
     }
     s.parse()
         .map_err(|_| format!("strconv.ParseUint: parsing {s:?}: value out of range"))
-}
-
-pub(super) fn session_error(session: &str) -> String {
-    if session.len() == 36 {
-        format!("invalid session {session:?}")
-    } else {
-        "failed session lookup: index error: UUID must be 36 characters".into()
-    }
 }
 
 /// `400 Conflicting flags: <query re-encoded>` when more than one of `flags` is present.

@@ -2,16 +2,19 @@
 //! HTTP API the bridge uses, as a pure request handler.
 //!
 //! **What lives here:** [`SimConsul`] with per-agent service tables, the catalog view over them,
-//! the KV store with Raft-like indexes, and `/v1/txn`; [`SimService`], [`SimKvEntry`] and
-//! [`RequestCounts`]. This file holds the cluster's state and its direct API (agents up and down,
-//! seeding services and keys, observing); the HTTP side is split by responsibility: `routes`
-//! (the front: path cleaning, redirects, the mux, dispatch), `registration` (agent endpoints and
-//! Go-style decoding of service definitions), `catalog` (catalog and health views), `kv` (the KV
-//! table and `/v1/kv`) and `txn` (`/v1/txn`).
+//! the KV store with Raft-like indexes, `/v1/txn`, and sessions with locks on a simulated clock;
+//! [`SimService`], [`SimKvEntry`], [`SimSession`] and [`RequestCounts`]. This file holds the
+//! cluster's state and its direct API (agents up and down, seeding services and keys, observing);
+//! the HTTP side is split by responsibility: `routes` (the front: path cleaning, redirects, the
+//! mux, dispatch), `registration` (agent endpoints and Go-style decoding of service definitions),
+//! `catalog` (catalog and health views), `kv` (the KV table, `/v1/kv` with `?acquire`/`?release`,
+//! and [`SimConsul::kv_blocks`]), `txn` (`/v1/txn`) and `session` (`/v1/session/*`, the clock,
+//! TTL expiry and invalidation).
 //!
-//! **What doesn't:** sockets, clocks, randomness, sessions, ACLs, health-check execution,
-//! blocking queries and anti-entropy timing. Requests are answered at once and deterministically;
-//! every map is a `BTreeMap`.
+//! **What doesn't:** sockets, wall clocks, randomness, ACLs, health-check execution and
+//! anti-entropy timing. Requests are answered at once and deterministically (a blocking read is
+//! answered as it would be once it stops blocking; [`SimConsul::kv_blocks`] tells the caller
+//! whether to park it first); every map is a `BTreeMap`.
 //!
 //! # Modelling choices (sources: `docs/consul-api.md` §4, observed on 1.8.7, and Consul's code)
 //!
@@ -51,9 +54,39 @@
 //!   (`?recurse=false` recurses). Unknown routes: `404` with an empty body; wrong method:
 //!   `405 method GET not allowed` with `Allow`.
 //! * **KV** `?recurse` and `?keys` use the key as a plain string prefix (`pfx/a` matches `pfx/ab`);
-//!   `?keys&separator=/` lists one level with `dir/` entries. Sessions (`?acquire`, `?release`,
-//!   txn `lock`/`unlock`) are not modelled: no session ever exists, so they fail as an unknown
-//!   session would. `?index`/`?wait` are validated but never block.
+//!   `?keys&separator=/` lists one level with `dir/` entries. A single existing key answers with
+//!   `X-Consul-Index` = its `ModifyIndex` (a missing key, listings and trees with the KV table's
+//!   index). A plain `PUT` (or txn `set`/`cas`) keeps a held key's `Session` but resets its
+//!   `LockIndex` to 0, as 1.8.7 does.
+//! * **Clock.** [`SimConsul::set_time`]/[`SimConsul::advance`] move a simulated clock (a
+//!   `Duration` since the start); only sessions read it. [`SimWorld`](crate::SimWorld) keeps it
+//!   at its own time.
+//! * **Sessions** (observed on 1.8.7 and from its code): create takes `Name`, `Node` (the
+//!   receiving agent's by default), `LockDelay` (a duration string, or nanoseconds, below 1000
+//!   read as seconds; default 15 s), `Behavior` (`release`|`delete`), `TTL` (`0` or 10 s–24 h)
+//!   and `Checks`/`NodeChecks`/`ServiceChecks` (default `serfHealth`, each must exist on the
+//!   node and not be critical), with 1.8.7's texts and order (decode errors 400, the rest 500).
+//!   IDs come from a counter (`00000001-5e55-4000-8000-000000000001`, …). Renew answers
+//!   `[session]` or `404 Session id '<id>' not found`; destroy `true` (also for an unknown ID);
+//!   info `[session]` or `[]`; a malformed ID `500 failed session lookup: index error: …`
+//!   (go-memdb's UUID texts). **TTL:** Consul promises only that a session outlives its TTL; the
+//!   leader's timer fires `2 × TTL` after the create or the last renewal (`SessionTTLMultiplier`;
+//!   observed: a 10 s session renewed once vanished 20.0 s after the renewal), and the simulator
+//!   takes exactly that worst case. While the server is down no timer runs; when it comes back
+//!   every TTL restarts from then, as a newly elected leader does. **Invalidation** (TTL,
+//!   destroy, [`SimConsul::invalidate_session`], or a check of the session going critical or
+//!   away: a down agent's `serfHealth` at once, a deregistered service's checks) is one write
+//!   that releases (`Session` cleared, value, flags and `LockIndex` kept) or deletes every key
+//!   the session holds, and starts the lock delay (at most 60 s) on each: until it ends,
+//!   `?acquire` answers `false` and a txn `lock` fails, whoever asks. An explicit `?release` or
+//!   `unlock` starts no lock delay.
+//! * **Locks.** `?acquire=<s>` (body = value, `?flags`) → `true`: a free key is taken
+//!   (`LockIndex` + 1, `Session` set), the holder's own acquire just updates value and flags;
+//!   `false` when another session holds it or during a lock delay. `?release=<s>` → `true` when
+//!   `s` holds it (the value and flags become the request's, `LockIndex` stays), else `false`
+//!   (even for an unknown session). Errors: `missing session`, `invalid session "<s>"`, the UUID
+//!   errors (all 500). Txn `lock`, `unlock` and `check-session` follow the same rules with 1.8.7's
+//!   `What` texts; a `lock` in a lock delay fails the whole transaction before anything applies.
 //! * **Counting.** [`SimConsul::counts`] counts every request handed to [`SimConsul::handle`]:
 //!   `GET` as a read, anything else as a write (whatever the outcome).
 
@@ -61,15 +94,19 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::time::Duration;
 
 mod catalog;
 mod kv;
 mod registration;
 mod routes;
+mod session;
 mod txn;
 
 use kv::KvStore;
 use registration::new_entry;
+use session::Session;
+pub use session::{SessionBehavior, SimSession};
 
 /// A service as the bridge registers it (the fields consular sends).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,8 +134,10 @@ pub struct SimKvEntry {
     pub create_index: u64,
     /// Index of the last write to the key.
     pub modify_index: u64,
-    /// Times the key was locked (always 0: sessions are not modelled).
+    /// Times the key was acquired by a session (`LockIndex`; a plain write resets it to 0).
     pub lock_index: u64,
+    /// The session holding the key, if any.
+    pub session: Option<String>,
 }
 
 /// Requests handled, for tests that assert e.g. "no writes on a warm sync".
@@ -172,6 +211,12 @@ pub struct SimConsul {
     kv_index: u64,
     catalog_index: u64,
     counts: RequestCounts,
+    now: Duration,
+    sessions: BTreeMap<String, Session>,
+    session_counter: u64,
+    session_index: u64,
+    /// Keys in a lock delay, with when it ends.
+    lock_delays: BTreeMap<String, Duration>,
     /// The datacenter name (`dc1`); `?dc=` naming another answers `500 No path to datacenter`.
     pub datacenter: String,
     /// Pretty-print every JSON body, as agents started with `-dev` do.
@@ -194,6 +239,11 @@ impl SimConsul {
             kv_index: 0,
             catalog_index: 0,
             counts: RequestCounts::default(),
+            now: Duration::ZERO,
+            sessions: BTreeMap::new(),
+            session_counter: 0,
+            session_index: 0,
+            lock_delays: BTreeMap::new(),
             datacenter: "dc1".into(),
             pretty: false,
         }
@@ -225,10 +275,19 @@ impl SimConsul {
         });
     }
 
-    /// Starts or stops the agent at `address`. A stopped agent keeps its services and its node.
+    /// Starts or stops the agent at `address`. A stopped agent keeps its services and its node;
+    /// its `serfHealth` turns critical, which invalidates the sessions that name it (at once
+    /// while the server runs, else when it returns). A server coming back restarts every
+    /// session's TTL timer.
     pub fn set_agent_up(&mut self, address: &str, up: bool) {
         if let Some(i) = self.agent_index(address) {
+            let was = self.agents[i].up;
             self.agents[i].up = up;
+            if i == 0 && up && !was {
+                self.server_restarted();
+            } else {
+                self.sweep_session_checks();
+            }
         }
     }
 
@@ -319,5 +378,6 @@ impl SimConsul {
         entry.create_index = created.unwrap_or(index);
         entry.modify_index = index;
         self.agents[agent].services.insert(id, entry);
+        self.sweep_session_checks();
     }
 }

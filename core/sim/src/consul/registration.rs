@@ -92,6 +92,7 @@ impl SimConsul {
         if self.agents[ai].services.remove(id).is_some() {
             let index = self.bump();
             self.catalog_index = index;
+            self.sweep_session_checks();
         }
         SimResponse::new(200, "", Vec::new())
     }
@@ -500,7 +501,7 @@ impl<'de> serde::Deserialize<'de> for OrderedObject {
 
 /// Decodes a request body that must be a JSON object into its fields in document order, with
 /// Go-like error texts (`EOF`, `unexpected EOF`, `cannot unmarshal array into Go value of type …`).
-fn decode_object(body: &[u8], go_type: &str) -> Result<Vec<(String, Value)>, String> {
+pub(super) fn decode_object(body: &[u8], go_type: &str) -> Result<Vec<(String, Value)>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("EOF".into());
     }

@@ -3,7 +3,7 @@
 //! `?index`/`?wait` validation, `?pretty`) and the dispatch to each endpoint.
 //!
 //! Not here: what the endpoints do (`super::registration`, `super::catalog`, `super::kv`,
-//! `super::txn`).
+//! `super::txn`, `super::session`).
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -60,6 +60,10 @@ impl SimConsul {
                 | "/v1/agent/service"
                 | "/v1/catalog/service"
                 | "/v1/health/service"
+                | "/v1/session/destroy"
+                | "/v1/session/renew"
+                | "/v1/session/info"
+                | "/v1/session/node"
         ) {
             Some(format!("{path}/"))
         } else {
@@ -205,6 +209,12 @@ impl SimConsul {
                 }
             }
             Route::Txn => self.txn(&ctx, body),
+            Route::SessionCreate => self.http_session_create(ai, &ctx, body),
+            Route::SessionRenew(id) => self.http_session_renew(id, &ctx),
+            Route::SessionDestroy(id) => self.http_session_destroy(id, &ctx),
+            Route::SessionInfo(id) => self.http_session_info(id, &ctx),
+            Route::SessionNode(node) => self.http_session_list(Some(node), &ctx),
+            Route::SessionList => self.http_session_list(None, &ctx),
             Route::StatusLeader => {
                 let leader = format!("{}:8300", self.agents[0].address);
                 ctx.json(200, &J::s(leader))
@@ -237,6 +247,12 @@ enum Route<'a> {
     HealthState(&'a str),
     Kv(&'a str),
     Txn,
+    SessionCreate,
+    SessionRenew(&'a str),
+    SessionDestroy(&'a str),
+    SessionInfo(&'a str),
+    SessionNode(&'a str),
+    SessionList,
     StatusLeader,
     StatusPeers,
 }
@@ -251,6 +267,8 @@ impl<'a> Route<'a> {
             "/v1/catalog/nodes" => Route::CatalogNodes,
             "/v1/catalog/services" => Route::CatalogServices,
             "/v1/txn" => Route::Txn,
+            "/v1/session/create" => Route::SessionCreate,
+            "/v1/session/list" => Route::SessionList,
             "/v1/status/leader" => Route::StatusLeader,
             "/v1/status/peers" => Route::StatusPeers,
             p => {
@@ -266,6 +284,14 @@ impl<'a> Route<'a> {
                     Route::HealthState(state)
                 } else if let Some(key) = p.strip_prefix("/v1/kv/") {
                     Route::Kv(key)
+                } else if let Some(id) = p.strip_prefix("/v1/session/renew/") {
+                    Route::SessionRenew(id)
+                } else if let Some(id) = p.strip_prefix("/v1/session/destroy/") {
+                    Route::SessionDestroy(id)
+                } else if let Some(id) = p.strip_prefix("/v1/session/info/") {
+                    Route::SessionInfo(id)
+                } else if let Some(node) = p.strip_prefix("/v1/session/node/") {
+                    Route::SessionNode(node)
                 } else {
                     return None;
                 }
@@ -275,7 +301,12 @@ impl<'a> Route<'a> {
 
     fn methods(&self) -> &'static [Method] {
         match self {
-            Route::Register | Route::Deregister(_) | Route::Txn => &[Method::Put],
+            Route::Register
+            | Route::Deregister(_)
+            | Route::Txn
+            | Route::SessionCreate
+            | Route::SessionRenew(_)
+            | Route::SessionDestroy(_) => &[Method::Put],
             Route::Kv(_) => &[Method::Get, Method::Put, Method::Delete],
             _ => &[Method::Get],
         }
@@ -292,6 +323,12 @@ impl<'a> Route<'a> {
                 | Route::HealthState(_)
                 | Route::Kv(_)
                 | Route::Txn
+                | Route::SessionCreate
+                | Route::SessionRenew(_)
+                | Route::SessionDestroy(_)
+                | Route::SessionInfo(_)
+                | Route::SessionNode(_)
+                | Route::SessionList
                 | Route::StatusLeader
                 | Route::StatusPeers
         )
@@ -306,6 +343,9 @@ impl<'a> Route<'a> {
                 | Route::CatalogService(_)
                 | Route::HealthService(_)
                 | Route::Kv(_)
+                | Route::SessionInfo(_)
+                | Route::SessionNode(_)
+                | Route::SessionList
         )
     }
 }
@@ -366,7 +406,7 @@ pub(super) fn parse_go_duration(s: &str) -> Option<u64> {
 }
 
 /// Go's `path.Clean`, keeping a trailing slash (what `http.ServeMux` redirects to).
-fn clean_path(p: &str) -> String {
+pub(super) fn clean_path(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for segment in p.split('/') {
         match segment {

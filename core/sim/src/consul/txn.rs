@@ -1,9 +1,11 @@
 //! The simulated Consul's `/v1/txn`: parsing a transaction's KV operations (Go's decoding and
-//! base64 error texts, size and count limits), applying them all or none to the KV table, and
-//! the `Results`/`Errors` answer.
+//! base64 error texts, size and count limits), the lock-delay pre-check, applying them all or
+//! none to the KV table (with sessions for `lock`, `unlock` and `check-session`), and the
+//! `Results`/`Errors` answer.
 //!
 //! Not here: the KV table and single-key endpoints (`super::kv`), routing (`super::routes`).
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -15,6 +17,7 @@ use serde_json::Value;
 use super::kv::{kv_json, KvStore};
 use super::registration::{go_syntax_error, json_kind, type_error};
 use super::routes::Ctx;
+use super::session::{uuid_error, Session};
 use super::{SimConsul, SimKvEntry, JSON, MAX_TXN_OPS, MAX_VALUE, TEXT};
 use crate::wire::{SimResponse, J};
 
@@ -68,12 +71,28 @@ impl SimConsul {
             }
         }
         let writes = parsed.iter().any(TxnOp::is_write);
+        // The endpoint's preCheck: a lock on a key in its lock delay fails it before any apply.
+        let delayed: Vec<J> = parsed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, op)| {
+                let kv = op.kv.as_ref().filter(|kv| kv.verb == "lock")?;
+                self.in_lock_delay(&kv.key).then(|| {
+                    let what = format!("failed to lock key {:?} due to lock delay", kv.key);
+                    J::obj([("OpIndex", J::u(i as u64)), ("What", J::s(what))])
+                })
+            })
+            .collect();
+        if !delayed.is_empty() {
+            let o = J::obj([("Results", J::Null), ("Errors", J::Arr(delayed))]);
+            return ctx.json(409, &o);
+        }
         let index = self.index + 1;
         let mut kv = self.kv.clone();
         let mut results = Vec::new();
         let mut errors = Vec::new();
         for (i, op) in parsed.iter().enumerate() {
-            match op.apply(&mut kv, index) {
+            match op.apply(&mut kv, index, &self.sessions) {
                 Ok(r) => results.extend(r),
                 Err(what) => {
                     errors.push(J::obj([("OpIndex", J::u(i as u64)), ("What", J::s(what))]))
@@ -210,7 +229,12 @@ impl TxnOp {
     }
 
     /// Applies the op to the working copy; results to append, or the error's `What`.
-    fn apply(&self, kv: &mut KvStore, index: u64) -> Result<Vec<J>, String> {
+    fn apply(
+        &self,
+        kv: &mut KvStore,
+        index: u64,
+        sessions: &BTreeMap<String, Session>,
+    ) -> Result<Vec<J>, String> {
         let Some(op) = &self.kv else {
             return Err("simulator: only KV operations are modelled".into());
         };
@@ -237,18 +261,31 @@ impl TxnOp {
                 Ok(result(kv, false))
             }
             "lock" => {
-                if op.session.is_empty() {
+                let session = op.session.as_str();
+                if session.is_empty() {
                     return Err("missing session".into());
                 }
-                Err(format!("invalid session {:?}", op.session))
+                if let Some(e) = uuid_error(session) {
+                    return Err(format!("failed session lookup: index error: {e}"));
+                }
+                if !sessions.contains_key(session) {
+                    return Err(format!("invalid session {session:?}"));
+                }
+                if !kv.lock(key, op.value.clone(), op.flags, session, index) {
+                    return Err(format!("failed to lock key {key:?}, lock is already held"));
+                }
+                Ok(result(kv, false))
             }
             "unlock" => {
                 if op.session.is_empty() {
                     return Err("missing session".into());
                 }
-                Err(format!(
-                    "failed to unlock key {key:?}, lock isn't held, or is held by another session"
-                ))
+                if !kv.unlock(key, op.value.clone(), op.flags, &op.session, index) {
+                    return Err(format!(
+                        "failed to unlock key {key:?}, lock isn't held, or is held by another session"
+                    ));
+                }
+                Ok(result(kv, false))
             }
             "get" => {
                 if !kv.contains_key(key) {
@@ -268,6 +305,7 @@ impl TxnOp {
                             create_index: 0,
                             modify_index: 0,
                             lock_index: 0,
+                            session: None,
                         },
                         true,
                     ),
@@ -286,16 +324,21 @@ impl TxnOp {
                 )),
                 Some(_) => Ok(result(kv, false)),
             },
-            "check-session" => match kv.get(key) {
-                None => Err(format!(
-                    "failed to check session, key {key:?} doesn't exist"
-                )),
-                Some(_) if !op.session.is_empty() => Err(format!(
-                    "failed session check for key {key:?}, current session \"\" != {:?}",
-                    op.session
-                )),
-                Some(_) => Ok(result(kv, false)),
-            },
+            "check-session" => {
+                if !kv.contains_key(key) {
+                    return Err(format!(
+                        "failed to check session, key {key:?} doesn't exist"
+                    ));
+                }
+                let current = kv.holder(key).unwrap_or("");
+                if current != op.session {
+                    return Err(format!(
+                        "failed session check for key {key:?}, current session {current:?} != {:?}",
+                        op.session
+                    ));
+                }
+                Ok(result(kv, false))
+            }
             "check-not-exists" => {
                 if kv.contains_key(key) {
                     return Err(format!("key {key:?} exists"));
