@@ -20,7 +20,7 @@ use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{
-    AddressMode, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
+    AddressMode, Advertised, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
     MarathonConsulLeftovers, RegisterWhen,
 };
 use pico_args::Arguments;
@@ -485,6 +485,11 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         let mut ha = HaConfig::new(&registration_id, &instance_id);
         ha.ttl = ha_ttl;
         ha.key = ha_key.unwrap_or(ha.key);
+        ha.advertise = Some(Advertised {
+            address: host.clone(),
+            port,
+            check_url: format!("{scheme}://{host}:{port}/"),
+        });
         ha
     });
     Ok(RunArgs {

@@ -86,7 +86,12 @@ fn run(args: RunArgs) -> ExitCode {
         settings.listen_port,
     );
     // The driver's clock starts when `run` starts, so the bridge starts at zero.
-    let bridge = Bridge::new(args.config(), Duration::ZERO);
+    let mut config = args.config();
+    if let Some(ha) = &mut config.ha {
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        ha.started_at_unix_ms = since_epoch.ok().map(|d| d.as_millis() as u64);
+    }
+    let bridge = Bridge::new(config, Duration::ZERO);
     match smol::block_on(consular_adapters::run(bridge, settings, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

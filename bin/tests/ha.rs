@@ -30,6 +30,24 @@ fn holder(peers: &Peers) -> Option<String> {
     value["instance"].as_str().map(String::from)
 }
 
+/// The instance ids whose status key exists, with the role each says.
+fn statuses(peers: &Peers) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = peers
+        .cluster
+        .kv_keys("service/consular/consular/instances/")
+        .iter()
+        .filter_map(|key| {
+            let value: Value = serde_json::from_slice(&peers.cluster.kv_get_raw(key)?).ok()?;
+            Some((
+                value["instance"].as_str()?.to_string(),
+                value["role"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 fn instance_id(c: &Consular) -> String {
     format!("127.0.0.1:{}", c.addr().port())
 }
@@ -98,6 +116,27 @@ fn three_instances_one_leader_and_handovers_on_sigterm_and_sigkill() {
         .expect("running")
         .post_event(br#"{"eventType":"status_update_event","taskStatus":"TASK_KILLED","taskId":"x.1","host":"h"}"#);
     assert_eq!(posted, (200, r#"{"status": "standby"}"#.to_string()));
+    // Every instance says who it is in a status key, and registers itself as service `consular`
+    // with a check on its `/` that passes.
+    let mut expected: Vec<(String, String)> = instances
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let role = if i == leader { "leader" } else { "standby" };
+            (instance_id(c.as_ref().expect("running")), role.to_string())
+        })
+        .collect();
+    expected.sort();
+    wait_until("three status keys", DEADLINE, || {
+        statuses(&peers) == expected
+    });
+    wait_until("three passing consular services", DEADLINE, || {
+        let passing = support::consul::get_json(
+            peers.cluster.agent_addr(0),
+            "/v1/health/service/consular?passing",
+        );
+        passing.as_array().is_some_and(|a| a.len() == 3)
+    });
 
     // SIGTERM: the leader releases the key and a standby takes it at once.
     let mut old = instances[leader].take().expect("running");
@@ -130,6 +169,11 @@ fn three_instances_one_leader_and_handovers_on_sigterm_and_sigkill() {
     );
     eprintln!("SIGKILL handover: {sigkill_handover:?}");
     assert!(![leader, next].contains(&last));
+    // The dead instances' status keys went with their sessions; the last one's says it leads.
+    let last_id = instance_id(instances[last].as_ref().expect("running"));
+    wait_until("one status key, the leader's", DEADLINE, || {
+        statuses(&peers) == [(last_id.clone(), "leader".to_string())]
+    });
     wait_until("the task started during the handover", DEADLINE, || {
         support::consul::agent_services(peers.cluster.agent_addr(AGENT_2))
             .get(&late)

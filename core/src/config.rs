@@ -83,6 +83,23 @@ pub struct HaConfig {
     pub lock_delay: Duration,
     /// This instance's name (`--instance-id`), in the session name and the key's value.
     pub instance_id: String,
+    /// Where this instance serves HTTP, for the `consular` service it registers; `None`: it
+    /// registers none.
+    pub advertise: Option<Advertised>,
+    /// The wall-clock time (ms since the Unix epoch) at the bridge's time zero, for the times
+    /// in the status key; `None`: they are left out.
+    pub started_at_unix_ms: Option<u64>,
+}
+
+/// Where an instance serves HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    /// The address other hosts reach it on.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// The URL of its `/`, which Consul's check requests.
+    pub check_url: String,
 }
 
 impl HaConfig {
@@ -93,6 +110,8 @@ impl HaConfig {
             ttl: Duration::from_secs(15),
             lock_delay: Duration::from_secs(1),
             instance_id: String::from(instance_id),
+            advertise: None,
+            started_at_unix_ms: None,
         }
     }
 }

@@ -108,7 +108,7 @@ pub mod plan;
 
 pub use bridge::{Bridge, Role, Stats};
 pub use config::{
-    AddressMode, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
+    AddressMode, Advertised, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
     MarathonConsulLeftovers, RegisterWhen,
 };
 pub use engine::ConsulEngine;

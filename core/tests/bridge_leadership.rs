@@ -12,6 +12,8 @@ use serde_json::json;
 use support::transcript::{body_json, Transcript};
 
 const SESSION: &str = "e0af45e8-b49c-f4e2-ab18-7994a4d09754";
+const STATUS_SESSION: &str = "5ab2c3d4-0000-4000-8000-000000000002";
+const STATUS_PATH: &str = "/v1/kv/service/consular/test/instances/i1%3A7000";
 const KEY_PATH: &str = "/v1/kv/service/consular/test/leader";
 
 fn config() -> Config {
@@ -22,15 +24,40 @@ fn config() -> Config {
     }
 }
 
+/// Answers the two session creations of a new instance: the lock's and the status key's; then
+/// the first status write, whose body says `role`.
+fn sessions(t: &mut Transcript, role: &str) {
+    for _ in 0..2 {
+        let create = t.take(Method::Put, Target::Consul, "/v1/session/create");
+        let body = body_json(&create);
+        assert_eq!(body["TTL"], "15s");
+        let (id, behavior) = if body["Name"].as_str().unwrap().ends_with("leader") {
+            (SESSION, "release")
+        } else {
+            (STATUS_SESSION, "delete")
+        };
+        assert_eq!(body["Behavior"], behavior);
+        t.respond(&create, 200, &json!({"ID": id}).to_string());
+    }
+    let status = t.take(
+        Method::Put,
+        Target::Consul,
+        &format!("{STATUS_PATH}?acquire={STATUS_SESSION}"),
+    );
+    let body = body_json(&status);
+    assert_eq!(
+        (body["instance"].as_str(), body["role"].as_str()),
+        (Some("i1:7000"), Some(role))
+    );
+    t.respond(&status, 200, "true");
+}
+
 /// From start to holding the key; returns the transcript.
 fn leader() -> Transcript {
     let mut t = Transcript::new(config());
     assert_eq!(t.bridge.role(), Role::Standby);
-    let create = t.expect(Method::Put, Target::Consul, "/v1/session/create");
-    assert_eq!(body_json(&create)["TTL"], "15s");
-    t.expect_no_request();
-    t.respond(&create, 200, &json!({"ID": SESSION}).to_string());
-    let read = t.expect(
+    sessions(&mut t, "standby");
+    let read = t.take(
         Method::Get,
         Target::Consul,
         &format!("{KEY_PATH}?index=0&wait=30s"),
@@ -51,9 +78,8 @@ fn leader() -> Transcript {
 #[test]
 fn a_standby_writes_nothing_and_answers_callbacks_standby() {
     let mut t = Transcript::new(config());
-    let create = t.expect(Method::Put, Target::Consul, "/v1/session/create");
-    t.respond(&create, 200, &json!({"ID": SESSION}).to_string());
-    let read = t.expect(
+    sessions(&mut t, "standby");
+    let read = t.take(
         Method::Get,
         Target::Consul,
         &format!("{KEY_PATH}?index=0&wait=30s"),
@@ -71,7 +97,17 @@ fn a_standby_writes_nothing_and_answers_callbacks_standby() {
         "taskId": "web.1", "appId": "/web", "host": "h1", "ports": [1]});
     let id = t.event(&event.to_string());
     assert_eq!(t.reply(id), (200, r#"{"status": "standby"}"#.into()));
-    t.advance_to(Duration::from_secs(4));
+    // Five seconds on: both sessions are renewed; the status did not change, so it is not
+    // written again.
+    t.advance_to(Duration::from_secs(5));
+    for renew in [SESSION, STATUS_SESSION] {
+        let r = t.take(
+            Method::Put,
+            Target::Consul,
+            &format!("/v1/session/renew/{renew}"),
+        );
+        t.respond(&r, 200, "[]");
+    }
     t.expect_no_request();
     // The leader goes: the key is free, this one takes it and syncs first.
     let free = json!([{"Key": "service/consular/test/leader", "ModifyIndex": 80}]);
@@ -108,6 +144,18 @@ fn a_leaders_kv_writes_carry_a_session_check() {
         json!({"KV": {"Verb": "check-session", "Key": "service/consular/test/leader", "Session": SESSION}})
     );
     assert_eq!(ops[1]["KV"]["Key"], "consular/web/a");
+    t.respond(&txn, 200, r#"{"Results":[],"Errors":null}"#);
+    // The status, five seconds after the last write, says who leads and how the sync went.
+    t.advance_to(Duration::from_secs(5));
+    let status = t.take(
+        Method::Put,
+        Target::Consul,
+        &format!("{STATUS_PATH}?acquire={STATUS_SESSION}"),
+    );
+    let body = body_json(&status);
+    assert_eq!(body["role"], "leader");
+    assert_eq!(body["last_sync"]["result"], "complete");
+    assert_eq!(body["last_sync"]["writes"], 1);
 }
 
 #[test]
@@ -164,4 +212,10 @@ fn shutdown_releases_the_key_then_destroys_the_session() {
         &format!("/v1/session/destroy/{SESSION}"),
     );
     t.respond(&destroy, 200, "true");
+    // The status session goes too, and Consul deletes the status key with it.
+    let _status = t.take(
+        Method::Put,
+        Target::Consul,
+        &format!("/v1/session/destroy/{STATUS_SESSION}"),
+    );
 }

@@ -13,22 +13,20 @@
 //! module skip the queues (`Requests::submit_urgent`), so a renewal never waits behind a sync.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::sessions::{KeptSession, SessionChange, SessionPurpose};
 use super::{Answer, Awaiting, Bridge, Counter};
 use crate::config::{EventSource, HaConfig};
 use crate::consul::{
-    kv_lock_path, kv_watch_path, parse_lock_answer, parse_lock_holder, parse_session_created,
-    session_create_body, session_destroy_path, session_renew_path, LockVerb, TxnOp,
-    SESSION_CREATE_PATH,
+    kv_lock_path, kv_watch_path, parse_lock_answer, parse_lock_holder, LockVerb, TxnOp,
 };
-use crate::io::{Level, Method, Target};
+use crate::io::{Level, Method};
 use crate::marathon::ids::Shown;
 
 /// How long a standby's blocking read of the key waits at most.
 const WATCH_WAIT: Duration = Duration::from_secs(30);
-/// Wait after a failed request of this module before the next try.
+/// Wait after a failed read or take of the key before the next try.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// Whether this instance acts.
@@ -40,32 +38,12 @@ pub enum Role {
     Standby,
 }
 
-/// Which request of this module an answer is for.
+/// Which request on the key an answer is for.
 #[derive(Debug)]
-pub(super) enum LeadershipWait {
-    Create { sent_at: Duration },
-    Renew { session: String, sent_at: Duration },
+pub(super) enum LockWait {
     Watch,
     Acquire,
     Release { session: String },
-    Destroy,
-}
-
-#[derive(Debug)]
-enum Session {
-    Absent {
-        retry_at: Duration,
-    },
-    Creating,
-    Live {
-        id: String,
-        renew_at: Duration,
-        renewing: bool,
-        /// Send time of the last renewal (or the creation) Consul confirmed.
-        confirmed_at: Duration,
-    },
-    /// Shut down: no session, and none is made.
-    Ended,
 }
 
 #[derive(Debug)]
@@ -89,7 +67,7 @@ enum Lock {
 #[derive(Debug)]
 pub(super) struct Leadership {
     ha: Option<HaConfig>,
-    session: Session,
+    session: KeptSession,
     lock: Lock,
 }
 
@@ -97,12 +75,16 @@ impl Leadership {
     pub(super) fn new(ha: Option<HaConfig>, now: Duration) -> Self {
         Leadership {
             ha,
-            session: Session::Absent { retry_at: now },
+            session: KeptSession::new(now),
             lock: Lock::Read {
                 retry_at: now,
                 index: 0,
             },
         }
+    }
+
+    pub(super) fn session_mut(&mut self) -> &mut KeptSession {
+        &mut self.session
     }
 
     /// This instance's role now.
@@ -115,10 +97,10 @@ impl Leadership {
 
     /// The guard every KV transaction of a leader under `--ha` carries.
     pub(super) fn txn_guard(&self) -> Option<TxnOp> {
-        match (&self.ha, &self.session, &self.lock) {
-            (Some(ha), Session::Live { id, .. }, Lock::Held) => Some(TxnOp::CheckSession {
+        match (&self.ha, self.session.id(), &self.lock) {
+            (Some(ha), Some(id), Lock::Held) => Some(TxnOp::CheckSession {
                 key: ha.key.clone(),
-                session: id.clone(),
+                session: String::from(id),
             }),
             _ => None,
         }
@@ -126,11 +108,11 @@ impl Leadership {
 
     /// When the lease of a leader ends: see the module note.
     fn lease_until(&self, request_timeout: Duration) -> Option<Duration> {
-        match (&self.ha, &self.session, &self.lock) {
-            (Some(ha), Session::Live { confirmed_at, .. }, Lock::Held) => {
+        match (&self.ha, self.session.confirmed_at(), &self.lock) {
+            (Some(ha), Some(confirmed_at), Lock::Held) => {
                 let margin = request_timeout + Duration::from_secs(1);
                 let lease = ha.ttl.saturating_sub(margin).max(ha.ttl / 3);
-                Some(*confirmed_at + lease)
+                Some(confirmed_at + lease)
             }
             _ => None,
         }
@@ -139,25 +121,18 @@ impl Leadership {
     /// The next time this module has something to do.
     pub(super) fn next_at(&self, request_timeout: Duration) -> Option<Duration> {
         self.ha.as_ref()?;
-        let session = match &self.session {
-            Session::Absent { retry_at } => Some(*retry_at),
-            Session::Live {
-                renew_at,
-                renewing: false,
-                ..
-            } => Some(*renew_at),
+        let lock = match (self.session.id(), &self.lock) {
+            (Some(_), Lock::Read { retry_at, .. } | Lock::Take { retry_at }) => Some(*retry_at),
             _ => None,
         };
-        let lock = match (&self.session, &self.lock) {
-            (Session::Live { .. }, Lock::Read { retry_at, .. } | Lock::Take { retry_at }) => {
-                Some(*retry_at)
-            }
-            _ => None,
-        };
-        [session, lock, self.lease_until(request_timeout)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.next_at(),
+            lock,
+            self.lease_until(request_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -167,7 +142,8 @@ impl Bridge {
         self.leadership.role() == Role::Leader
     }
 
-    /// Runs what is due: a session to make or renew, the key to read, a lease that ended.
+    /// Runs what is due: the session to make or renew, the key to read or take, a lease that
+    /// ended.
     pub(super) fn on_leadership_timer(&mut self) {
         let Some(ha) = self.leadership.ha.clone() else {
             return;
@@ -175,176 +151,69 @@ impl Bridge {
         let now = self.now;
         if let Some(lease) = self.leadership.lease_until(self.config.request_timeout) {
             if now >= lease {
-                self.leadership.lock = Lock::Read {
-                    retry_at: now,
-                    index: 0,
-                };
+                self.read_key_again(now);
                 self.stand_down("its Consul session could not be renewed in time");
             }
         }
-        match &mut self.leadership.session {
-            Session::Absent { retry_at } if *retry_at <= now => {
-                self.leadership.session = Session::Creating;
-                let name = alloc::format!("consular {}", ha.instance_id);
-                let body = session_create_body(&name, ha.ttl, ha.lock_delay);
-                let wait = LeadershipWait::Create { sent_at: now };
-                self.send_leadership(
-                    wait,
-                    Method::Put,
-                    String::from(SESSION_CREATE_PATH),
-                    Some(body),
-                );
-            }
-            Session::Live {
-                id,
-                renew_at,
-                renewing,
-                ..
-            } if !*renewing && *renew_at <= now => {
-                *renewing = true;
-                let session = id.clone();
-                let path = session_renew_path(&session);
-                let wait = LeadershipWait::Renew {
-                    session,
-                    sent_at: now,
-                };
-                self.send_leadership(wait, Method::Put, path, None);
-            }
-            _ => {}
-        }
-        let Session::Live { id, .. } = &self.leadership.session else {
+        self.keep_session(SessionPurpose::Lock);
+        let Some(session) = self.leadership.session.id().map(String::from) else {
             return;
         };
-        let session = id.clone();
         match self.leadership.lock {
             Lock::Read { retry_at, index } if retry_at <= now => {
                 self.leadership.lock = Lock::Watching;
                 let path = kv_watch_path(&ha.key, index, WATCH_WAIT);
-                self.send_leadership(LeadershipWait::Watch, Method::Get, path, None);
+                // A blocking read answers after up to its wait (and Consul adds up to 1/16).
+                let timeout = self.config.request_timeout + WATCH_WAIT + WATCH_WAIT / 16;
+                self.send_urgent(
+                    Awaiting::Lock(LockWait::Watch),
+                    Method::Get,
+                    path,
+                    None,
+                    timeout,
+                );
             }
             Lock::Take { retry_at } if retry_at <= now => {
                 self.leadership.lock = Lock::Acquiring;
                 let value = serde_json::json!({"instance": ha.instance_id});
                 let body = serde_json::to_vec(&value).unwrap_or_default();
                 let path = kv_lock_path(&ha.key, LockVerb::Acquire, &session);
-                self.send_leadership(LeadershipWait::Acquire, Method::Put, path, Some(body));
+                let timeout = self.config.request_timeout;
+                let awaiting = Awaiting::Lock(LockWait::Acquire);
+                self.send_urgent(awaiting, Method::Put, path, Some(body), timeout);
             }
             _ => {}
         }
     }
 
-    fn send_leadership(
-        &mut self,
-        wait: LeadershipWait,
-        method: Method,
-        path: String,
-        body: Option<Vec<u8>>,
-    ) {
-        // A blocking read answers after up to its wait (and Consul adds up to 1/16 of it).
-        let timeout = match wait {
-            LeadershipWait::Watch => self.config.request_timeout + WATCH_WAIT + WATCH_WAIT / 16,
-            _ => self.config.request_timeout,
+    fn read_key_again(&mut self, now: Duration) {
+        self.leadership.lock = Lock::Read {
+            retry_at: now,
+            index: 0,
         };
-        let new = super::requests::NewRequest {
-            target: Target::Consul,
-            method,
-            path_and_query: path,
-            body,
-            response_limit: crate::Config::WRITE_RESPONSE_LIMIT,
-            timeout,
-        };
-        let awaiting = Awaiting::Leadership(wait);
-        self.requests
-            .submit_urgent(self.now, awaiting, new, &mut self.out);
     }
 
-    pub(super) fn on_leadership_answer(&mut self, wait: LeadershipWait, answer: Answer) {
-        self.leadership_answered(wait, answer);
-        // What the answer made due (a read of the key, a renewal) goes out now, not at the
-        // driver's next timeout.
+    /// The lock session's answer: a session Consul ended takes the lead with it.
+    pub(super) fn on_lock_session_change(&mut self, change: SessionChange) {
+        if change == SessionChange::Ended {
+            let was_leader = matches!(self.leadership.lock, Lock::Held);
+            self.read_key_again(self.now);
+            if was_leader {
+                self.stand_down("its Consul session ended");
+            }
+        }
+        // What the answer made due (reading the key, a renewal) goes out now.
         self.on_leadership_timer();
     }
 
-    fn leadership_answered(&mut self, wait: LeadershipWait, answer: Answer) {
+    pub(super) fn on_lock_answer(&mut self, wait: LockWait, answer: Answer) {
         let now = self.now;
         match wait {
-            LeadershipWait::Create { sent_at } => match answer.required(parse_session_created) {
-                Ok(id) if matches!(self.leadership.session, Session::Creating) => {
-                    let ttl = self.leadership.ha.as_ref().map_or(RETRY, |ha| ha.ttl);
-                    self.log(Level::Info, alloc::format!("Consul session {id} created"));
-                    self.leadership.session = Session::Live {
-                        id,
-                        renew_at: sent_at + ttl / 3,
-                        renewing: false,
-                        confirmed_at: sent_at,
-                    };
-                }
-                Ok(id) => {
-                    // Shut down meanwhile: end what was just made.
-                    self.send_leadership(
-                        LeadershipWait::Destroy,
-                        Method::Put,
-                        session_destroy_path(&id),
-                        None,
-                    );
-                }
-                Err(e) => {
-                    self.log(
-                        Level::Error,
-                        alloc::format!("cannot create a Consul session: {e}"),
-                    );
-                    if matches!(self.leadership.session, Session::Creating) {
-                        self.leadership.session = Session::Absent {
-                            retry_at: now + RETRY,
-                        };
-                    }
-                }
-            },
-            LeadershipWait::Renew { session, sent_at } => {
-                let ttl = self.leadership.ha.as_ref().map_or(RETRY, |ha| ha.ttl);
-                let Session::Live {
-                    id,
-                    renew_at,
-                    renewing,
-                    confirmed_at,
-                } = &mut self.leadership.session
-                else {
-                    return;
-                };
-                if *id != session {
-                    return;
-                }
-                *renewing = false;
-                if answer.body().is_some() {
-                    *confirmed_at = sent_at;
-                    *renew_at = sent_at + ttl / 3;
-                } else if answer.status() == Some(404) {
-                    let message = alloc::format!("Consul session {session} ended; making another");
-                    self.leadership.session = Session::Absent { retry_at: now };
-                    let was_leader = matches!(self.leadership.lock, Lock::Held);
-                    self.leadership.lock = Lock::Read {
-                        retry_at: now,
-                        index: 0,
-                    };
-                    self.log(Level::Warn, message);
-                    if was_leader {
-                        self.stand_down("its Consul session ended");
-                    }
-                } else {
-                    *renew_at = now + RETRY;
-                    let message =
-                        alloc::format!("cannot renew the Consul session: {}", answer.failure());
-                    self.log(Level::Warn, message);
-                }
-            }
-            LeadershipWait::Watch => {
+            LockWait::Watch => {
                 if !matches!(self.leadership.lock, Lock::Watching) {
                     return;
                 }
-                let ours = match &self.leadership.session {
-                    Session::Live { id, .. } => Some(id.clone()),
-                    _ => None,
-                };
+                let ours = self.leadership.session.id().map(String::from);
                 self.leadership.lock = match answer.parsed(parse_lock_holder) {
                     // No key, or nobody holds it: take it.
                     Ok(None) => Lock::Take { retry_at: now },
@@ -366,12 +235,12 @@ impl Bridge {
                     }
                 };
             }
-            LeadershipWait::Acquire => {
+            LockWait::Acquire => {
                 if !matches!(self.leadership.lock, Lock::Acquiring) {
                     return;
                 }
                 match answer.required(parse_lock_answer) {
-                    Ok(true) => self.take_lead(),
+                    Ok(true) => return self.take_lead(),
                     Ok(false) => {
                         // Held by another, or within the lock delay after its holder ended:
                         // read it again once that delay is over.
@@ -397,17 +266,13 @@ impl Bridge {
                     }
                 }
             }
-            LeadershipWait::Release { session } => {
+            LockWait::Release { session } => {
                 // Released (or not): the session goes either way, and with it any lock.
-                self.send_leadership(
-                    LeadershipWait::Destroy,
-                    Method::Put,
-                    session_destroy_path(&session),
-                    None,
-                );
+                self.destroy_session(SessionPurpose::Lock, &session);
+                return;
             }
-            LeadershipWait::Destroy => {}
         }
+        self.on_leadership_timer();
     }
 
     /// This instance holds the key: it leads from now on, starting with a full sync.
@@ -459,25 +324,19 @@ impl Bridge {
     /// the session is destroyed. Nothing is acted on afterwards.
     pub(super) fn resign(&mut self) {
         let was_leader = matches!(self.leadership.lock, Lock::Held);
-        let session = match core::mem::replace(&mut self.leadership.session, Session::Ended) {
-            Session::Live { id, .. } => Some(id),
-            _ => None,
-        };
         self.leadership.lock = Lock::Resigned;
+        let session = self.leadership.session.end();
         let (Some(ha), Some(session)) = (self.leadership.ha.clone(), session) else {
             return;
         };
         if was_leader {
             self.stand_down("shutting down");
             let path = kv_lock_path(&ha.key, LockVerb::Release, &session);
-            self.send_leadership(LeadershipWait::Release { session }, Method::Put, path, None);
+            let timeout = self.config.request_timeout;
+            let awaiting = Awaiting::Lock(LockWait::Release { session });
+            self.send_urgent(awaiting, Method::Put, path, None, timeout);
         } else {
-            self.send_leadership(
-                LeadershipWait::Destroy,
-                Method::Put,
-                session_destroy_path(&session),
-                None,
-            );
+            self.destroy_session(SessionPurpose::Lock, &session);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - `task.rs`: a task's status update → register (and sync its app's labels) or deregister;
 //! - `leadership.rs`: leader election among instances (`--ha`), and what taking and losing the
 //!   lead starts and stops;
+//! - `sessions.rs`: the Consul sessions `--ha` keeps alive;
+//! - `instance.rs`: an instance's status key and its own `consular` service (`--ha`);
 //! - `health.rs`: a health event → a read of its app's tasks → an update of each task it names;
 //! - `sync.rs`: the full sync: read Marathon and Consul, plan the difference, write it;
 //! - `subscription.rs`: the HTTP callback subscription at Marathon;
@@ -22,10 +24,12 @@
 mod events;
 mod freshness;
 mod health;
+mod instance;
 mod leadership;
 mod members;
 mod names;
 mod requests;
+mod sessions;
 mod stream;
 mod subscription;
 mod sweep;
@@ -129,7 +133,9 @@ enum Awaiting {
     TaskKv(task::ChainId, usize),
     Sync(sync::RoundId, sync::SyncWait),
     Health(health::HealthReadId),
-    Leadership(leadership::LeadershipWait),
+    Session(sessions::SessionPurpose, sessions::SessionWait),
+    Lock(leadership::LockWait),
+    Instance(instance::InstanceWait),
 }
 
 /// A response together with the request it answers, reduced to what workflows branch on.
@@ -228,6 +234,7 @@ pub struct Bridge {
     freshness: freshness::Freshness,
     health: health::HealthReads,
     leadership: leadership::Leadership,
+    instance: instance::Instance,
     members: members::Members,
     names: names::AppNames,
     sync: sync::Syncs,
@@ -253,6 +260,7 @@ impl Bridge {
             freshness: freshness::Freshness::default(),
             health: health::HealthReads::default(),
             leadership: leadership::Leadership::new(config.ha.clone(), now),
+            instance: instance::Instance::new(now),
             members: members::Members::default(),
             names: names::AppNames::default(),
             sync: sync::Syncs::new(
@@ -375,9 +383,11 @@ impl Bridge {
                 self.stream.next_at(),
             ]
         });
+        let instance = self.config.ha.as_ref().and(self.instance.next_at());
         let timers = [
             self.requests.next_deadline(),
             self.leadership.next_at(self.config.request_timeout),
+            instance,
         ];
         Output::Timeout(
             timers
@@ -394,6 +404,7 @@ impl Bridge {
     pub fn handle_shutdown(&mut self, now: Duration) {
         self.advance_clock(now);
         self.resign();
+        self.retire_instance();
         self.release_requests();
     }
 
@@ -434,6 +445,7 @@ impl Bridge {
 
     fn fire_timers(&mut self) {
         self.on_leadership_timer();
+        self.on_instance_timer();
         if !self.acts() {
             return;
         }
@@ -494,7 +506,15 @@ impl Bridge {
             Awaiting::TaskKv(chain, ops) => self.on_task_answer(chain, ops, answer),
             Awaiting::Sync(round, wait) => self.on_sync_answer(round, wait, answer),
             Awaiting::Health(read) => self.on_health_answer(read, answer),
-            Awaiting::Leadership(wait) => self.on_leadership_answer(wait, answer),
+            Awaiting::Session(purpose, wait) => {
+                let change = self.on_session_answer(purpose, wait, answer);
+                match purpose {
+                    sessions::SessionPurpose::Lock => self.on_lock_session_change(change),
+                    sessions::SessionPurpose::Status => self.on_status_session_change(change),
+                }
+            }
+            Awaiting::Lock(wait) => self.on_lock_answer(wait, answer),
+            Awaiting::Instance(wait) => self.on_instance_answer(wait, answer),
         }
     }
 

@@ -77,6 +77,16 @@ impl EventStream {
     }
 
     /// True once callbacks are the event source: configured so, or Marathon has no stream.
+    /// The stream's state in a word, for the instance status.
+    pub(super) fn state_name(&self) -> &'static str {
+        match self.state {
+            StreamState::Off => "off",
+            StreamState::Waiting { .. } => "waiting",
+            StreamState::Connecting { .. } => "connecting",
+            StreamState::Open { .. } => "open",
+        }
+    }
+
     pub(super) fn is_off(&self) -> bool {
         matches!(self.state, StreamState::Off)
     }

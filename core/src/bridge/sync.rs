@@ -86,7 +86,29 @@ struct SyncRound {
     writing: bool,
     running_tasks: usize,
     failures: usize,
+    /// Writes planned and sent.
+    writes: usize,
     notes: Vec<String>,
+}
+
+/// How the last sync ended, for the instance status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SyncReport {
+    pub(super) finished_at: Duration,
+    pub(super) outcome: SyncOutcome,
+    pub(super) duration: Duration,
+    pub(super) writes: usize,
+}
+
+/// A sync's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SyncOutcome {
+    /// Every read and write succeeded.
+    Complete,
+    /// It ran through, but a listing or a write failed.
+    Incomplete,
+    /// It stopped before writing (Marathon could not be read).
+    Failed,
 }
 
 #[derive(Debug)]
@@ -102,6 +124,8 @@ pub(super) struct Syncs {
     /// The desired state the next sync plans from instead of reading Marathon, if an embedder
     /// gave one; the latest given wins.
     next_given: Option<DesiredState>,
+    /// How the last sync ended.
+    last: Option<SyncReport>,
     /// No sync starts on schedule until the event stream's first attempt ends: a sync that read
     /// Marathon before the stream connected would miss the events in between, so connecting
     /// starts one anyway, and starting one before would only do the work twice.
@@ -119,6 +143,7 @@ impl Syncs {
             again: false,
             terminated: BTreeSet::new(),
             next_given: None,
+            last: None,
             held_for_stream,
         }
     }
@@ -139,6 +164,10 @@ impl Syncs {
 
     pub(super) fn is_running(&self) -> bool {
         self.round.is_some()
+    }
+
+    pub(super) fn last(&self) -> Option<SyncReport> {
+        self.last
     }
 }
 
@@ -242,6 +271,7 @@ impl Bridge {
             writing: false,
             running_tasks: 0,
             failures: 0,
+            writes: 0,
             notes: Vec::new(),
         });
         let timeout = self.config.request_timeout;
@@ -645,7 +675,9 @@ impl Bridge {
             self.send_check_write(awaiting, target, &write);
         }
         let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, SyncWait::KvWrite(n)));
-        self.current_round().writes_pending = writes + batches;
+        let round = self.current_round();
+        round.writes_pending = writes + batches;
+        round.writes = writes + batches;
         self.advance_sync();
     }
 
@@ -676,6 +708,16 @@ impl Bridge {
         }
         let level = if complete { Level::Info } else { Level::Warn };
         self.log(level, message);
+        self.sync.last = Some(SyncReport {
+            finished_at: self.now,
+            outcome: if complete {
+                SyncOutcome::Complete
+            } else {
+                SyncOutcome::Incomplete
+            },
+            duration: self.now - round.started_at,
+            writes: round.writes,
+        });
         if !round.consul.services_complete {
             // Terminated apps whose services could not be listed are purged next time.
             self.sync.terminated.extend(round.purge.apps);
@@ -692,6 +734,12 @@ impl Bridge {
             Level::Error,
             alloc::format!("sync failed, nothing written: {reason}; next sync retries"),
         );
+        self.sync.last = Some(SyncReport {
+            finished_at: self.now,
+            outcome: SyncOutcome::Failed,
+            duration: self.now - round.started_at,
+            writes: 0,
+        });
         self.schedule_next_sync(round.started_at);
     }
 

@@ -24,5 +24,5 @@ pub use service::{
 pub use session::{
     kv_key_path, kv_lock_path, kv_watch_path, parse_lock_answer, parse_lock_holder,
     parse_session_created, session_create_body, session_destroy_path, session_renew_path,
-    LockHolder, LockVerb, SESSION_CREATE_PATH,
+    LockHolder, LockVerb, SessionBehavior, SESSION_CREATE_PATH,
 };

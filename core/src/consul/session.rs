@@ -61,14 +61,32 @@ pub fn kv_watch_path(key: &str, index: u64, wait: Duration) -> String {
     )
 }
 
+/// What happens to the keys a session holds when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionBehavior {
+    /// They are released (the leader key).
+    Release,
+    /// They are deleted (an instance's status key).
+    Delete,
+}
+
 /// The `PUT /v1/session/create` body: a TTL session (no node checks: the instance need not run
-/// on a Consul node, and renewing is its liveness) whose locks are released when it ends.
-pub fn session_create_body(name: &str, ttl: Duration, lock_delay: Duration) -> Vec<u8> {
+/// on a Consul node, and renewing is its liveness).
+pub fn session_create_body(
+    name: &str,
+    ttl: Duration,
+    lock_delay: Duration,
+    behavior: SessionBehavior,
+) -> Vec<u8> {
+    let behavior = match behavior {
+        SessionBehavior::Release => "release",
+        SessionBehavior::Delete => "delete",
+    };
     let body = serde_json::json!({
         "Name": name,
         "TTL": alloc::format!("{}s", ttl.as_secs()),
         "LockDelay": alloc::format!("{}ms", lock_delay.as_millis()),
-        "Behavior": "release",
+        "Behavior": behavior,
         "Checks": [],
     });
     serde_json::to_vec(&body).unwrap_or_default()
@@ -168,6 +186,7 @@ mod tests {
             "consular h:7000",
             Duration::from_secs(15),
             Duration::from_secs(1),
+            SessionBehavior::Release,
         );
         assert_eq!(
             core::str::from_utf8(&body).unwrap(),
