@@ -180,3 +180,157 @@ fn three_instances_one_leader_and_handovers_on_sigterm_and_sigkill() {
             .is_some()
     });
 }
+
+/// A TCP proxy in front of every agent of a cluster, on one port of its own (the bridge reaches
+/// agents on `--consul`'s port): cutting it drops every connection and refuses new ones, as a
+/// partition would.
+struct Partition {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    fn new(peers: &Peers, agents: usize) -> Partition {
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let port = support::bridge::free_port();
+        for i in 0..agents {
+            let ip = peers.cluster.agent_ip(i);
+            let upstream = peers.cluster.agent_addr(i);
+            let listener = TcpListener::bind((ip, port)).expect("binding the proxy");
+            let cut = cut.clone();
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    if cut.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(upstream) else {
+                        continue;
+                    };
+                    for (mut from, mut to) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let cut = cut.clone();
+                        std::thread::spawn(move || {
+                            let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut buffer = [0u8; 16 * 1024];
+                            loop {
+                                if cut.load(Ordering::SeqCst) {
+                                    break;
+                                }
+                                match std::io::Read::read(&mut from, &mut buffer) {
+                                    Ok(0) => break,
+                                    Ok(n) => {
+                                        if std::io::Write::write_all(&mut to, &buffer[..n]).is_err()
+                                        {
+                                            break;
+                                        }
+                                    }
+                                    Err(e)
+                                        if matches!(
+                                            e.kind(),
+                                            std::io::ErrorKind::WouldBlock
+                                                | std::io::ErrorKind::TimedOut
+                                        ) => {}
+                                    Err(_) => break,
+                                }
+                            }
+                            let _ = from.shutdown(Shutdown::Both);
+                            let _ = to.shutdown(Shutdown::Both);
+                        });
+                    }
+                }
+            });
+        }
+        Partition { port, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The `time` (ms) of the log lines of `c` whose message contains `needle`.
+fn times_of(c: &Consular, needle: &str) -> Vec<u64> {
+    c.log_text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["msg"].as_str().is_some_and(|m| m.contains(needle)))
+        .filter_map(|v| v["time"].as_u64())
+        .collect()
+}
+
+#[test]
+fn a_leader_cut_off_from_consul_stops_writing_before_a_standby_starts() {
+    let peers = Peers::start(1, MarathonVersion::V1_10, |m| m.put_app("/web", &[]));
+    let partition = Partition::new(&peers, 2);
+    let ttl = TTL_SECONDS.to_string();
+    let flags = ["--events", "sse", "--ha", "--ha-ttl", &ttl];
+    let marathon = peers.marathon.url();
+    let cut_off = Consular::start(&marathon, &partition.url(), &flags);
+    let cut_off = [Some(cut_off)];
+    wait_leader(&peers, &cut_off, DEADLINE);
+    let [Some(cut_off)] = cut_off else {
+        unreachable!()
+    };
+    let standby = Consular::start(&marathon, &peers.cluster.server_url(), &flags);
+    let first = peers
+        .marathon
+        .with(|m| run_task(m, "/web", "127.0.0.2", &[31000]));
+    wait_until("the leader registers", DEADLINE, || {
+        cut_off.log_lines_with(&format!("registered {first}")) > 0
+    });
+    partition.cut();
+    // Tasks keep starting while the leader is cut off; whoever leads registers them.
+    let started: Vec<String> = (0..3)
+        .map(|i| {
+            std::thread::sleep(Duration::from_secs(3));
+            peers
+                .marathon
+                .with(|m| run_task(m, "/web", "127.0.0.2", &[31001 + i]))
+        })
+        .collect();
+    wait_until(
+        "the standby to lead",
+        Duration::from_secs(2 * TTL_SECONDS + 10),
+        || standby.log_lines_with("became the leader") > 0,
+    );
+    for task in &started {
+        wait_until("the standby registers", DEADLINE, || {
+            standby.log_lines_with(&format!("registered {task}")) > 0
+        });
+    }
+    let stood_down = times_of(&cut_off, "standing down as leader");
+    let took_over = times_of(&standby, "became the leader");
+    let (Some(&stood_down), Some(&took_over)) = (stood_down.first(), took_over.first()) else {
+        panic!("no stand-down or take-over in the logs");
+    };
+    let last_write = times_of(&cut_off, "registered ")
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let first_write = times_of(&standby, "registered ")
+        .into_iter()
+        .min()
+        .unwrap_or(u64::MAX);
+    eprintln!(
+        "cut-off leader: last write at {last_write}, stood down at {stood_down}; \
+         standby: led at {took_over}, first write at {first_write} (ms)"
+    );
+    assert!(
+        stood_down < took_over,
+        "stood down {stood_down}, took over {took_over}"
+    );
+    assert!(
+        last_write < first_write,
+        "last {last_write}, first {first_write}"
+    );
+}
