@@ -8,7 +8,8 @@
 //! **What lives here:** [`SimMarathon`] ([`marathon`]: four release lines of Marathon's JSON,
 //! events and errors), [`SimConsul`] ([`consul`]: agents, catalog, health, KV, txn, sessions and
 //! locks of Consul 1.8.7), the plumbing both share ([`SimResponse`], an order-keeping JSON builder, target and
-//! query parsing), [`SimWorld`] ([`world`]) and the [`scenario`] model.
+//! query parsing), [`SimWorld`] ([`world`]), [`SimCluster`] ([`cluster`]: several `--ha` instances) and the
+//! [`scenario`] model.
 //!
 //! **What does not:** sockets, threads, clocks and randomness. The models are pure request
 //! handlers (`handle(method, path_and_query, body) -> SimResponse`); serving them over HTTP is
@@ -23,12 +24,14 @@
 
 extern crate alloc;
 
+pub mod cluster;
 pub mod consul;
 pub mod marathon;
 pub mod scenario;
 mod wire;
 pub mod world;
 
+pub use cluster::{AppliedWrite, SimCluster};
 pub use consul::{RequestCounts, SessionBehavior, SimConsul, SimKvEntry, SimService, SimSession};
 pub use marathon::{
     sse_frame, MarathonVersion, SimApp, SimEvent, SimHealth, SimHealthCheck, SimMarathon,

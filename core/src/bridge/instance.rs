@@ -35,9 +35,12 @@ pub(super) enum InstanceWait {
 
 #[derive(Debug)]
 enum ServiceState {
-    Unregistered { retry_at: Duration },
+    Unregistered {
+        retry_at: Duration,
+    },
     Registering,
     Registered,
+    /// Not (or no longer) registered, and not to be: no address to advertise, or shut down.
     Ended,
 }
 
@@ -52,13 +55,17 @@ pub(super) struct Instance {
 }
 
 impl Instance {
-    pub(super) fn new(now: Duration) -> Self {
+    pub(super) fn new(now: Duration, advertised: bool) -> Self {
         Instance {
             session: KeptSession::new(now),
             written: None,
             writing: false,
             next_write_at: now,
-            service: ServiceState::Unregistered { retry_at: now },
+            service: if advertised {
+                ServiceState::Unregistered { retry_at: now }
+            } else {
+                ServiceState::Ended
+            },
         }
     }
 

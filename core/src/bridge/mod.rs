@@ -260,7 +260,10 @@ impl Bridge {
             freshness: freshness::Freshness::default(),
             health: health::HealthReads::default(),
             leadership: leadership::Leadership::new(config.ha.clone(), now),
-            instance: instance::Instance::new(now),
+            instance: instance::Instance::new(
+                now,
+                config.ha.as_ref().is_some_and(|ha| ha.advertise.is_some()),
+            ),
             members: members::Members::default(),
             names: names::AppNames::default(),
             sync: sync::Syncs::new(
