@@ -20,8 +20,8 @@ use consular_adapters::server::ServerLimits;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{
-    AddressMode, Advertised, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
-    MarathonConsulLeftovers, RegisterWhen,
+    AddressMode, Advertised, Config, EventSource, EventsEndpoint, FallbackMode, HaConfig,
+    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen,
 };
 use pico_args::Arguments;
 
@@ -81,6 +81,13 @@ Options:
                              [default: none]
   --register-when-healthy    Register a task of an app with health checks only once Marathon
                              reports all its checks alive; deregister it when one fails.
+  --fallback-mode [agent|catalog]
+                             Where --fallback registers a task whose host has no reachable agent:
+                             on the main agent, or in the catalog on an external node named
+                             after the host, for consul-esm (catalog implies --fallback).
+                             [default: agent]
+  --agentless                Register every task on an external node named after its host (for
+                             clusters without Consul agents on the Mesos hosts).
   --ha                       Run as one of several instances: only the one holding a Consul
                              lock (a session on --ha-key) acts; the others stand by.
   --ha-ttl INTEGER           Seconds of the session's TTL (10 to 86400).  [default: 15]
@@ -188,6 +195,10 @@ pub struct RunArgs {
     pub marathon_consul: MarathonConsulLeftovers,
     /// `--ha` with `--ha-ttl`, `--ha-key` and `--instance-id`.
     pub ha: Option<HaConfig>,
+    /// `--fallback-mode`
+    pub fallback_mode: FallbackMode,
+    /// `--agentless`
+    pub placement: Placement,
 }
 
 impl fmt::Debug for RunArgs {
@@ -221,6 +232,8 @@ impl fmt::Debug for RunArgs {
             .field("register_when", &self.register_when)
             .field("marathon_consul", &self.marathon_consul)
             .field("ha", &self.ha)
+            .field("fallback_mode", &self.fallback_mode)
+            .field("placement", &self.placement)
             .finish()
     }
 }
@@ -253,6 +266,8 @@ impl RunArgs {
             register_when: self.register_when,
             marathon_consul: self.marathon_consul,
             ha: self.ha.clone(),
+            fallback_mode: self.fallback_mode,
+            placement: self.placement,
             ..Config::default()
         }
     }
@@ -465,6 +480,18 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         .transpose()?
         .unwrap_or_else(|| format!("{host}:{port}"));
     let mut ha_asked = false;
+    let fallback_mode = match value(&mut args, "--fallback-mode")?.as_deref() {
+        None | Some("agent") => FallbackMode::Agent,
+        Some("catalog") => FallbackMode::Catalog,
+        Some(other) => {
+            return Err(CliError::invalid(
+                "--fallback-mode",
+                "agent or catalog",
+                other,
+            ))
+        }
+    };
+    let mut placement = Placement::OnAgents;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -478,6 +505,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--register-when-healthy" => register_when = RegisterWhen::Healthy,
             "--migrate-marathon-consul" => marathon_consul = MarathonConsulLeftovers::RemoveOnce,
             "--ha" => ha_asked = true,
+            "--agentless" => placement = Placement::Agentless,
             other => return Err(unexpected(other)),
         }
     }
@@ -492,6 +520,8 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         });
         ha
     });
+    // `--fallback-mode catalog` is a way of falling back.
+    let fallback = fallback || fallback_mode == FallbackMode::Catalog;
     Ok(RunArgs {
         scheme,
         host,
@@ -519,6 +549,8 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         register_when,
         marathon_consul,
         ha,
+        fallback_mode,
+        placement,
     })
 }
 
@@ -1216,6 +1248,16 @@ mod tests {
         assert_eq!(ha.instance_id, "localhost:7001");
         assert!(error(&["--ha", "--ha-ttl", "5"]).contains("--ha-ttl"));
         assert!(error(&["--ha", "--ha-key", "consular/x"]).contains("--ha-key"));
+        let catalog = run_args(&["--fallback-mode", "catalog"]).config();
+        assert_eq!(
+            (catalog.fallback, catalog.fallback_mode),
+            (true, FallbackMode::Catalog)
+        );
+        assert_eq!(
+            run_args(&["--agentless"]).config().placement,
+            Placement::Agentless
+        );
+        assert!(error(&["--fallback-mode", "x"]).contains("--fallback-mode"));
     }
 
     #[test]

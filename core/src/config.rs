@@ -71,6 +71,26 @@ pub enum MarathonConsulLeftovers {
     RemoveOnce,
 }
 
+/// Where a task whose host has no reachable agent registers (`--fallback-mode`, with
+/// `--fallback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackMode {
+    /// On the main Consul agent (consular 1.3.0's `--fallback`).
+    Agent,
+    /// In the catalog, on an external node named after the host (consul-esm runs its checks).
+    Catalog,
+}
+
+/// Where tasks register (`--agentless`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On their host's agent.
+    OnAgents,
+    /// Every task on an external node named after its host: clusters without agents on the
+    /// Mesos hosts.
+    Agentless,
+}
+
 /// Leader election among several instances (`--ha`): a Consul session holds `key`; only its
 /// holder acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +161,10 @@ pub struct Config {
     pub fallback: bool,
     /// Timeout of the fallback registration.
     pub fallback_timeout: Duration,
+    /// Where a fallback registration goes.
+    pub fallback_mode: FallbackMode,
+    /// Where tasks register at all.
+    pub placement: Placement,
     /// Requests in flight at most, over all targets.
     pub max_in_flight: usize,
     /// Requests in flight at most to any one target, so a slow agent cannot starve the others.
@@ -200,6 +224,8 @@ impl Default for Config {
             register_when: RegisterWhen::Running,
             fallback: false,
             fallback_timeout: Duration::from_secs(2),
+            fallback_mode: FallbackMode::Agent,
+            placement: Placement::OnAgents,
             max_in_flight: 64,
             max_in_flight_per_target: 8,
             debug: false,

@@ -108,8 +108,8 @@ pub mod plan;
 
 pub use bridge::{Bridge, Role, Stats};
 pub use config::{
-    AddressMode, Advertised, Config, EventSource, EventsEndpoint, HaConfig, HealthChecks,
-    MarathonConsulLeftovers, RegisterWhen,
+    AddressMode, Advertised, Config, EventSource, EventsEndpoint, FallbackMode, HaConfig,
+    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen,
 };
 pub use engine::ConsulEngine;
 pub use error::Error;

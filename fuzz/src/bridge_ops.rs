@@ -40,9 +40,9 @@ use consular_core::consul::{
 use consular_core::encoding::{base64_decode, base64_encode, encode_segment};
 use consular_core::marathon::{parse_event, MarathonEvent, SseParser};
 use consular_core::{
-    AddressMode, Bridge, Config, EventSource, EventsEndpoint, HealthChecks, InboundId,
-    MarathonConsulLeftovers, Method, Output, RegisterWhen, Request, RequestId, Response, Target,
-    TransportError,
+    AddressMode, Bridge, Config, EventSource, EventsEndpoint, FallbackMode, HealthChecks,
+    InboundId, MarathonConsulLeftovers, Method, Output, Placement, RegisterWhen, Request,
+    RequestId, Response, Target, TransportError,
 };
 use serde_json::{json, Value};
 
@@ -284,6 +284,12 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         register_when: *c.pick(&[RegisterWhen::Running, RegisterWhen::Healthy])?,
         fallback: flags & 8 != 0,
         fallback_timeout: Duration::from_secs(c.below(4)? as u64),
+        fallback_mode: *c.pick(&[FallbackMode::Agent, FallbackMode::Catalog])?,
+        placement: *c.pick(&[
+            Placement::OnAgents,
+            Placement::OnAgents,
+            Placement::Agentless,
+        ])?,
         max_in_flight: 1 + c.below(8)?,
         max_in_flight_per_target: 1 + c.below(4)?,
         debug: flags & 16 != 0,

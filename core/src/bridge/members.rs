@@ -59,8 +59,10 @@ impl Members {
 
     /// The catalog as just read: every node's address and name.
     pub(super) fn learn(&mut self, nodes: &[CatalogNode], now: Duration) {
+        // An external node has no agent: its host is no member, and gets no request.
         self.hosts = nodes
             .iter()
+            .filter(|n| !n.is_external())
             .flat_map(|n| [agent_host(&n.address), agent_host(&n.name)])
             .filter(|h| check_host(h).is_ok())
             .collect();
@@ -119,6 +121,7 @@ mod tests {
         let node = CatalogNode {
             name: "Node-1".into(),
             address: "10.0.0.1".into(),
+            meta: Default::default(),
         };
         members.learn(&[node], t0);
         assert_eq!(members.membership("node-1", t0), Membership::Member);

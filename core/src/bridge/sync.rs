@@ -6,7 +6,7 @@
 //! Syncs never overlap; ticks missed while one runs are skipped. A sync can also be requested (the
 //! event stream reconnected, an app terminated); a request during a sync runs one more after it.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -16,12 +16,15 @@ use super::members::Membership;
 use super::task::status_writes;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
-use crate::config::HealthChecks;
+use crate::config::{HealthChecks, Placement};
 use crate::consul::{agent_host, service_name, task_of_service};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
     CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
-    REGISTER_PATH,
+};
+use crate::consul::{
+    node_checks_path, node_services_path, parse_node_checks, parse_node_services, CheckProbe,
+    OWNER_NODE_META,
 };
 use crate::consul::{parse_agent_checks, AGENT_CHECKS_PATH};
 use crate::io::{Level, Method, Target};
@@ -56,6 +59,9 @@ pub(super) enum SyncWait {
     FailedNodes,
     AgentServices(String),
     AgentChecks(String),
+    ExternalServices(String),
+    ExternalChecks(String),
+    RemoveNode(String),
     Register(DesiredService, bool),
     CheckWrite(CheckWrite),
     Deregister(String, String),
@@ -78,6 +84,8 @@ struct SyncRound {
     failed_hosts: BTreeSet<String>,
     /// Agents whose checks could not be listed: their services count as unlisted.
     unchecked_agents: BTreeSet<String>,
+    /// External nodes (no agent) listed through the catalog, and whether this bridge made each.
+    external_nodes: BTreeMap<String, NodeMaker>,
     reads_pending: usize,
     purge: Purge,
     consul: ConsulState,
@@ -89,6 +97,13 @@ struct SyncRound {
     /// Writes planned and sent.
     writes: usize,
     notes: Vec<String>,
+}
+
+/// Who made an external node: only a node this bridge made is ever removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeMaker {
+    Us,
+    Other,
 }
 
 /// How the last sync ended, for the instance status.
@@ -257,6 +272,7 @@ impl Bridge {
             failed_nodes: None,
             failed_hosts: BTreeSet::new(),
             unchecked_agents: BTreeSet::new(),
+            external_nodes: BTreeMap::new(),
             reads_pending,
             purge: Purge {
                 everything: self.config.purge,
@@ -424,6 +440,63 @@ impl Bridge {
                     }
                 }
             }
+            SyncWait::ExternalServices(node) => {
+                round.reads_pending -= 1;
+                match answer.required(parse_node_services) {
+                    Ok(listing) => {
+                        let maker = match listing.meta.get(OWNER_NODE_META) {
+                            Some(id) if *id == self.config.registration_id => NodeMaker::Us,
+                            _ => NodeMaker::Other,
+                        };
+                        let place = external_place(&node);
+                        round.external_nodes.insert(place.clone(), maker);
+                        round
+                            .consul
+                            .services
+                            .extend(listing.services.into_iter().map(|registration| {
+                                ObservedService {
+                                    agent: place.clone(),
+                                    registration,
+                                }
+                            }));
+                    }
+                    Err(e) => round_unlisted(round, e),
+                }
+            }
+            SyncWait::ExternalChecks(node) => {
+                round.reads_pending -= 1;
+                match answer.required(parse_node_checks) {
+                    Ok(checks) => {
+                        round
+                            .consul
+                            .checks
+                            .extend(checks.into_iter().map(|check| ObservedCheck {
+                                agent: external_place(&node),
+                                check,
+                            }))
+                    }
+                    Err(e) => {
+                        round.unchecked_agents.insert(external_place(&node));
+                        round_unlisted(round, e);
+                    }
+                }
+            }
+            SyncWait::RemoveNode(node) => {
+                round.writes_pending -= 1;
+                if answer.body().is_some() {
+                    self.log(
+                        Level::Info,
+                        alloc::format!(
+                            "removed external node {node}: none of its services is left"
+                        ),
+                    );
+                } else {
+                    let message =
+                        alloc::format!("cannot remove external node {node}: {}", answer.failure());
+                    self.log(Level::Error, message);
+                    self.current_round().failures += 1;
+                }
+            }
             SyncWait::CheckWrite(write) => {
                 round.writes_pending -= 1;
                 if self.check_write_done(&write, &answer) == Written::Failed {
@@ -433,6 +506,7 @@ impl Bridge {
             SyncWait::Register(service, on_fallback) => {
                 round.writes_pending -= 1;
                 match self.registration_done(&service, on_fallback, &answer) {
+                    Registered::Done if on_fallback && self.registers_in_catalog() => {}
                     Registered::Done => {
                         let target = if on_fallback {
                             Target::Consul
@@ -486,8 +560,17 @@ impl Bridge {
         };
         let mut listed = Vec::new();
         let mut skipped = Vec::new();
+        // A node without an agent is read through the catalog; nothing goes to its address.
+        let externals: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.is_external() && check_host(&n.name).is_ok())
+            .map(|n| agent_host(&n.name))
+            .collect();
         // An address no agent can have (a hostile or broken catalog) is not contacted.
-        for node in nodes.iter().filter(|n| check_host(&n.address).is_ok()) {
+        for node in nodes
+            .iter()
+            .filter(|n| !n.is_external() && check_host(&n.address).is_ok())
+        {
             // One spelling for listing and purging, as `Target::Agent` wants it.
             let address = agent_host(&node.address);
             if failed.contains(&agent_host(&node.name)) {
@@ -512,8 +595,19 @@ impl Bridge {
             }
         }
         let id = round.id;
+        round.reads_pending += externals.len();
         if with_checks {
-            round.reads_pending += listed.len();
+            round.reads_pending += listed.len() + externals.len();
+        }
+        for node in externals {
+            if with_checks {
+                let path = node_checks_path(&node);
+                let awaiting = Awaiting::Sync(id, SyncWait::ExternalChecks(node.clone()));
+                self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
+            }
+            let path = node_services_path(&node);
+            let awaiting = Awaiting::Sync(id, SyncWait::ExternalServices(node));
+            self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
         }
         for address in listed {
             if with_checks {
@@ -539,6 +633,7 @@ impl Bridge {
 
     /// Plans and writes once every read is in; finishes once every write is answered.
     fn advance_sync(&mut self) {
+        let in_catalog = self.registers_in_catalog();
         let Some(round) = self.sync.round.as_mut() else {
             return;
         };
@@ -598,6 +693,40 @@ impl Bridge {
             .retain(|s| !unchecked.contains(&s.agent));
         let clashes = core::mem::take(&mut desired.clashes);
         skipped.append(&mut desired.skipped);
+        // A service on an external node carries no mirrored check (no agent holds its TTL), so
+        // none is planned for it.
+        if in_catalog {
+            let agentless = self.config.placement == Placement::Agentless;
+            for d in desired.services.values_mut() {
+                let external = agentless
+                    || round.failed_hosts.contains(&d.agent)
+                    || self.members.membership(&d.agent, self.now) != Membership::Member;
+                if external {
+                    d.registration
+                        .checks
+                        .retain(|c| c.probe != CheckProbe::Mirror);
+                }
+            }
+        }
+        // External nodes this bridge made that nothing desired is on, and whose listed services
+        // all go: removed too.
+        let empty_nodes: Vec<String> = if round.external_nodes.is_empty() {
+            Vec::new()
+        } else {
+            let desired_nodes: BTreeSet<&str> = desired
+                .services
+                .values()
+                .map(|d| d.agent.as_str())
+                .collect();
+            round
+                .external_nodes
+                .iter()
+                .filter(|(place, maker)| {
+                    **maker == NodeMaker::Us && !desired_nodes.contains(external_node(place))
+                })
+                .map(|(node, _)| node.clone())
+                .collect()
+        };
         let mut plan = plan_sync(
             desired,
             &round.consul,
@@ -608,6 +737,15 @@ impl Bridge {
         // `--migrate-marathon-consul`: its leftovers go with our dead services (sweep.rs).
         let leftovers = self.sweep.take(&round.consul, &mut self.out);
         plan.deregister.extend(leftovers);
+        let empty_nodes: Vec<String> = empty_nodes
+            .into_iter()
+            .filter(|node| {
+                let listed = round.consul.services.iter().filter(|s| s.agent == *node);
+                let going = |id: &str| plan.deregister.iter().any(|(a, i)| a == node && i == id);
+                listed.into_iter().all(|s| going(&s.registration.id))
+            })
+            .collect();
+        let external_nodes = core::mem::take(&mut round.external_nodes);
         // The listing is planned from; dropping it now keeps a warm sync's peak memory down.
         round.consul.services = Vec::new();
         round.consul.checks = Vec::new();
@@ -632,26 +770,26 @@ impl Bridge {
             );
             self.log(Level::Error, message);
         }
-        let writes = plan.register.len() + plan.deregister.len() + plan.checks.len();
+        // An external node has no agent to take a check write.
+        plan.checks.retain(|write| match write {
+            CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. } => {
+                !external_nodes.contains_key(agent)
+            }
+        });
+        let writes =
+            plan.register.len() + plan.deregister.len() + plan.checks.len() + empty_nodes.len();
         let mut skipped = 0;
         for service in plan.register {
             let reachable = !failed_hosts.contains(&service.agent)
                 && self.members.membership(&service.agent, self.now) == Membership::Member;
-            let on_fallback = !reachable;
-            if on_fallback && !self.config.fallback {
+            let on_fallback = !reachable || self.config.placement == Placement::Agentless;
+            if on_fallback && !self.registers_elsewhere() {
                 skipped += 1;
                 continue;
             }
-            let (target, body, timeout) = self.registration_request(&service, on_fallback);
+            let (target, path, body, timeout) = self.registration_request(&service, on_fallback);
             let awaiting = Awaiting::Sync(id, SyncWait::Register(service, on_fallback));
-            self.send(
-                awaiting,
-                target,
-                Method::Put,
-                REGISTER_PATH.into(),
-                body,
-                timeout,
-            );
+            self.send(awaiting, target, Method::Put, path, body, timeout);
         }
         let round = self.current_round();
         if skipped > 0 {
@@ -663,7 +801,18 @@ impl Bridge {
         let writes = writes - skipped;
         for (agent, service_id) in &plan.deregister {
             let wait = SyncWait::Deregister(agent.clone(), service_id.clone());
-            self.send_deregistration(Awaiting::Sync(id, wait), agent, service_id);
+            let awaiting = Awaiting::Sync(id, wait);
+            if external_nodes.contains_key(agent) {
+                let node = external_node(agent);
+                self.send_external_deregistration(awaiting, node, Some(service_id));
+            } else {
+                self.send_deregistration(awaiting, agent, service_id);
+            }
+        }
+        for place in empty_nodes {
+            let node = String::from(external_node(&place));
+            let awaiting = Awaiting::Sync(id, SyncWait::RemoveNode(node.clone()));
+            self.send_external_deregistration(awaiting, &node, None);
         }
         for write in plan.checks {
             let target = match &write {
@@ -759,6 +908,17 @@ impl Bridge {
         let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
         self.sync.next_at = Some(started_at + interval.saturating_mul(ticks));
     }
+}
+
+/// Where the services of external node `node` are observed: apart from an agent of the same
+/// address, so each is deregistered where it is (`@` never begins a host).
+fn external_place(node: &str) -> String {
+    alloc::format!("@{node}")
+}
+
+/// The node of an external place.
+fn external_node(place: &str) -> &str {
+    place.strip_prefix('@').unwrap_or(place)
 }
 
 /// A Consul listing failed: the round still registers what is missing but purges nothing.

@@ -13,12 +13,13 @@ use super::members::Membership;
 use super::names::NameClaim;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
-use crate::config::RegisterWhen;
+use crate::config::{Placement, RegisterWhen};
 use crate::consul::{
     agent_host, kv_tree_path, parse_agent_services, parse_kv_entries, service_name,
     task_of_service, Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, KV_ROOT,
     REG_ID_TAG_PREFIX,
 };
+use crate::consul::{node_services_path, parse_node_services};
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::ids::Shown;
 use crate::marathon::{
@@ -74,13 +75,16 @@ enum TaskStep {
         pending: usize,
         app_version: Option<String>,
     },
-    /// Listing the agent's services, to deregister only the task's services that are ours.
+    /// Listing the agent's (or the external node's) services, to deregister only the task's
+    /// services that are ours.
     ListTaskServices {
         agent: String,
+        place: ServicePlace,
     },
     /// Deregistering `id`; `rest` follow.
     Deregister {
         agent: String,
+        place: ServicePlace,
         id: String,
         rest: VecDeque<String>,
     },
@@ -91,6 +95,14 @@ enum TaskStep {
         on_fallback: bool,
         then: AfterRegistering,
     },
+}
+
+/// Where a task's services are: on its host's agent, or on an external node named after the
+/// host (`--fallback-mode catalog`, `--agentless`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServicePlace {
+    Agent,
+    External,
 }
 
 /// What a running task's update does, given its app and health.
@@ -372,15 +384,24 @@ impl Bridge {
             return Some(Finished::ok(reply_to, update));
         }
         let registers = matches!(act, Some(RunningAct::Register | RunningAct::AwaitHealth));
+        let agentless = self.config.placement == Placement::Agentless;
+        // Where the task's services are for a stop: an external node if that is where they go.
+        let external =
+            agentless || (membership != Membership::Member && self.registers_in_catalog());
         let step = match membership {
             Membership::Member | Membership::Stranger if registers => {
-                let on_fallback = membership == Membership::Stranger;
-                if on_fallback && !self.config.fallback {
+                let on_fallback = membership == Membership::Stranger || agentless;
+                if on_fallback && !self.registers_elsewhere() {
                     return Some(self.stranger_refused(reply_to, update));
                 }
-                if on_fallback {
+                if membership == Membership::Stranger {
+                    let place = if self.registers_in_catalog() {
+                        alloc::format!("on external node {agent}")
+                    } else {
+                        String::from("on the main Consul (fallback)")
+                    };
                     let message = alloc::format!(
-                        "{agent} is not a member of the Consul cluster; registering {} on the main Consul (fallback)",
+                        "{agent} is not a member of the Consul cluster; registering {} {place}",
                         update.task_id
                     );
                     self.log(Level::Warn, message);
@@ -416,13 +437,26 @@ impl Bridge {
                     then: AfterRegistering::Labels,
                 }
             }
+            _ if external => {
+                let timeout = self.config.request_timeout;
+                let path = node_services_path(&agent);
+                let awaiting = Awaiting::Task(chain_id);
+                self.send(awaiting, Target::Consul, Method::Get, path, None, timeout);
+                TaskStep::ListTaskServices {
+                    agent,
+                    place: ServicePlace::External,
+                }
+            }
             Membership::Member => {
                 let timeout = self.config.request_timeout;
                 let path = String::from(AGENT_SERVICES_PATH);
                 let target = Target::Agent(agent.clone());
                 let awaiting = Awaiting::Task(chain_id);
                 self.send(awaiting, target, Method::Get, path, None, timeout);
-                TaskStep::ListTaskServices { agent }
+                TaskStep::ListTaskServices {
+                    agent,
+                    place: ServicePlace::Agent,
+                }
             }
             Membership::Stranger | Membership::Unknown => {
                 return Some(self.stranger_refused(reply_to, update))
@@ -504,6 +538,19 @@ impl Bridge {
         })
     }
 
+    fn send_task_deregistration(
+        &mut self,
+        awaiting: Awaiting,
+        agent: &str,
+        place: ServicePlace,
+        id: &str,
+    ) {
+        match place {
+            ServicePlace::Agent => self.send_deregistration(awaiting, agent, id),
+            ServicePlace::External => self.send_external_deregistration(awaiting, agent, Some(id)),
+        }
+    }
+
     fn stranger_refused(&mut self, reply_to: Option<InboundId>, update: StatusUpdate) -> Finished {
         let error = alloc::format!(
             "{} is not a member of the Consul cluster: no request was sent to it",
@@ -532,7 +579,10 @@ impl Bridge {
                 then,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Registered::Done => {
-                    chain.statuses.extend(status_writes(&service));
+                    // A mirrored check lives on an agent; the catalog carries none.
+                    if !(on_fallback && self.registers_in_catalog()) {
+                        chain.statuses.extend(status_writes(&service));
+                    }
                     chain.registered.push(service);
                     match rest.pop_front() {
                         Some(next) => {
@@ -672,9 +722,15 @@ impl Bridge {
             }
             TaskStep::AwaitMembers => TaskStep::AwaitMembers,
             TaskStep::AwaitShape => TaskStep::AwaitShape,
-            TaskStep::ListTaskServices { agent } => {
+            TaskStep::ListTaskServices { agent, place } => {
                 let task_id = chain.update.task_id.clone();
-                let listed = match answer.required(parse_agent_services) {
+                let listed = match place {
+                    ServicePlace::Agent => answer.required(parse_agent_services),
+                    ServicePlace::External => answer
+                        .required(parse_node_services)
+                        .map(|listing| listing.services),
+                };
+                let listed = match listed {
                     Ok(services) => services,
                     Err(e) => {
                         let message = alloc::format!("cannot list the services of {agent}: {e}");
@@ -700,15 +756,17 @@ impl Bridge {
                     self.debug(alloc::format!("{task_id} is not registered on {agent}"));
                     return self.finish_chain(chain.reply_to, chain.update, None);
                 };
-                self.send_deregistration(awaiting, &agent, &id);
+                self.send_task_deregistration(awaiting, &agent, place, &id);
                 TaskStep::Deregister {
                     agent,
+                    place,
                     id,
                     rest: ids,
                 }
             }
             TaskStep::Deregister {
                 agent,
+                place,
                 id,
                 mut rest,
             } => {
@@ -719,9 +777,10 @@ impl Bridge {
                 }
                 match rest.pop_front() {
                     Some(next) => {
-                        self.send_deregistration(awaiting, &agent, &next);
+                        self.send_task_deregistration(awaiting, &agent, place, &next);
                         TaskStep::Deregister {
                             agent,
+                            place,
                             id: next,
                             rest,
                         }

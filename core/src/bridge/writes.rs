@@ -27,41 +27,72 @@ pub(super) enum Written {
     /// Not applied (logged); the next sync retries.
     Failed,
 }
+use crate::config::{FallbackMode, Placement};
 use crate::consul::{
-    check_deregister_path, check_update_path, deregister_path, guarded_txn_batches, TxnOp,
-    REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH,
+    check_deregister_path, check_update_path, deregister_path, external_deregister_body,
+    external_register_body, guarded_txn_batches, TxnOp, CATALOG_DEREGISTER_PATH,
+    CATALOG_REGISTER_PATH, REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH,
 };
 use crate::io::{Level, Method, Target};
 use crate::marathon::ids::Shown;
 use crate::plan::{CheckWrite, DesiredService};
 
 impl Bridge {
-    /// Registers `service` on its agent, or on the main Consul when `on_fallback`.
+    /// Registers `service` on its agent, or, when `on_fallback` (its host has no reachable agent,
+    /// or `--agentless`), where [`Bridge::registers_in_catalog`] says.
     pub(super) fn send_registration(
         &mut self,
         awaiting: Awaiting,
         service: &DesiredService,
         on_fallback: bool,
     ) {
-        let (target, body, timeout) = self.registration_request(service, on_fallback);
-        let path = String::from(REGISTER_PATH);
+        let (target, path, body, timeout) = self.registration_request(service, on_fallback);
         self.send(awaiting, target, Method::Put, path, body, timeout);
     }
 
-    /// Where a registration of `service` goes, its body, and its timeout: for callers whose
+    /// True if a registration not on the task host's agent goes to the catalog, on an external
+    /// node (`--fallback-mode catalog`, `--agentless`), rather than to the main agent.
+    pub(super) fn registers_in_catalog(&self) -> bool {
+        self.config.fallback_mode == FallbackMode::Catalog
+            || self.config.placement == Placement::Agentless
+    }
+
+    /// True if a task on a host that is not a member may still be registered (`--fallback`, or
+    /// `--agentless`).
+    pub(super) fn registers_elsewhere(&self) -> bool {
+        self.config.fallback || self.config.placement == Placement::Agentless
+    }
+
+    /// Where a registration of `service` goes, its path, body and timeout: for callers whose
     /// awaiting entry takes `service` itself.
     pub(super) fn registration_request(
         &self,
         service: &DesiredService,
         on_fallback: bool,
-    ) -> (Target, Option<Vec<u8>>, Duration) {
+    ) -> (Target, String, Option<Vec<u8>>, Duration) {
+        if on_fallback && self.registers_in_catalog() {
+            let body = external_register_body(
+                &self.config.registration_id,
+                &service.agent,
+                &service.registration.address,
+                &service.registration,
+            );
+            let path = String::from(CATALOG_REGISTER_PATH);
+            return (
+                Target::Consul,
+                path,
+                Some(body),
+                self.config.request_timeout,
+            );
+        }
         let (target, timeout) = if on_fallback {
             (Target::Consul, self.config.fallback_timeout)
         } else {
             let agent = Target::Agent(service.agent.clone());
             (agent, self.config.request_timeout)
         };
-        (target, Some(service.registration.to_json()), timeout)
+        let path = String::from(REGISTER_PATH);
+        (target, path, Some(service.registration.to_json()), timeout)
     }
 
     /// Accounts for a registration answer.
@@ -74,10 +105,10 @@ impl Bridge {
         let reg = &service.registration;
         if answer.body().is_some() {
             self.stats.count(Counter::Registered, 1);
-            let place = if on_fallback {
-                String::from("the main Consul (fallback)")
-            } else {
-                service.agent.clone()
+            let place = match (on_fallback, self.registers_in_catalog()) {
+                (true, true) => alloc::format!("external node {}", service.agent),
+                (true, false) => String::from("the main Consul (fallback)"),
+                (false, _) => service.agent.clone(),
             };
             self.log(
                 Level::Info,
@@ -101,6 +132,26 @@ impl Bridge {
             alloc::format!("cannot register {}: {}", reg.id, answer.failure()),
         );
         Registered::Failed
+    }
+
+    /// Deregisters service `id` from external node `node` (or the whole node, for `None`).
+    pub(super) fn send_external_deregistration(
+        &mut self,
+        awaiting: Awaiting,
+        node: &str,
+        id: Option<&str>,
+    ) {
+        let timeout = self.config.request_timeout;
+        let body = external_deregister_body(node, id);
+        let path = String::from(CATALOG_DEREGISTER_PATH);
+        self.send(
+            awaiting,
+            Target::Consul,
+            Method::Put,
+            path,
+            Some(body),
+            timeout,
+        );
     }
 
     /// Deregisters service `id` from the agent on `agent`.

@@ -3,6 +3,7 @@
 //! [`crate::plan`]; when, in [`crate::bridge`].
 
 mod check;
+mod external;
 mod kv;
 mod service;
 mod session;
@@ -10,6 +11,11 @@ mod session;
 pub use check::{
     check_deregister_path, check_update_path, parse_agent_checks, CheckProbe, CheckState,
     CheckStatus, ListedCheck, ServiceCheck, AGENT_CHECKS_PATH, CHECK_ID_PREFIX, MIRROR_TTL,
+};
+pub use external::{
+    external_deregister_body, external_register_body, node_checks_path, node_services_path,
+    parse_node_checks, parse_node_services, ExternalListing, CATALOG_DEREGISTER_PATH,
+    CATALOG_REGISTER_PATH, EXTERNAL_NODE_META, EXTERNAL_PROBE_META, OWNER_NODE_META,
 };
 pub use kv::{
     guarded_txn_batches, kv_mark, kv_tree_path, label_key, label_value, parse_kv_entries,

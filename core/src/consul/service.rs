@@ -186,6 +186,22 @@ pub struct CatalogNode {
     /// The node's address.
     #[serde(rename = "Address")]
     pub address: String,
+    /// Node meta; `external-node` marks a node without an agent ([`super::EXTERNAL_NODE_META`]).
+    #[serde(rename = "Meta", default, deserialize_with = "null_as_empty")]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl CatalogNode {
+    /// True for a node without an agent of its own: nothing is sent to its address.
+    pub fn is_external(&self) -> bool {
+        self.meta.get(super::EXTERNAL_NODE_META).map(String::as_str) == Some("true")
+    }
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Parses `GET /v1/catalog/nodes`, in Consul's order.
@@ -275,5 +291,18 @@ mod tests {
         assert_eq!(services[0].port, None);
         assert!(services[0].tags.is_empty());
         assert_eq!(services[1].port, Some(80));
+    }
+}
+#[cfg(test)]
+mod external_node_tests {
+    #[test]
+    fn external_nodes_are_known_by_their_meta() {
+        let nodes = super::parse_catalog_nodes(
+            br#"[{"ID":"","Node":"127.0.0.9","Address":"127.0.0.9","Datacenter":"dc1","TaggedAddresses":null,"Meta":{"consular-registration-id":"consular","external-node":"true","external-probe":"true"},"CreateIndex":1,"ModifyIndex":1},
+                 {"Node":"vm","Address":"127.0.0.1","Meta":{"consul-network-segment":""}}]"#,
+        )
+        .unwrap();
+        assert!(nodes[0].is_external());
+        assert!(!nodes[1].is_external());
     }
 }
