@@ -141,3 +141,40 @@ fn a_sync_reads_external_nodes_through_the_catalog_and_removes_ours_left_empty()
     );
     t.expect_no_request();
 }
+
+#[test]
+fn a_check_an_external_service_no_longer_has_goes_through_the_catalog() {
+    let mut t = Transcript::new(Config {
+        sync_interval: std::time::Duration::from_secs(60),
+        health_checks: consular_core::HealthChecks::Agent,
+        ..config(FallbackMode::Catalog, Placement::OnAgents)
+    });
+    // The app lost its health check; its task on external node h9 is as desired otherwise.
+    let apps = t.take(Method::Get, Target::Marathon, "/v2/apps?embed=apps.tasks");
+    let running = json!({"apps": [{"id": "/web", "tasks": [{"id": "web.1", "host": "h9",
+        "ports": [31000], "state": "TASK_RUNNING"}]}]});
+    t.respond(&apps, 200, &running.to_string());
+    let kv = t.take(Method::Get, Target::Consul, "/v1/kv/consular/?recurse");
+    t.respond(&kv, 404, "");
+    let nodes = t.take(Method::Get, Target::Consul, "/v1/catalog/nodes");
+    let listing = json!([{"Node": "h9", "Address": "h9", "Meta": {"external-node": "true"}}]);
+    t.respond(&nodes, 200, &listing.to_string());
+    let health = t.take(Method::Get, Target::Consul, "/v1/health/state/critical");
+    t.respond(&health, 200, "[]");
+    let services = t.take(Method::Get, Target::Consul, "/v1/catalog/node-services/h9");
+    let ours = json!({"Node": {"Node": "h9", "Meta": {"external-node": "true", "consular-registration-id": "test"}},
+        "Services": [{"ID": "web.1", "Service": "web", "Address": "h9", "Port": 31000,
+                      "Tags": ["consular-reg-id=test", "consular-app-id=/web"]}]});
+    t.respond(&services, 200, &ours.to_string());
+    let checks = t.take(Method::Get, Target::Consul, "/v1/health/node/h9");
+    let stale = json!([{"Node": "h9", "CheckID": "consular:web.1:1", "ServiceID": "web.1",
+        "Name": "Marathon health check 1 (TCP)", "Notes": "x", "Status": "passing"}]);
+    t.respond(&checks, 200, &stale.to_string());
+    let removal = t.take(Method::Put, Target::Consul, "/v1/catalog/deregister");
+    assert_eq!(
+        body_json(&removal),
+        json!({"Node": "h9", "CheckID": "consular:web.1:1"})
+    );
+    t.respond(&removal, 200, "true");
+    t.expect_no_request();
+}

@@ -23,8 +23,8 @@ use crate::consul::{
     CatalogNode, AGENT_SERVICES_PATH, CATALOG_NODES_PATH, CRITICAL_CHECKS_PATH, KV_ROOT,
 };
 use crate::consul::{
-    node_checks_path, node_services_path, parse_node_checks, parse_node_services, CheckProbe,
-    OWNER_NODE_META,
+    node_checks_path, node_services_path, parse_node_checks, parse_node_services, CatalogEntry,
+    CheckProbe, OWNER_NODE_META,
 };
 use crate::consul::{parse_agent_checks, AGENT_CHECKS_PATH};
 use crate::io::{Level, Method, Target};
@@ -770,11 +770,11 @@ impl Bridge {
             );
             self.log(Level::Error, message);
         }
-        // An external node has no agent to take a check write.
+        // An external node has no agent to take a status write (none is planned: it carries
+        // no mirrored check); a check it no longer has goes through the catalog.
         plan.checks.retain(|write| match write {
-            CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. } => {
-                !external_nodes.contains_key(agent)
-            }
+            CheckWrite::Update { agent, .. } => !external_nodes.contains_key(agent),
+            CheckWrite::Remove { .. } => true,
         });
         let writes =
             plan.register.len() + plan.deregister.len() + plan.checks.len() + empty_nodes.len();
@@ -804,7 +804,8 @@ impl Bridge {
             let awaiting = Awaiting::Sync(id, wait);
             if external_nodes.contains_key(agent) {
                 let node = external_node(agent);
-                self.send_external_deregistration(awaiting, node, Some(service_id));
+                let entry = CatalogEntry::Service(service_id);
+                self.send_external_deregistration(awaiting, node, entry);
             } else {
                 self.send_deregistration(awaiting, agent, service_id);
             }
@@ -812,16 +813,20 @@ impl Bridge {
         for place in empty_nodes {
             let node = String::from(external_node(&place));
             let awaiting = Awaiting::Sync(id, SyncWait::RemoveNode(node.clone()));
-            self.send_external_deregistration(awaiting, &node, None);
+            self.send_external_deregistration(awaiting, &node, CatalogEntry::Node);
         }
         for write in plan.checks {
-            let target = match &write {
-                CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. } => {
-                    Target::Agent(agent.clone())
-                }
-            };
             let awaiting = Awaiting::Sync(id, SyncWait::CheckWrite(write.clone()));
-            self.send_check_write(awaiting, target, &write);
+            match &write {
+                CheckWrite::Remove { agent, check_id } if external_nodes.contains_key(agent) => {
+                    let entry = CatalogEntry::Check(check_id);
+                    self.send_external_deregistration(awaiting, external_node(agent), entry);
+                }
+                CheckWrite::Update { agent, .. } | CheckWrite::Remove { agent, .. } => {
+                    let target = Target::Agent(agent.clone());
+                    self.send_check_write(awaiting, target, &write);
+                }
+            }
         }
         let batches = self.send_kv_ops(&plan.kv, |n| Awaiting::Sync(id, SyncWait::KvWrite(n)));
         let round = self.current_round();

@@ -19,7 +19,7 @@ use crate::consul::{
     task_of_service, Registration, AGENT_SERVICES_PATH, APP_ID_TAG_PREFIX, KV_ROOT,
     REG_ID_TAG_PREFIX,
 };
-use crate::consul::{node_services_path, parse_node_services};
+use crate::consul::{node_services_path, parse_node_services, CatalogEntry};
 use crate::io::{InboundId, Level, Method, Target};
 use crate::marathon::ids::Shown;
 use crate::marathon::{
@@ -547,7 +547,10 @@ impl Bridge {
     ) {
         match place {
             ServicePlace::Agent => self.send_deregistration(awaiting, agent, id),
-            ServicePlace::External => self.send_external_deregistration(awaiting, agent, Some(id)),
+            ServicePlace::External => {
+                let entry = CatalogEntry::Service(id);
+                self.send_external_deregistration(awaiting, agent, entry)
+            }
         }
     }
 

@@ -30,7 +30,7 @@ pub(super) enum Written {
 use crate::config::{FallbackMode, Placement};
 use crate::consul::{
     check_deregister_path, check_update_path, deregister_path, external_deregister_body,
-    external_register_body, guarded_txn_batches, TxnOp, CATALOG_DEREGISTER_PATH,
+    external_register_body, guarded_txn_batches, CatalogEntry, TxnOp, CATALOG_DEREGISTER_PATH,
     CATALOG_REGISTER_PATH, REGISTER_PATH, TXN_MAX_BYTES, TXN_PATH,
 };
 use crate::io::{Level, Method, Target};
@@ -134,15 +134,15 @@ impl Bridge {
         Registered::Failed
     }
 
-    /// Deregisters service `id` from external node `node` (or the whole node, for `None`).
+    /// Removes `entry` (a service, a check, or the node itself) from external node `node`.
     pub(super) fn send_external_deregistration(
         &mut self,
         awaiting: Awaiting,
         node: &str,
-        id: Option<&str>,
+        entry: CatalogEntry<'_>,
     ) {
         let timeout = self.config.request_timeout;
-        let body = external_deregister_body(node, id);
+        let body = external_deregister_body(node, entry);
         let path = String::from(CATALOG_DEREGISTER_PATH);
         self.send(
             awaiting,

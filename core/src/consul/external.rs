@@ -99,11 +99,23 @@ pub fn external_register_body(
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The `PUT /v1/catalog/deregister` body: service `service_id` of `node`, or the whole node.
-pub fn external_deregister_body(node: &str, service_id: Option<&str>) -> Vec<u8> {
-    let body = match service_id {
-        Some(id) => serde_json::json!({"Node": node, "ServiceID": id}),
-        None => serde_json::json!({"Node": node}),
+/// What a `PUT /v1/catalog/deregister` removes from an external node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogEntry<'a> {
+    /// One service (with its checks).
+    Service(&'a str),
+    /// One check.
+    Check(&'a str),
+    /// The whole node.
+    Node,
+}
+
+/// The `PUT /v1/catalog/deregister` body removing `entry` from `node`.
+pub fn external_deregister_body(node: &str, entry: CatalogEntry<'_>) -> Vec<u8> {
+    let body = match entry {
+        CatalogEntry::Service(id) => serde_json::json!({"Node": node, "ServiceID": id}),
+        CatalogEntry::Check(id) => serde_json::json!({"Node": node, "CheckID": id}),
+        CatalogEntry::Node => serde_json::json!({"Node": node}),
     };
     serde_json::to_vec(&body).unwrap_or_default()
 }

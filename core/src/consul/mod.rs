@@ -14,7 +14,7 @@ pub use check::{
 };
 pub use external::{
     external_deregister_body, external_register_body, node_checks_path, node_services_path,
-    parse_node_checks, parse_node_services, ExternalListing, CATALOG_DEREGISTER_PATH,
+    parse_node_checks, parse_node_services, CatalogEntry, ExternalListing, CATALOG_DEREGISTER_PATH,
     CATALOG_REGISTER_PATH, EXTERNAL_NODE_META, EXTERNAL_PROBE_META, OWNER_NODE_META,
 };
 pub use kv::{
