@@ -19,7 +19,7 @@ use consular_core::{Bridge, Config, HaConfig, Role};
 
 use crate::consul::SimConsul;
 use crate::marathon::SimMarathon;
-use crate::world::agent_address;
+use crate::world::{agent_address, consul_agent_of, serve_consul, serve_marathon};
 
 /// Steps after which a run declares a livelock.
 const STEP_BOUND: usize = 2_000_000;
@@ -331,19 +331,8 @@ impl SimCluster {
 
     /// Applies `request` at its server; a write to Consul is recorded with the leader of now.
     fn serve(&mut self, instance: usize, request: &Request) -> Result<Response, TransportError> {
-        let body = request.body.as_deref().unwrap_or_default();
-        let agent = match &request.target {
-            Target::Marathon => {
-                let r = self
-                    .marathon
-                    .handle(request.method, &request.path_and_query, body);
-                return Ok(Response {
-                    status: r.status,
-                    body: r.body,
-                });
-            }
-            Target::Consul => agent_address(1),
-            Target::Agent(host) => host.clone(),
+        let Some(agent) = consul_agent_of(&request.target) else {
+            return Ok(serve_marathon(&mut self.marathon, request));
         };
         if !self.consul.is_up(&agent) {
             return Err(TransportError::Connect(alloc::format!(
@@ -359,13 +348,7 @@ impl SimCluster {
                 what: alloc::format!("{} {}", request.method, request.path_and_query),
             });
         }
-        let r = self
-            .consul
-            .handle(&agent, request.method, &request.path_and_query, body);
-        Ok(Response {
-            status: r.status,
-            body: r.body,
-        })
+        Ok(serve_consul(&mut self.consul, &agent, request))
     }
 
     /// The instance whose session holds the leader key, from its session's name.

@@ -264,22 +264,12 @@ impl SimWorld {
 
     /// The response the peer gives, checking the request against the ownership rules first.
     fn serve(&mut self, request: &Request) -> Result<Response, TransportError> {
-        let body = request.body.as_deref().unwrap_or_default();
-        let agent = match &request.target {
-            Target::Marathon => {
-                if !self.marathon_up {
-                    return Err(TransportError::Connect("marathon is down".into()));
-                }
-                let r = self
-                    .marathon
-                    .handle(request.method, &request.path_and_query, body);
-                return Ok(Response {
-                    status: r.status,
-                    body: r.body,
-                });
+        let agent = match consul_agent_of(&request.target) {
+            None if !self.marathon_up => {
+                return Err(TransportError::Connect("marathon is down".into()))
             }
-            Target::Consul => agent_address(1),
-            Target::Agent(host) => host.clone(),
+            None => return Ok(serve_marathon(&mut self.marathon, request)),
+            Some(agent) => agent,
         };
         if !self.consul.is_up(&agent) {
             return Err(TransportError::Connect(alloc::format!(
@@ -287,13 +277,7 @@ impl SimWorld {
             )));
         }
         self.check_ownership(&agent, request);
-        let r = self
-            .consul
-            .handle(&agent, request.method, &request.path_and_query, body);
-        Ok(Response {
-            status: r.status,
-            body: r.body,
-        })
+        Ok(serve_consul(&mut self.consul, &agent, request))
     }
 
     /// Records a violation for a deregistration of a service without our tag, or a KV delete
@@ -367,4 +351,34 @@ pub fn transcript(world: &SimWorld) -> String {
     }
     out.push_str(&world.now.as_micros().to_string());
     out
+}
+
+/// The Consul agent a request goes to (the main endpoint is the first agent); `None` for
+/// Marathon.
+pub(crate) fn consul_agent_of(target: &Target) -> Option<String> {
+    match target {
+        Target::Marathon => None,
+        Target::Consul => Some(agent_address(1)),
+        Target::Agent(host) => Some(host.clone()),
+    }
+}
+
+/// Marathon's answer to `request`.
+pub(crate) fn serve_marathon(marathon: &mut SimMarathon, request: &Request) -> Response {
+    let body = request.body.as_deref().unwrap_or_default();
+    let r = marathon.handle(request.method, &request.path_and_query, body);
+    Response {
+        status: r.status,
+        body: r.body,
+    }
+}
+
+/// The answer of Consul's agent at `agent` to `request`.
+pub(crate) fn serve_consul(consul: &mut SimConsul, agent: &str, request: &Request) -> Response {
+    let body = request.body.as_deref().unwrap_or_default();
+    let r = consul.handle(agent, request.method, &request.path_and_query, body);
+    Response {
+        status: r.status,
+        body: r.body,
+    }
 }
