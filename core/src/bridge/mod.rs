@@ -289,7 +289,8 @@ impl Bridge {
     }
 
     /// An inbound HTTP request (any method) for `path_and_query` with `body` arrived. `/`
-    /// answers `[]`; `/events` takes a Marathon event while it is served (see
+    /// answers `[]`; `/health` `200` while the loop runs; `/ready` `200` once a complete sync is
+    /// done and the event source is up, else `503` with the reason; `/events` takes a Marathon event while it is served (see
     /// [`Config::events_endpoint`]) and carries [`Config::events_secret`]; anything else is a 404.
     /// The answer comes as one [`Output::Reply`] for `id`, possibly after requests it needs.
     pub fn handle_inbound(
@@ -308,6 +309,18 @@ impl Bridge {
             .unwrap_or((path_and_query, ""));
         match path {
             "/" => self.reply(id, 200, String::from("[]")),
+            // The loop is alive: it answers.
+            "/health" => self.reply(id, 200, String::from("{\"status\": \"ok\"}")),
+            "/ready" => match self.not_ready() {
+                None => self.reply(id, 200, String::from("{\"ready\": true}")),
+                Some(reason) => {
+                    let body = alloc::format!(
+                        "{{\"ready\": false, \"reason\": {}}}",
+                        json_ascii_string(reason)
+                    );
+                    self.reply(id, 503, body)
+                }
+            },
             "/events" => self.handle_events_request(id, query, body),
             _ => self.reply_error(id, 404, "Not found"),
         }
@@ -459,6 +472,26 @@ impl Bridge {
         if self.sync.is_due(self.now) {
             self.start_sync();
         }
+    }
+
+    /// Why this instance is not ready for `/ready`, if it is not: a standby, no complete sync yet,
+    /// or its event source not up (the stream not connected, or down longer than its heartbeat
+    /// timeout; the callback not registered at Marathon).
+    fn not_ready(&self) -> Option<&'static str> {
+        if !self.acts() {
+            return Some("standby: another instance leads");
+        }
+        if self.stats.syncs_completed == 0 {
+            return Some("no complete sync yet");
+        }
+        if !self.stream.is_off() {
+            return self
+                .stream
+                .not_up(self.now, self.config.stream_idle_timeout);
+        }
+        let callbacks_pending = self.config.callback_url.is_some()
+            && self.subscription.state() == subscription::CallbackState::Pending;
+        callbacks_pending.then_some("the event callback is not registered at Marathon yet")
     }
 
     /// `/events`: refused unless served now and the secret matches, else the event is handled.

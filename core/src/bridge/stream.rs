@@ -43,6 +43,10 @@ enum StreamState {
 #[derive(Debug)]
 pub(super) struct EventStream {
     state: StreamState,
+    /// Since when the stream is not open; `None` while it is, or before it ever was.
+    down_since: Option<Duration>,
+    /// Whether it ever connected.
+    connected: bool,
     parser: SseParser,
     failures: u32,
     rng: u64,
@@ -61,6 +65,8 @@ impl EventStream {
         };
         EventStream {
             state,
+            down_since: None,
+            connected: false,
             parser: SseParser::new(max_event_bytes),
             failures: 0,
             rng: seed,
@@ -77,6 +83,20 @@ impl EventStream {
     }
 
     /// True once callbacks are the event source: configured so, or Marathon has no stream.
+    /// Why the stream does not count as up, for `/ready`: it never connected, or it has been
+    /// down longer than `grace` (Marathon's heartbeat timeout); a short reconnect is no outage.
+    pub(super) fn not_up(&self, now: Duration, grace: Duration) -> Option<&'static str> {
+        if !self.connected {
+            return Some("the event stream has not connected yet");
+        }
+        match self.down_since {
+            Some(since) if now.saturating_sub(since) > grace => {
+                Some("the event stream has been down longer than its heartbeat timeout")
+            }
+            _ => None,
+        }
+    }
+
     /// The stream's state in a word, for the instance status.
     pub(super) fn state_name(&self) -> &'static str {
         match self.state {
@@ -130,6 +150,8 @@ impl Bridge {
             };
             self.stream.parser = SseParser::new(self.config.max_event_bytes);
             self.stream.failures = 0;
+            self.stream.connected = true;
+            self.stream.down_since = None;
             self.stats.count(Counter::StreamConnects, 1);
             self.log(
                 Level::Info,
@@ -254,10 +276,12 @@ impl Bridge {
         if !self.stream.is_off() {
             self.stream.state = StreamState::Waiting { retry_at: self.now };
             self.stream.failures = 0;
+            self.stream.down_since.get_or_insert(self.now);
         }
     }
 
     fn stream_down(&mut self, why: String) {
+        self.stream.down_since.get_or_insert(self.now);
         let wait = self.stream.backoff();
         self.log(
             Level::Warn,

@@ -21,10 +21,20 @@ pub(super) enum SubscriptionStep {
     Subscribe,
 }
 
+/// Whether Marathon holds our callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallbackState {
+    /// Not (yet) registered at Marathon.
+    Pending,
+    /// Marathon listed it, or took it.
+    Registered,
+}
+
 #[derive(Debug)]
 pub(super) struct Subscription {
     next_attempt: Option<Duration>,
     backoff: Duration,
+    state: CallbackState,
 }
 
 impl Subscription {
@@ -33,7 +43,12 @@ impl Subscription {
         Subscription {
             next_attempt: start,
             backoff: FIRST_RETRY,
+            state: CallbackState::Pending,
         }
+    }
+
+    pub(super) fn state(&self) -> CallbackState {
+        self.state
     }
 
     pub(super) fn is_due(&self, now: Duration) -> bool {
@@ -82,6 +97,7 @@ impl Bridge {
                     .is_ok_and(|l| l.callback_urls.contains(&url));
                 if listed {
                     self.subscription.backoff = FIRST_RETRY;
+                    self.subscription.state = CallbackState::Registered;
                     let shown = redact_secret(&url);
                     self.log(
                         Level::Info,
@@ -106,6 +122,7 @@ impl Bridge {
             }
             SubscriptionStep::Subscribe => {
                 self.subscription.backoff = FIRST_RETRY;
+                self.subscription.state = CallbackState::Registered;
                 let shown = redact_secret(&url);
                 self.log(
                     Level::Info,
