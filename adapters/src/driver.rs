@@ -181,6 +181,9 @@ pub async fn drive(
     let run_loop = async {
         loop {
             let deadline = io.drain(&mut bridge);
+            if bridge.is_done() {
+                return Ok(());
+            }
             if let Some(until) = resigning_until {
                 if bridge.in_flight() == 0 || epoch.elapsed() >= until {
                     return Ok(());

@@ -21,7 +21,7 @@ use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{
     AddressMode, Advertised, Config, EventSource, EventsEndpoint, FallbackMode, HaConfig,
-    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen,
+    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen, WriteMode,
 };
 use pico_args::Arguments;
 
@@ -88,6 +88,8 @@ Options:
                              [default: agent]
   --agentless                Register every task on an external node named after its host (for
                              clusters without Consul agents on the Mesos hosts).
+  --dry-run                  Read Marathon and Consul as a sync would, log every write it would
+                             make (one line each, and a summary), make none, and exit.
   --ha                       Run as one of several instances: only the one holding a Consul
                              lock (a session on --ha-key) acts; the others stand by.
   --ha-ttl INTEGER           Seconds of the session's TTL (10 to 86400).  [default: 15]
@@ -197,6 +199,8 @@ pub struct RunArgs {
     pub ha: Option<HaConfig>,
     /// `--fallback-mode`
     pub fallback_mode: FallbackMode,
+    /// `--dry-run`
+    pub writes: WriteMode,
     /// `--agentless`
     pub placement: Placement,
 }
@@ -233,6 +237,7 @@ impl fmt::Debug for RunArgs {
             .field("marathon_consul", &self.marathon_consul)
             .field("ha", &self.ha)
             .field("fallback_mode", &self.fallback_mode)
+            .field("writes", &self.writes)
             .field("placement", &self.placement)
             .finish()
     }
@@ -241,7 +246,7 @@ impl fmt::Debug for RunArgs {
 impl RunArgs {
     /// The core's configuration for these flags.
     pub fn config(&self) -> Config {
-        Config {
+        let config = Config {
             registration_id: self.registration_id.clone(),
             callback_url: Some(callback_url(
                 &self.scheme,
@@ -269,6 +274,18 @@ impl RunArgs {
             fallback_mode: self.fallback_mode,
             placement: self.placement,
             ..Config::default()
+        };
+        match self.writes {
+            WriteMode::Apply => config,
+            // One sync, at once, and nothing else: no callback, no stream, no election.
+            WriteMode::DryRun => Config {
+                writes: WriteMode::DryRun,
+                callback_url: None,
+                events: EventSource::Callback,
+                sync_interval: Duration::from_secs(3600),
+                ha: None,
+                ..config
+            },
         }
     }
 
@@ -492,6 +509,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         }
     };
     let mut placement = Placement::OnAgents;
+    let mut writes = WriteMode::Apply;
     for arg in args.finish() {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -506,6 +524,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
             "--migrate-marathon-consul" => marathon_consul = MarathonConsulLeftovers::RemoveOnce,
             "--ha" => ha_asked = true,
             "--agentless" => placement = Placement::Agentless,
+            "--dry-run" => writes = WriteMode::DryRun,
             other => return Err(unexpected(other)),
         }
     }
@@ -551,6 +570,7 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         ha,
         fallback_mode,
         placement,
+        writes,
     })
 }
 
@@ -1258,6 +1278,12 @@ mod tests {
             Placement::Agentless
         );
         assert!(error(&["--fallback-mode", "x"]).contains("--fallback-mode"));
+        let dry = run_args(&["--dry-run", "--ha", "--events", "sse"]).config();
+        assert_eq!(dry.writes, WriteMode::DryRun);
+        assert_eq!(
+            (dry.events, dry.ha, dry.callback_url),
+            (EventSource::Callback, None, None)
+        );
     }
 
     #[test]

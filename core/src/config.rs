@@ -91,6 +91,16 @@ pub enum Placement {
     Agentless,
 }
 
+/// Whether a sync's writes are made (`--dry-run`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Made.
+    Apply,
+    /// Logged, one line each and a summary, and not made; the bridge is done after its first
+    /// sync ([`crate::Bridge::is_done`]).
+    DryRun,
+}
+
 /// Leader election among several instances (`--ha`): a Consul session holds `key`; only its
 /// holder acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +201,8 @@ pub struct Config {
     pub marathon_consul: MarathonConsulLeftovers,
     /// Leader election among instances; `None`: this instance always acts.
     pub ha: Option<HaConfig>,
+    /// Whether syncs write.
+    pub writes: WriteMode,
 }
 
 impl Config {
@@ -238,6 +250,7 @@ impl Default for Config {
             seed: 0,
             marathon_consul: MarathonConsulLeftovers::Keep,
             ha: None,
+            writes: WriteMode::Apply,
         }
     }
 }

@@ -109,7 +109,7 @@ pub mod plan;
 pub use bridge::{Bridge, Role, Stats};
 pub use config::{
     AddressMode, Advertised, Config, EventSource, EventsEndpoint, FallbackMode, HaConfig,
-    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen,
+    HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen, WriteMode,
 };
 pub use engine::ConsulEngine;
 pub use error::Error;

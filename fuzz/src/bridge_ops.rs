@@ -306,6 +306,7 @@ fn decode_config(c: &mut Choices) -> Option<Config> {
         max_event_bytes: 16 + c.below(2048)?,
         seed: u64::from(c.u16()?),
         ha: None,
+        writes: consular_core::WriteMode::Apply,
         // The migration deregisters services that are not ours, which the deregistration
         // invariant above forbids; its rule has its own tests (plan/migration.rs).
         marathon_consul: MarathonConsulLeftovers::Keep,

@@ -424,6 +424,12 @@ impl Bridge {
         self.release_requests();
     }
 
+    /// True once there is nothing more to do: under [`crate::WriteMode::DryRun`], after the first
+    /// sync (its planned writes logged). A driver stops then.
+    pub fn is_done(&self) -> bool {
+        self.config.writes == crate::config::WriteMode::DryRun && self.sync.last().is_some()
+    }
+
     /// Whether this instance acts now: the leader under `--ha`, always without it.
     pub fn role(&self) -> Role {
         self.leadership.role()
@@ -511,6 +517,9 @@ impl Bridge {
                 );
                 return self.reply_error(id, 403, "missing or wrong events secret");
             }
+        }
+        if self.config.writes == crate::config::WriteMode::DryRun {
+            return self.reply_error(id, 503, "a dry run takes no events");
         }
         if !self.acts() {
             // Another instance leads and takes Marathon's events; this one writes nothing.

@@ -16,7 +16,7 @@ use super::members::Membership;
 use super::task::status_writes;
 use super::writes::{Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
-use crate::config::{HealthChecks, Placement};
+use crate::config::{HealthChecks, Placement, WriteMode};
 use crate::consul::{agent_host, service_name, task_of_service};
 use crate::consul::{
     kv_tree_path, parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries,
@@ -778,6 +778,15 @@ impl Bridge {
         });
         let writes =
             plan.register.len() + plan.deregister.len() + plan.checks.len() + empty_nodes.len();
+        if self.config.writes == WriteMode::DryRun {
+            self.log_planned_writes(&plan, &empty_nodes, &failed_hosts);
+            let round = self.current_round();
+            round.notes.push(alloc::format!(
+                "dry run: {} writes planned, none made",
+                writes + plan.kv.len()
+            ));
+            return self.advance_sync();
+        }
         let mut skipped = 0;
         for service in plan.register {
             let reachable = !failed_hosts.contains(&service.agent)
@@ -833,6 +842,76 @@ impl Bridge {
         round.writes_pending = writes + batches;
         round.writes = writes + batches;
         self.advance_sync();
+    }
+
+    /// `--dry-run`: every write the plan holds, one line each, where it would go.
+    fn log_planned_writes(
+        &mut self,
+        plan: &crate::plan::SyncPlan,
+        empty_nodes: &[String],
+        failed_hosts: &BTreeSet<String>,
+    ) {
+        let mut lines = Vec::new();
+        for service in &plan.register {
+            let reachable = !failed_hosts.contains(&service.agent)
+                && self.members.membership(&service.agent, self.now) == Membership::Member;
+            let on_fallback = !reachable || self.config.placement == Placement::Agentless;
+            let place = match (on_fallback, self.registers_in_catalog()) {
+                (false, _) => service.agent.clone(),
+                (true, true) => alloc::format!("external node {}", service.agent),
+                (true, false) if self.registers_elsewhere() => String::from("the main Consul"),
+                (true, false) => alloc::format!("nowhere ({} is not a member)", service.agent),
+            };
+            let r = &service.registration;
+            lines.push(alloc::format!(
+                "would register {} ({}) on {place}",
+                r.id,
+                r.name
+            ));
+        }
+        for (agent, id) in &plan.deregister {
+            lines.push(alloc::format!(
+                "would deregister {id} from {}",
+                external_node(agent)
+            ));
+        }
+        for write in &plan.checks {
+            lines.push(match write {
+                CheckWrite::Update {
+                    agent,
+                    check_id,
+                    state,
+                } => alloc::format!(
+                    "would set check {check_id} on {} to {:?}",
+                    external_node(agent),
+                    state.status
+                ),
+                CheckWrite::Remove { agent, check_id } => alloc::format!(
+                    "would remove check {check_id} from {}",
+                    external_node(agent)
+                ),
+            });
+        }
+        for node in empty_nodes {
+            lines.push(alloc::format!(
+                "would remove external node {}",
+                external_node(node)
+            ));
+        }
+        for op in &plan.kv {
+            let verb = match op {
+                crate::consul::TxnOp::Set { .. } => "set",
+                crate::consul::TxnOp::Delete { .. } => "delete",
+                crate::consul::TxnOp::CheckSession { .. } => continue,
+            };
+            lines.push(alloc::format!(
+                "would {verb} KV key {}",
+                crate::marathon::ids::Shown(op.key())
+            ));
+        }
+        for line in lines {
+            self.log(Level::Info, alloc::format!("dry run: {line}"));
+        }
     }
 
     fn finish_sync(&mut self) {
