@@ -161,8 +161,15 @@ impl ListedCheck {
     }
 }
 
+/// A check as an agent's map (keyed by id) or a node's list (with `CheckID`) gives it.
 #[derive(Deserialize)]
-struct AgentCheck {
+pub(super) struct CheckEntry {
+    #[serde(
+        rename = "CheckID",
+        default,
+        deserialize_with = "super::service::string_or_empty"
+    )]
+    id: String,
     #[serde(rename = "ServiceID", default)]
     service_id: String,
     #[serde(rename = "Name", default)]
@@ -173,18 +180,25 @@ struct AgentCheck {
     status: String,
 }
 
+impl CheckEntry {
+    /// The check, as id `id` (the agent's map key) or, for `None`, its own `CheckID`.
+    pub(super) fn into_listed(self, id: Option<String>) -> ListedCheck {
+        ListedCheck {
+            id: id.unwrap_or(self.id),
+            service_id: self.service_id,
+            name: self.name,
+            notes: self.notes,
+            status: CheckStatus::parse(&self.status),
+        }
+    }
+}
+
 /// Parses `GET /v1/agent/checks`, a map keyed by check id.
 pub fn parse_agent_checks(body: &[u8]) -> Result<Vec<ListedCheck>, ParseError> {
-    let checks: BTreeMap<String, AgentCheck> = serde_json::from_slice(body)?;
+    let checks: BTreeMap<String, CheckEntry> = serde_json::from_slice(body)?;
     Ok(checks
         .into_iter()
-        .map(|(id, c)| ListedCheck {
-            id,
-            service_id: c.service_id,
-            name: c.name,
-            notes: c.notes,
-            status: CheckStatus::parse(&c.status),
-        })
+        .map(|(id, c)| c.into_listed(Some(id)))
         .collect())
 }
 

@@ -12,8 +12,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::Deserialize;
 
-use super::check::{CheckProbe, CheckStatus, ListedCheck};
-use super::service::Registration;
+use super::check::{CheckEntry, CheckProbe, ListedCheck};
+use super::service::{Registration, ServiceEntry};
 use crate::encoding::encode_segment;
 use crate::error::ParseError;
 
@@ -125,27 +125,11 @@ struct NodeServices {
     #[serde(rename = "Node", default)]
     node: Option<NodeInfo>,
     #[serde(rename = "Services", default)]
-    services: Option<Vec<NodeService>>,
+    services: Option<Vec<ServiceEntry>>,
 }
 
 #[derive(Deserialize)]
 struct NodeInfo {
-    #[serde(rename = "Meta", default)]
-    meta: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct NodeService {
-    #[serde(rename = "ID", default)]
-    id: String,
-    #[serde(rename = "Service", default)]
-    service: String,
-    #[serde(rename = "Tags", default)]
-    tags: Option<Vec<String>>,
-    #[serde(rename = "Address", default)]
-    address: String,
-    #[serde(rename = "Port", default)]
-    port: u32,
     #[serde(rename = "Meta", default)]
     meta: Option<BTreeMap<String, String>>,
 }
@@ -171,56 +155,21 @@ pub fn parse_node_services(body: &[u8]) -> Result<ExternalListing, ParseError> {
             .services
             .unwrap_or_default()
             .into_iter()
-            .map(|s| Registration {
-                name: s.service,
-                id: s.id,
-                address: s.address,
-                tags: s.tags.unwrap_or_default(),
-                port: u16::try_from(s.port).ok().filter(|&p| p != 0),
-                meta: s.meta.unwrap_or_default(),
-                checks: Vec::new(),
-            })
+            .map(|s| s.into_registration(None))
             .collect(),
     })
 }
 
-#[derive(Deserialize)]
-struct NodeCheck {
-    #[serde(rename = "CheckID", default)]
-    id: String,
-    #[serde(rename = "ServiceID", default)]
-    service_id: String,
-    #[serde(rename = "Name", default)]
-    name: String,
-    #[serde(rename = "Notes", default)]
-    notes: String,
-    #[serde(rename = "Status", default)]
-    status: String,
-}
-
 /// Parses `GET /v1/health/node/<node>` (a list).
 pub fn parse_node_checks(body: &[u8]) -> Result<Vec<ListedCheck>, ParseError> {
-    let checks: Vec<NodeCheck> = serde_json::from_slice(body)?;
-    Ok(checks
-        .into_iter()
-        .map(|c| ListedCheck {
-            id: c.id,
-            service_id: c.service_id,
-            name: c.name,
-            notes: c.notes,
-            status: match c.status.as_str() {
-                "passing" => Some(CheckStatus::Passing),
-                "critical" => Some(CheckStatus::Critical),
-                _ => None,
-            },
-        })
-        .collect())
+    let checks: Vec<CheckEntry> = serde_json::from_slice(body)?;
+    Ok(checks.into_iter().map(|c| c.into_listed(None)).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consul::ServiceCheck;
+    use crate::consul::{CheckStatus, ServiceCheck};
 
     #[test]
     fn bodies_carry_the_meta_and_definitions_consul_esm_reads() {

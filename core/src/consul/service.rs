@@ -145,9 +145,11 @@ impl Registration {
     }
 }
 
-/// One entry of `GET /v1/agent/services`.
+/// A service as an agent's map (keyed by id) or a catalog node's list (with `ID`) gives it.
 #[derive(Deserialize)]
-struct AgentService {
+pub(super) struct ServiceEntry {
+    #[serde(rename = "ID", default, deserialize_with = "string_or_empty")]
+    id: String,
     #[serde(rename = "Service", default)]
     service: String,
     #[serde(rename = "Address", default)]
@@ -160,20 +162,35 @@ struct AgentService {
     meta: Option<BTreeMap<String, String>>,
 }
 
-/// Parses `GET /v1/agent/services`, a map keyed by service id. Port 0 means "no port".
+/// A string field that only one of two listings relies on: anything else reads as empty, so the
+/// listing whose key names the entry never fails on it.
+pub(super) fn string_or_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(value.as_str().map(String::from).unwrap_or_default())
+}
+
+impl ServiceEntry {
+    /// The service, as id `id` (the agent's map key) or, for `None`, its own `ID`. Port 0 means
+    /// "no port".
+    pub(super) fn into_registration(self, id: Option<String>) -> Registration {
+        Registration {
+            name: self.service,
+            id: id.unwrap_or(self.id),
+            address: self.address,
+            tags: self.tags.unwrap_or_default(),
+            port: u16::try_from(self.port).ok().filter(|&p| p != 0),
+            meta: self.meta.unwrap_or_default(),
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// Parses `GET /v1/agent/services`, a map keyed by service id.
 pub fn parse_agent_services(body: &[u8]) -> Result<Vec<Registration>, ParseError> {
-    let services: BTreeMap<String, AgentService> = serde_json::from_slice(body)?;
+    let services: BTreeMap<String, ServiceEntry> = serde_json::from_slice(body)?;
     Ok(services
         .into_iter()
-        .map(|(id, s)| Registration {
-            name: s.service,
-            id,
-            address: s.address,
-            tags: s.tags.unwrap_or_default(),
-            port: u16::try_from(s.port).ok().filter(|&p| p != 0),
-            meta: s.meta.unwrap_or_default(),
-            checks: Vec::new(),
-        })
+        .map(|(id, s)| s.into_registration(Some(id)))
         .collect())
 }
 
@@ -284,7 +301,7 @@ mod tests {
     #[test]
     fn agent_services_use_the_map_key_and_treat_port_0_as_none() {
         let services = parse_agent_services(
-            br#"{"t1":{"ID":"x","Service":"app","Tags":null,"Port":0,"Address":"h"},"t2":{"Service":"b","Tags":["x"],"Port":80,"Address":""}}"#,
+            br#"{"t1":{"ID":"x","Service":"app","Tags":null,"Port":0,"Address":"h"},"t2":{"ID":5,"Service":"b","Tags":["x"],"Port":80,"Address":""}}"#,
         )
         .unwrap();
         assert_eq!(services[0].id, "t1");
