@@ -14,7 +14,7 @@ use core::time::Duration;
 use super::freshness::SnapshotEpoch;
 use super::members::Membership;
 use super::task::status_writes;
-use super::writes::{Registered, Written};
+use super::writes::{Destination, Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
 use crate::config::{HealthChecks, Placement, WriteMode};
 use crate::consul::{agent_host, service_name, task_of_service};
@@ -506,7 +506,7 @@ impl Bridge {
             SyncWait::Register(service, on_fallback) => {
                 round.writes_pending -= 1;
                 match self.registration_done(&service, on_fallback, &answer) {
-                    Registered::Done if on_fallback && self.registers_in_catalog() => {}
+                    Registered::Done if !self.keeps_mirrored_checks(on_fallback) => {}
                     Registered::Done => {
                         let target = if on_fallback {
                             Target::Consul
@@ -791,11 +791,12 @@ impl Bridge {
         for service in plan.register {
             let reachable = !failed_hosts.contains(&service.agent)
                 && self.members.membership(&service.agent, self.now) == Membership::Member;
-            let on_fallback = !reachable || self.config.placement == Placement::Agentless;
-            if on_fallback && !self.registers_elsewhere() {
+            let destination = self.destination(reachable);
+            if destination == Destination::Nowhere {
                 skipped += 1;
                 continue;
             }
+            let on_fallback = destination.is_fallback();
             let (target, path, body, timeout) = self.registration_request(&service, on_fallback);
             let awaiting = Awaiting::Sync(id, SyncWait::Register(service, on_fallback));
             self.send(awaiting, target, Method::Put, path, body, timeout);
@@ -855,13 +856,7 @@ impl Bridge {
         for service in &plan.register {
             let reachable = !failed_hosts.contains(&service.agent)
                 && self.members.membership(&service.agent, self.now) == Membership::Member;
-            let on_fallback = !reachable || self.config.placement == Placement::Agentless;
-            let place = match (on_fallback, self.registers_in_catalog()) {
-                (false, _) => service.agent.clone(),
-                (true, true) => alloc::format!("external node {}", service.agent),
-                (true, false) if self.registers_elsewhere() => String::from("the main Consul"),
-                (true, false) => alloc::format!("nowhere ({} is not a member)", service.agent),
-            };
+            let place = Self::destination_name(self.destination(reachable), &service.agent);
             let r = &service.registration;
             lines.push(alloc::format!(
                 "would register {} ({}) on {place}",

@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 
 use super::members::Membership;
 use super::names::NameClaim;
-use super::writes::{Registered, Written};
+use super::writes::{Destination, Registered, Written};
 use super::{Answer, Awaiting, Bridge, Counter};
 use crate::config::{Placement, RegisterWhen};
 use crate::consul::{
@@ -390,18 +390,15 @@ impl Bridge {
             agentless || (membership != Membership::Member && self.registers_in_catalog());
         let step = match membership {
             Membership::Member | Membership::Stranger if registers => {
-                let on_fallback = membership == Membership::Stranger || agentless;
-                if on_fallback && !self.registers_elsewhere() {
+                let destination = self.destination(membership == Membership::Member);
+                if destination == Destination::Nowhere {
                     return Some(self.stranger_refused(reply_to, update));
                 }
+                let on_fallback = destination.is_fallback();
                 if membership == Membership::Stranger {
-                    let place = if self.registers_in_catalog() {
-                        alloc::format!("on external node {agent}")
-                    } else {
-                        String::from("on the main Consul (fallback)")
-                    };
+                    let place = Self::destination_name(destination, &agent);
                     let message = alloc::format!(
-                        "{agent} is not a member of the Consul cluster; registering {} {place}",
+                        "{agent} is not a member of the Consul cluster; registering {} on {place}",
                         update.task_id
                     );
                     self.log(Level::Warn, message);
@@ -582,8 +579,7 @@ impl Bridge {
                 then,
             } => match self.registration_done(&service, on_fallback, &answer) {
                 Registered::Done => {
-                    // A mirrored check lives on an agent; the catalog carries none.
-                    if !(on_fallback && self.registers_in_catalog()) {
+                    if self.keeps_mirrored_checks(on_fallback) {
                         chain.statuses.extend(status_writes(&service));
                     }
                     chain.registered.push(service);

@@ -19,6 +19,26 @@ pub(super) enum Registered {
     Failed,
 }
 
+/// Where a task's registration goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Destination {
+    /// The agent of the task's host.
+    HostAgent,
+    /// The main Consul agent (`--fallback`).
+    MainAgent,
+    /// The catalog, on an external node named after the host.
+    ExternalNode,
+    /// Nowhere: the host is no member and nothing else is allowed.
+    Nowhere,
+}
+
+impl Destination {
+    /// True if not on the task host's agent (what registrations carry as `on_fallback`).
+    pub(super) fn is_fallback(self) -> bool {
+        self != Destination::HostAgent
+    }
+}
+
 /// How a deregistration or KV transaction answer counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Written {
@@ -57,10 +77,41 @@ impl Bridge {
             || self.config.placement == Placement::Agentless
     }
 
-    /// True if a task on a host that is not a member may still be registered (`--fallback`, or
-    /// `--agentless`).
-    pub(super) fn registers_elsewhere(&self) -> bool {
-        self.config.fallback || self.config.placement == Placement::Agentless
+    /// Where a task's registration goes, given whether its host's agent can take it.
+    pub(super) fn destination(&self, host_reachable: bool) -> Destination {
+        let agentless = self.config.placement == Placement::Agentless;
+        if host_reachable && !agentless {
+            Destination::HostAgent
+        } else if !(self.config.fallback || agentless) {
+            Destination::Nowhere
+        } else {
+            self.fallback_destination()
+        }
+    }
+
+    /// Where a registration goes that is not on its task host's agent.
+    fn fallback_destination(&self) -> Destination {
+        if self.registers_in_catalog() {
+            Destination::ExternalNode
+        } else {
+            Destination::MainAgent
+        }
+    }
+
+    /// How log lines name `destination` for a task on `agent`.
+    pub(super) fn destination_name(destination: Destination, agent: &str) -> String {
+        match destination {
+            Destination::HostAgent => String::from(agent),
+            Destination::MainAgent => String::from("the main Consul (fallback)"),
+            Destination::ExternalNode => alloc::format!("external node {agent}"),
+            Destination::Nowhere => alloc::format!("nowhere ({agent} is not a member)"),
+        }
+    }
+
+    /// True if a registration made there keeps its mirrored checks, whose statuses are then
+    /// written: the catalog carries none.
+    pub(super) fn keeps_mirrored_checks(&self, on_fallback: bool) -> bool {
+        !on_fallback || self.fallback_destination() != Destination::ExternalNode
     }
 
     /// Where a registration of `service` goes, its path, body and timeout: for callers whose
@@ -70,7 +121,7 @@ impl Bridge {
         service: &DesiredService,
         on_fallback: bool,
     ) -> (Target, String, Option<Vec<u8>>, Duration) {
-        if on_fallback && self.registers_in_catalog() {
+        if on_fallback && self.fallback_destination() == Destination::ExternalNode {
             let body = external_register_body(
                 &self.config.registration_id,
                 &service.agent,
@@ -105,11 +156,11 @@ impl Bridge {
         let reg = &service.registration;
         if answer.body().is_some() {
             self.stats.count(Counter::Registered, 1);
-            let place = match (on_fallback, self.registers_in_catalog()) {
-                (true, true) => alloc::format!("external node {}", service.agent),
-                (true, false) => String::from("the main Consul (fallback)"),
-                (false, _) => service.agent.clone(),
+            let destination = match on_fallback {
+                true => self.fallback_destination(),
+                false => Destination::HostAgent,
             };
+            let place = Self::destination_name(destination, &service.agent);
             self.log(
                 Level::Info,
                 alloc::format!("registered {} ({}) on {place}", reg.id, reg.name),
