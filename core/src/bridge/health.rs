@@ -157,12 +157,7 @@ impl Bridge {
                                 state: TaskState::Running,
                                 ports: ports.clone(),
                                 app_version: task.version.clone(),
-                                ip_addresses: task
-                                    .ip_addresses
-                                    .iter()
-                                    .map(|a| a.ip_address.clone())
-                                    .filter(|ip| ip.parse::<core::net::IpAddr>().is_ok())
-                                    .collect(),
+                                ip_addresses: task.own_addresses(),
                                 health: services.health_of(&task.health_check_results),
                             });
                         }

@@ -118,6 +118,17 @@ enum RunningAct {
     ReadHealth,
 }
 
+/// How a chain's registrations stand against its app's known shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegisteredShape {
+    /// Nothing registered, or what the known shape gives.
+    Current,
+    /// Registered before the app's shape was known.
+    Unknown,
+    /// The known shape gives other services.
+    Stale,
+}
+
 /// Why a chain reads its app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AppReadFor {
@@ -836,9 +847,7 @@ impl Bridge {
         if self.freshness.labels_match(&name, version) {
             return self.finish_chain(chain.reply_to, chain.update, None);
         }
-        let shape_unknown =
-            self.known_services(&chain.update).is_none() && !chain.registered.is_empty();
-        let shape_differs = !shape_unknown && self.needs_shape(&chain);
+        let shape = self.registered_shape(&chain);
         if let Some(sync) = self.tasks.label_syncs.get_mut(&name) {
             // Another update of this app is syncing its labels; it re-reads once when done
             // (unless it syncs this same version), so this one need not race it (and lose with
@@ -847,13 +856,13 @@ impl Bridge {
             // But what this one registered may still need the app's shape to be corrected: the
             // other's read corrects it too, unless the shape is known and differs (then this one
             // reads the app itself, and leaves the labels to the other).
-            if shape_unknown {
+            if shape == RegisteredShape::Unknown {
                 sync.parked.push(chain_id);
                 chain.step = TaskStep::AwaitShape;
                 self.tasks.chains.insert(chain_id, chain);
                 return;
             }
-            if shape_differs {
+            if shape == RegisteredShape::Stale {
                 chain.reads_app_for = AppReadFor::Shape;
                 let timeout = self.config.request_timeout;
                 let path = app_path(&app_id);
@@ -888,18 +897,21 @@ impl Bridge {
             .unwrap_or_default()
     }
 
-    /// True if what `chain` registered is not what its app's known shape gives (it registered
-    /// before the shape was known, and none is known yet, or it differs).
-    fn needs_shape(&self, chain: &Chain) -> bool {
+    /// How what `chain` registered stands against its app's known shape.
+    fn registered_shape(&self, chain: &Chain) -> RegisteredShape {
         if chain.registered.is_empty() {
-            return false;
+            return RegisteredShape::Current;
         }
-        let registered: Vec<&Registration> =
-            chain.registered.iter().map(|r| &r.registration).collect();
-        let wanted = self
-            .known_services(&chain.update)
-            .map(|_| self.task_services(&chain.update));
-        wanted.is_none_or(|wanted| !wanted.iter().eq(registered.iter().copied()))
+        if self.known_services(&chain.update).is_none() {
+            return RegisteredShape::Unknown;
+        }
+        let wanted = self.task_services(&chain.update);
+        let registered = chain.registered.iter().map(|r| &r.registration);
+        if wanted.iter().eq(registered) {
+            RegisteredShape::Current
+        } else {
+            RegisteredShape::Stale
+        }
     }
 
     /// The app's definition was read: remember the services it gives, correct the task's

@@ -215,6 +215,16 @@ pub struct TaskAddress {
 }
 
 impl Task {
+    /// The task's own addresses that an agent could reach (the host grammar,
+    /// [`super::ids::check_host`]); the rest are left out.
+    pub fn own_addresses(&self) -> Vec<String> {
+        self.ip_addresses
+            .iter()
+            .map(|a| a.ip_address.clone())
+            .filter(|ip| super::ids::check_host(ip).is_ok())
+            .collect()
+    }
+
     /// True if the task serves traffic. Without a `state` field (Marathon before 1.1.2), a task
     /// that has started counts as running.
     pub fn is_running(&self) -> bool {

@@ -140,12 +140,7 @@ pub fn desired_state(apps: &[App], rules: &ServiceRules) -> DesiredState {
                     continue;
                 }
             };
-            let addresses: Vec<String> = task
-                .ip_addresses
-                .iter()
-                .map(|a| a.ip_address.clone())
-                .filter(|ip| check_host(ip).is_ok())
-                .collect();
+            let addresses = task.own_addresses();
             let health = services.health_of(&task.health_check_results);
             if services.registering(rules, &health) == Registering::AwaitHealth {
                 state.awaiting_health.insert(task.id.clone());
