@@ -32,7 +32,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
@@ -45,7 +44,7 @@ use smol::{future, Executor, Task, Timer};
 use crate::endpoints::Endpoints;
 use crate::outbound::Outbound;
 use crate::server::{self, BindError, InboundRequest, ServerLimits};
-use crate::tls::{self, TlsError};
+use crate::tls::{self, TlsError, TlsOptions};
 
 /// `log` target of the core's records.
 const CORE_LOG_TARGET: &str = "consular";
@@ -60,8 +59,10 @@ const TASK_EVENT_QUEUE: usize = 64;
 pub struct DriverSettings {
     /// Marathon, Consul and the agents.
     pub endpoints: Endpoints,
-    /// Extra CA certificates (PEM) trusted for https peers, besides the webpki roots.
-    pub ca_file: Option<PathBuf>,
+    /// TLS towards Consul and its agents.
+    pub consul_tls: TlsOptions,
+    /// TLS towards Marathon.
+    pub marathon_tls: TlsOptions,
     /// Interface to listen on (`--host`).
     pub listen_host: String,
     /// Port to listen on (`--port`); 0 picks a free one.
@@ -100,7 +101,7 @@ pub async fn run(
     let listener = server::bind(&settings.listen_host, settings.listen_port)?;
     let outbound = Outbound::new(
         settings.endpoints,
-        tls::client_config(settings.ca_file.as_deref())?,
+        tls::client_config(&settings.consul_tls)?,
     );
     // Bounded by the server's connection cap: each connection waits for its reply.
     let (inbound_tx, inbound_rx) = channel::unbounded();

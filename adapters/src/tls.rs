@@ -1,9 +1,9 @@
 //! The rustls client configuration for https peers: the ring crypto provider, the Mozilla roots
-//! from `webpki-roots`, plus the certificates of an optional CA file (`--ca-file`, PEM).
+//! from `webpki-roots`, plus the certificates of the CA files in a [`TlsOptions`] (PEM).
 //!
 //! Connecting and handshaking live in [`crate::h1_client`]; this file only builds the config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore};
@@ -26,12 +26,28 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// A client config trusting the `webpki-roots` CAs and every certificate in `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
+/// How to speak TLS to one kind of peer: Consul and its agents, or Marathon. Each kind has its own,
+/// so that a client certificate only ever goes to the peers it belongs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// PEM files of CA certificates trusted besides the webpki roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Directories of PEM CA certificates trusted besides the webpki roots.
+    pub ca_dirs: Vec<PathBuf>,
+    /// PEM client certificate (chain) presented to the peer.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// Name the peer's certificate is verified against (and sent as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// A client config trusting the `webpki-roots` CAs and every certificate in `options.ca_files`.
+pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    if let Some(path) = ca_file {
+    for path in &options.ca_files {
         let ca_error = |reason: String| TlsError::CaFile {
             path: path.to_owned(),
             reason,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{outbound_with, request, Canned, TestServer};
-use consular_adapters::tls::{client_config, TlsError};
+use consular_adapters::tls::{client_config, TlsError, TlsOptions};
 use consular_adapters::{BaseUrl, Endpoints};
 use consular_core::{Method, Target, TransportError};
 use futures_rustls::TlsAcceptor;
@@ -121,15 +121,22 @@ fn https_without_the_ca_is_a_connect_error() {
 #[test]
 fn a_missing_or_empty_ca_file_is_reported_by_name() {
     let missing = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("no-such-ca.pem");
-    let err = client_config(Some(&missing)).unwrap_err();
+    let err = client_config(&only_ca(&missing)).unwrap_err();
     assert!(matches!(err, TlsError::CaFile { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-ca.pem"), "{err}");
 
     let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("empty-ca.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
-    let err = client_config(Some(&empty)).unwrap_err();
+    let err = client_config(&only_ca(&empty)).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("--ca-file {empty:?}: no CERTIFICATE blocks found")
     );
+}
+
+fn only_ca(path: &std::path::Path) -> TlsOptions {
+    TlsOptions {
+        ca_files: vec![path.to_owned()],
+        ..TlsOptions::default()
+    }
 }

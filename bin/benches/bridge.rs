@@ -488,7 +488,7 @@ impl Client {
         // Marathon is not reached through this endpoint set except by `time_apps_read`, which
         // builds its own.
         let endpoints = endpoints("http://127.0.0.1:1", consul_url);
-        let tls = tls::client_config(None).expect("default TLS roots");
+        let tls = tls::client_config(&Default::default()).expect("default TLS roots");
         let config = Config {
             sync_interval: Duration::from_secs(1),
             ..Config::default()
@@ -710,7 +710,7 @@ impl Client {
     fn time_apps_read(&self, marathon_url: &str) -> Duration {
         let outbound = Outbound::new(
             endpoints(marathon_url, "http://127.0.0.1:1"),
-            tls::client_config(None).expect("default TLS roots"),
+            tls::client_config(&Default::default()).expect("default TLS roots"),
         );
         let request = self.request(
             Target::Marathon,

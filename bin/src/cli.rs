@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use consular_adapters::endpoints::{check_token, redact_userinfo};
 use consular_adapters::server::ServerLimits;
+use consular_adapters::tls::TlsOptions;
 use consular_adapters::{BaseUrl, DriverSettings, Endpoints};
 use consular_core::encoding::callback_url;
 use consular_core::{
@@ -295,7 +296,14 @@ impl RunArgs {
             endpoints: Endpoints::new(self.marathon.clone(), self.consul.clone())
                 .with_consul_token(self.consul_token.clone())
                 .with_marathon_token(self.marathon_token.clone()),
-            ca_file: self.ca_file.clone(),
+            consul_tls: TlsOptions {
+                ca_files: self.ca_file.iter().cloned().collect(),
+                ..TlsOptions::default()
+            },
+            marathon_tls: TlsOptions {
+                ca_files: self.ca_file.iter().cloned().collect(),
+                ..TlsOptions::default()
+            },
             listen_host: self.host.clone(),
             listen_port: self.port,
             server: ServerLimits::default(),
@@ -872,7 +880,9 @@ mod tests {
         let settings = run.driver_settings();
         assert_eq!(settings.listen_host, "Consular.Example");
         assert_eq!(settings.listen_port, 7001);
-        assert_eq!(settings.ca_file, Some(PathBuf::from("/etc/ssl/ca.pem")));
+        let ca_files = vec![PathBuf::from("/etc/ssl/ca.pem")];
+        assert_eq!(settings.consul_tls.ca_files, ca_files);
+        assert_eq!(settings.marathon_tls.ca_files, ca_files);
         assert_eq!(
             settings.endpoints.marathon().to_string(),
             "http://marathon.example:8080"

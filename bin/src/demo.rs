@@ -94,7 +94,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
     };
     let settings = DriverSettings {
         endpoints: Endpoints::new(stage.marathon_url.clone(), stage.consul_url.clone()),
-        ca_file: None,
+        consul_tls: Default::default(),
+        marathon_tls: Default::default(),
         listen_host: "127.0.0.1".to_owned(),
         listen_port: bridge_port(args.port),
         server: ServerLimits::default(),

@@ -80,7 +80,7 @@ impl MarathonServer {
     pub fn start_on(marathon: SimMarathon, addr: SocketAddr) -> io::Result<MarathonServer> {
         let listener = bind_loopback(addr)?;
         let addr = listener.local_addr()?;
-        let tls = tls::client_config(None).map_err(io::Error::other)?;
+        let tls = tls::client_config(&Default::default()).map_err(io::Error::other)?;
         let callback_client = surf::Client::with_http_client(H1Client::new(tls));
         let (callbacks_tx, callbacks) = channel::unbounded();
         let shared = Arc::new(Mutex::new(Shared {

@@ -223,7 +223,11 @@ pub fn outbound(marathon: &str, consul: &str) -> Outbound {
 pub fn outbound_with(endpoints: Endpoints, ca_file: Option<&std::path::Path>) -> Outbound {
     Outbound::new(
         endpoints,
-        consular_adapters::tls::client_config(ca_file).unwrap(),
+        consular_adapters::tls::client_config(&consular_adapters::tls::TlsOptions {
+            ca_files: ca_file.into_iter().map(ToOwned::to_owned).collect(),
+            ..Default::default()
+        })
+        .unwrap(),
     )
 }
 
