@@ -5,6 +5,8 @@
 //! log) to a temp file, and returns once it answers `GET /` on its port. Dropping it kills the process; if the
 //! test is panicking, the tail of its log is printed first, so a failed assertion comes with what the bridge did.
 //!
+//! [`Consular::start_with`] does the same for another command line, such as the static build under `chroot`.
+//!
 //! [`Consular::terminate`] sends SIGTERM and returns the exit status, for tests of a clean shutdown.
 //! [`Consular::rss_bytes`], [`Consular::peak_rss_bytes`] and [`Consular::open_fds`] read what the kernel says about
 //! the process (`/proc/<pid>/status` and `/proc/<pid>/fd`), and [`RssWatch`] samples its resident memory on a thread
@@ -51,6 +53,22 @@ impl Consular {
     /// `--sync-interval 1`, …) and waits until it serves `GET /`. Panics with the log if it exits or does not answer
     /// within [`START_DEADLINE`].
     pub fn start(marathon: &str, consul: &str, extra: &[&str]) -> Consular {
+        Self::start_with(
+            || Command::new(env!("CARGO_BIN_EXE_consular")),
+            marathon,
+            consul,
+            extra,
+        )
+    }
+
+    /// [`Consular::start`] with the command `launch` returns (another binary, or this one under a wrapper such as
+    /// `chroot ROOT /consular`); the flags are appended to its arguments.
+    pub fn start_with(
+        launch: impl Fn() -> Command,
+        marathon: &str,
+        consul: &str,
+        extra: &[&str],
+    ) -> Consular {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
@@ -73,7 +91,7 @@ impl Consular {
             let out = File::create(&log)
                 .unwrap_or_else(|e| panic!("creating the consular log {}: {e}", log.display()));
             let err = out.try_clone().expect("cloning the log file handle");
-            let child = Command::new(env!("CARGO_BIN_EXE_consular"))
+            let child = launch()
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(out)

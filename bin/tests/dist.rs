@@ -1,0 +1,49 @@
+//! The systemd unit shipped in `bin/dist/`: `systemd-analyze verify` accepts it without a warning, with its
+//! `ExecStart` binary pointed at the one cargo built, and that binary accepts the unit's command line.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the unit expects the binary.
+const INSTALLED_BINARY: &str = "/usr/local/bin/consular";
+
+fn unit_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/consular.service");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("creating a scratch folder");
+    dir
+}
+
+#[test]
+fn the_systemd_unit_verifies_without_a_warning() {
+    let unit = unit_text();
+    assert!(
+        unit.contains(INSTALLED_BINARY),
+        "the unit runs {INSTALLED_BINARY}"
+    );
+    let dir = scratch_dir("unit");
+    let path = dir.join("consular.service");
+    fs::write(
+        &path,
+        unit.replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_consular")),
+    )
+    .expect("writing the unit");
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("running systemd-analyze (Debian's systemd package)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{}: {said}", out.status);
+    assert_eq!(said, "", "systemd-analyze warned");
+}
