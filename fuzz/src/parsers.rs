@@ -7,9 +7,10 @@
 //! dot segment or control character, and txn batches are what Consul accepts.
 
 use consular_core::consul::{
-    check_deregister_path, check_update_path, deregister_path, kv_tree_path, parse_agent_checks,
-    parse_agent_services, parse_catalog_nodes, parse_failed_nodes, parse_kv_entries, txn_batches,
-    txn_body, TxnOp, TXN_MAX_BYTES, TXN_MAX_OPS,
+    check_deregister_path, check_update_path, deregister_path, external_deregister_body,
+    kv_tree_path, node_checks_path, node_services_path, parse_agent_checks, parse_agent_services,
+    parse_catalog_nodes, parse_failed_nodes, parse_kv_entries, parse_node_checks,
+    parse_node_services, txn_batches, txn_body, CatalogEntry, TxnOp, TXN_MAX_BYTES, TXN_MAX_OPS,
 };
 use consular_core::encoding::{
     base64_decode, base64_encode, encode_path, encode_query_value, json_ascii_string,
@@ -76,8 +77,33 @@ fn parsers(bytes: &[u8]) {
             assert_clean_path(&check_deregister_path(&check.id));
         }
     }
-    let _ = parse_catalog_nodes(bytes);
+    if let Ok(nodes) = parse_catalog_nodes(bytes) {
+        // An external node's listings are read by its name, once it passes the host grammar (as
+        // the sync checks): then it is one clean segment.
+        for node in nodes.iter().filter(|n| check_host(&n.name).is_ok()) {
+            assert_clean_path(&node_services_path(&node.name));
+            assert_clean_path(&node_checks_path(&node.name));
+        }
+    }
     let _ = parse_failed_nodes(bytes);
+    // What an external node lists is removed with catalog deregistrations: always a JSON body.
+    if let Ok(listing) = parse_node_services(bytes) {
+        for service in &listing.services {
+            assert_ne!(service.port, Some(0), "port 0 means no port");
+            assert_json(&external_deregister_body(
+                "node",
+                CatalogEntry::Service(&service.id),
+            ));
+        }
+    }
+    if let Ok(checks) = parse_node_checks(bytes) {
+        for check in &checks {
+            assert_json(&external_deregister_body(
+                "node",
+                CatalogEntry::Check(&check.id),
+            ));
+        }
+    }
     if let Ok(entries) = parse_kv_entries(bytes) {
         // A txn built from what was read must be well-formed JSON.
         let ops: Vec<TxnOp> = entries
@@ -101,6 +127,11 @@ fn parsers(bytes: &[u8]) {
             assert!(batch.ops <= TXN_MAX_OPS && batch.body.len() <= TXN_MAX_BYTES);
         }
     }
+}
+
+/// A body that must be JSON.
+fn assert_json(body: &[u8]) {
+    serde_json::from_slice::<serde_json::Value>(body).expect("a JSON body");
 }
 
 /// No `.` or `..` segment (a URL parser would fold it into another endpoint), no control
