@@ -10,23 +10,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::pki::{Ca, Leaf};
 use common::{outbound_tls, outbound_with, request, Canned, Handshake, TestServer};
 use consular_adapters::tls::{client_config, TlsError, TlsOptions, MAX_PEM_FILE_BYTES};
 use consular_adapters::{BaseUrl, Endpoints};
 use consular_core::{Method, Target, TransportError};
 use futures_rustls::TlsAcceptor;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A CA made for one test, its certificate written as PEM to `<name>-ca.pem`.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    file: PathBuf,
-}
 
 /// Whether a test server asks its clients for a certificate signed by a [`Ca`].
 enum ClientAuth<'a> {
@@ -35,74 +28,45 @@ enum ClientAuth<'a> {
     Required(&'a Ca),
 }
 
-/// A client certificate and key signed by a [`Ca`], as PEM files.
-struct ClientPair {
-    cert: PathBuf,
-    key: PathBuf,
-    der: Vec<u8>,
-}
-
 fn tmp(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        let file = tmp(&format!("{name}-ca.pem"));
-        std::fs::write(&file, issuer.pem()).unwrap();
-        Ca { issuer, file }
-    }
+fn new_ca(name: &str) -> Ca {
+    Ca::new(Path::new(env!("CARGO_TARGET_TMPDIR")), name)
+}
 
-    /// A TLS acceptor whose certificate names `names` (DNS names or IP addresses).
-    fn server(&self, names: &[&str], clients: ClientAuth<'_>) -> TlsAcceptor {
-        let key = KeyPair::generate().unwrap();
-        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let cert = CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = |ca: &Ca| {
-            let mut roots = RootCertStore::empty();
-            roots.add(ca.issuer.der().clone()).unwrap();
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        };
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match clients {
-            ClientAuth::None => builder.with_no_client_auth(),
-            ClientAuth::Optional(ca) => builder
-                .with_client_cert_verifier(verifier(ca).allow_unauthenticated().build().unwrap()),
-            ClientAuth::Required(ca) => {
-                builder.with_client_cert_verifier(verifier(ca).build().unwrap())
-            }
-        };
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = builder
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
-        TlsAcceptor::from(Arc::new(config))
-    }
+/// A client certificate for `name`.
+fn client_pair(ca: &Ca, name: &str) -> Leaf {
+    ca.leaf(name, &[name], &[ExtendedKeyUsagePurpose::ClientAuth])
+}
 
-    /// A client certificate for `name`, written to `<name>-cert.pem` and `<name>-key.pem`.
-    fn client(&self, name: &str) -> ClientPair {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let pair = ClientPair {
-            cert: tmp(&format!("{name}-cert.pem")),
-            key: tmp(&format!("{name}-key.pem")),
-            der: cert.der().to_vec(),
-        };
-        std::fs::write(&pair.cert, cert.pem()).unwrap();
-        std::fs::write(&pair.key, key.serialize_pem()).unwrap();
-        pair
-    }
+/// A TLS acceptor whose certificate (signed by `ca`) names `names`.
+fn server(ca: &Ca, names: &[&str], clients: ClientAuth<'_>) -> TlsAcceptor {
+    let leaf = ca.leaf(&format!("server-{}", names.join("-")), names, &[]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = |ca: &Ca| {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().into()).unwrap();
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    };
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap();
+    let builder = match clients {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Optional(ca) => {
+            builder.with_client_cert_verifier(verifier(ca).allow_unauthenticated().build().unwrap())
+        }
+        ClientAuth::Required(ca) => {
+            builder.with_client_cert_verifier(verifier(ca).build().unwrap())
+        }
+    };
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der));
+    let config = builder
+        .with_single_cert(vec![leaf.der.into()], key)
+        .unwrap();
+    TlsAcceptor::from(Arc::new(config))
 }
 
 /// A CA (written as PEM to a file) and a TLS acceptor for `localhost`/127.0.0.1 signed by it.
@@ -112,9 +76,9 @@ struct Pki {
 }
 
 fn pki(name: &str) -> Pki {
-    let ca = Ca::new(name);
+    let ca = new_ca(name);
     Pki {
-        acceptor: ca.server(&["localhost", "127.0.0.1"], ClientAuth::None),
+        acceptor: server(&ca, &["localhost", "127.0.0.1"], ClientAuth::None),
         ca_file: ca.file,
     }
 }
@@ -211,7 +175,7 @@ fn only_ca(path: &Path) -> TlsOptions {
 }
 
 /// Options trusting `ca` and presenting `client`.
-fn with_client(ca: &Ca, client: &ClientPair) -> TlsOptions {
+fn with_client(ca: &Ca, client: &Leaf) -> TlsOptions {
     TlsOptions {
         client_cert: Some(client.cert.clone()),
         client_key: Some(client.key.clone()),
@@ -229,9 +193,9 @@ async fn get(out: &consular_adapters::Outbound, target: Target) -> Result<u16, T
 #[test]
 fn a_server_requiring_client_certificates_gets_ours_and_refuses_us_without() {
     smol::block_on(async {
-        let ca = Ca::new("mtls");
-        let client = ca.client("mtls-client");
-        let acceptor = ca.server(&["127.0.0.1"], ClientAuth::Required(&ca));
+        let ca = new_ca("mtls");
+        let client = client_pair(&ca, "mtls-client");
+        let acceptor = server(&ca, &["127.0.0.1"], ClientAuth::Required(&ca));
         let server = TestServer::tls(acceptor, |_| Canned::with_length(200, "{}")).await;
         let base = server.base("https");
 
@@ -261,11 +225,11 @@ fn a_server_requiring_client_certificates_gets_ours_and_refuses_us_without() {
 #[test]
 fn a_marathon_request_never_presents_the_consul_certificate() {
     smol::block_on(async {
-        let ca = Ca::new("kinds");
-        let consul_pair = ca.client("kinds-consul");
-        let marathon_pair = ca.client("kinds-marathon");
+        let ca = new_ca("kinds");
+        let consul_pair = client_pair(&ca, "kinds-consul");
+        let marathon_pair = client_pair(&ca, "kinds-marathon");
         // Marathon and Consul on the same host and port: only the kind of request differs.
-        let acceptor = ca.server(&["127.0.0.1"], ClientAuth::Optional(&ca));
+        let acceptor = server(&ca, &["127.0.0.1"], ClientAuth::Optional(&ca));
         let server = TestServer::tls(acceptor, |_| Canned::with_length(200, "{}")).await;
         let base = server.base("https");
 
@@ -303,9 +267,9 @@ fn a_marathon_request_never_presents_the_consul_certificate() {
 #[test]
 fn the_server_name_is_verified_and_sent_instead_of_the_url_host() {
     smol::block_on(async {
-        let ca = Ca::new("sni");
+        let ca = new_ca("sni");
         // The certificate names neither 127.0.0.1 nor localhost.
-        let acceptor = ca.server(&["consul.internal"], ClientAuth::None);
+        let acceptor = server(&ca, &["consul.internal"], ClientAuth::None);
         let server = TestServer::tls(acceptor, |_| Canned::with_length(200, "{}")).await;
         let base = server.base("https");
         let named = |name: &str| TlsOptions {
@@ -353,15 +317,15 @@ fn the_server_name_is_verified_and_sent_instead_of_the_url_host() {
 #[test]
 fn a_ca_directory_trusts_its_pem_and_crt_files_and_names_a_bad_one() {
     smol::block_on(async {
-        let ca = Ca::new("dir");
+        let ca = new_ca("dir");
         let dir = tmp("ca-dir");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("sub.pem")).unwrap();
         std::fs::copy(&ca.file, dir.join("ours.CRT")).unwrap();
-        std::fs::copy(&Ca::new("dir-other").file, dir.join("other.pem")).unwrap();
+        std::fs::copy(&new_ca("dir-other").file, dir.join("other.pem")).unwrap();
         // Neither read nor an error: not a certificate file by its name.
         std::fs::write(dir.join("README"), "not a certificate").unwrap();
-        let acceptor = ca.server(&["127.0.0.1"], ClientAuth::None);
+        let acceptor = server(&ca, &["127.0.0.1"], ClientAuth::None);
         let server = TestServer::tls(acceptor, |_| Canned::with_length(200, "{}")).await;
         let in_dir = |dir: &Path| TlsOptions {
             ca_dirs: vec![dir.to_owned()],
@@ -399,9 +363,9 @@ fn a_ca_directory_trusts_its_pem_and_crt_files_and_names_a_bad_one() {
 
 #[test]
 fn a_client_key_that_is_not_the_certificates_is_refused_naming_both_files() {
-    let ca = Ca::new("mismatch");
-    let one = ca.client("mismatch-one");
-    let two = ca.client("mismatch-two");
+    let ca = new_ca("mismatch");
+    let one = client_pair(&ca, "mismatch-one");
+    let two = client_pair(&ca, "mismatch-two");
     let crossed = TlsOptions {
         client_cert: Some(one.cert.clone()),
         client_key: Some(two.key.clone()),
@@ -458,7 +422,7 @@ fn an_endless_or_huge_pem_file_is_read_no_further_than_the_limit() {
         format!("CA file {endless:?}: larger than {MAX_PEM_FILE_BYTES} bytes")
     );
     let key = TlsOptions {
-        client_cert: Some(Ca::new("huge").client("huge-client").cert),
+        client_cert: Some(client_pair(&new_ca("huge"), "huge-client").cert),
         client_key: Some(endless.to_owned()),
         ..TlsOptions::default()
     };

@@ -8,6 +8,8 @@
 //! framed are spelled out byte for byte.
 #![allow(dead_code)] // Each test file uses a different subset.
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
