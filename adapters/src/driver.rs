@@ -103,7 +103,6 @@ pub async fn run(
     settings: DriverSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
-    let listener = server::bind(&settings.listen_host, settings.listen_port)?;
     let tls_for = |peer: PeerKind, options: &TlsOptions| {
         tls::client_config(options).map_err(|error| DriverError::Tls { peer, error })
     };
@@ -112,6 +111,8 @@ pub async fn run(
         tls_for(PeerKind::Consul, &settings.consul_tls)?,
         tls_for(PeerKind::Marathon, &settings.marathon_tls)?,
     );
+    // After the TLS files: a bad one is reported as such, whatever the port.
+    let listener = server::bind(&settings.listen_host, settings.listen_port)?;
     // Bounded by the server's connection cap: each connection waits for its reply.
     let (inbound_tx, inbound_rx) = channel::unbounded();
     let limits = ServerLimits {

@@ -85,8 +85,8 @@ pub struct ResponseTooLarge {
 /// certificate included, go to every https peer it connects to.
 pub struct H1Client {
     tls: TlsConnector,
-    /// Verified and sent as SNI instead of the URL's host, when set.
-    server_name: Option<ServerName<'static>>,
+    /// Its server name and client certificate.
+    peer_tls: PeerTls,
     pool: Mutex<Pool>,
 }
 
@@ -94,8 +94,8 @@ impl H1Client {
     /// A client that uses `tls` for `https` URLs.
     pub fn new(tls: PeerTls) -> Self {
         H1Client {
-            tls: TlsConnector::from(tls.config),
-            server_name: tls.server_name,
+            tls: TlsConnector::from(tls.config.clone()),
+            peer_tls: tls,
             pool: Mutex::new(Pool::default()),
         }
     }
@@ -134,7 +134,7 @@ impl H1Client {
         if !peer.tls {
             return Ok(Conn::Plain(tcp));
         }
-        let name = match (&self.server_name, &peer.host) {
+        let name = match (&self.peer_tls.server_name, &peer.host) {
             (Some(name), _) => name.clone(),
             (None, Host::Domain(name)) => {
                 ServerName::try_from(name.clone()).map_err(|e| fail("TLS name of", &e))?
@@ -192,7 +192,9 @@ impl H1Client {
             .get::<ResponseLimit>()
             .map_or(UNMARKED_RESPONSE_LIMIT, |limit| limit.0);
         let shared = SharedConn::new(conn);
-        let mut res = async_h1::connect(GuardedHead::new(shared.clone()), req).await?;
+        let mut res = async_h1::connect(GuardedHead::new(shared.clone()), req)
+            .await
+            .map_err(|e| self.explain_refusal(e))?;
         if streaming {
             // async-h1 gives a response framed by neither `Content-Length` nor chunked encoding an
             // empty body. Marathon's event stream is such a response: its body is everything until
@@ -220,6 +222,25 @@ impl H1Client {
             }
         }
         Ok(res)
+    }
+}
+
+impl H1Client {
+    /// `error`, or for a TLS alert refusing our client certificate (or its absence), a
+    /// [`ConnectError`] saying so: the connection never carried a request.
+    fn explain_refusal(&self, error: Error) -> Error {
+        let alert = error
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(|tls| match tls {
+                rustls::Error::AlertReceived(alert) => self.peer_tls.explain_alert(alert),
+                _ => None,
+            });
+        match alert {
+            Some(why) => Error::new(StatusCode::BadGateway, ConnectError(why)),
+            None => error,
+        }
     }
 }
 

@@ -145,6 +145,43 @@ pub struct PeerTls {
     pub config: Arc<ClientConfig>,
     /// Verified and sent as SNI instead of the URL's host, when set.
     pub server_name: Option<ServerName<'static>>,
+    /// The client certificate presented, for explaining a peer's refusal of it (or of none).
+    pub client_cert: Option<PathBuf>,
+}
+
+impl PeerTls {
+    /// Why a peer that answered our handshake with `alert` refused it, when the alert is about the
+    /// client certificate: TLS 1.3 lets the peer check it only after the client thinks the
+    /// handshake is done, so this arrives as the answer to the first request, and rustls's own
+    /// words ("received fatal alert: BadCertificate") do not say whose certificate was bad.
+    pub fn explain_alert(&self, alert: &rustls::AlertDescription) -> Option<String> {
+        use rustls::AlertDescription::{
+            AccessDenied, BadCertificate, CertificateExpired, CertificateRequired,
+            CertificateRevoked, CertificateUnknown, UnknownCA, UnsupportedCertificate,
+        };
+        let about_certificates = matches!(
+            alert,
+            BadCertificate
+                | CertificateRequired
+                | UnknownCA
+                | AccessDenied
+                | CertificateExpired
+                | CertificateRevoked
+                | CertificateUnknown
+                | UnsupportedCertificate
+        );
+        if !about_certificates {
+            return None;
+        }
+        Some(match &self.client_cert {
+            None => format!(
+                "the peer refused the TLS connection ({alert:?}): it wants a client certificate, and none is configured for it"
+            ),
+            Some(path) => format!(
+                "the peer refused the client certificate {path:?} ({alert:?}): is it signed by a CA the peer trusts?"
+            ),
+        })
+    }
 }
 
 /// The [`PeerTls`] for `options`: the `webpki-roots` CAs plus every certificate of its CA files and
@@ -195,6 +232,7 @@ pub fn client_config(options: &TlsOptions) -> Result<PeerTls, TlsError> {
     Ok(PeerTls {
         config: Arc::new(config),
         server_name,
+        client_cert: options.client_cert.clone(),
     })
 }
 

@@ -214,10 +214,30 @@ fn a_server_requiring_client_certificates_gets_ours_and_refuses_us_without() {
             "{shown:?}"
         );
 
-        // Without a certificate the handshake fails and the server sees no request.
+        // Without a certificate, or with one of another CA, the server ends the handshake, and
+        // the error says it was about the client certificate. The server sees no request.
         let seen = server.requests().len();
         let bare = outbound_with(endpoints(&base), Some(&ca.file));
-        assert!(get(&bare, Target::Consul).await.is_err());
+        match get(&bare, Target::Consul).await {
+            Err(TransportError::Connect(message)) => {
+                assert!(message.contains("none is configured"), "{message}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let stranger = client_pair(&new_ca("mtls-stranger"), "mtls-stranger-client");
+        let forged = outbound_tls(
+            endpoints(&base),
+            &with_client(&ca, &stranger),
+            &only_ca(&ca.file),
+        );
+        match get(&forged, Target::Consul).await {
+            Err(TransportError::Connect(message)) => assert!(
+                message.contains("refused the client certificate")
+                    && message.contains("mtls-stranger-client-cert.pem"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
         assert_eq!(server.requests().len(), seen);
     });
 }

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair,
 };
 
 /// A CA made for one test, its certificate written as PEM to `<dir>/<name>-ca.pem`.
@@ -34,6 +35,12 @@ impl Ca {
     pub fn new(dir: &Path, name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own: CAs with one name would pass for each other's issuer (and then fail
+        // on the signature, a different error from an unknown issuer).
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let file = dir.join(format!("{name}-ca.pem"));
         std::fs::write(&file, issuer.pem()).unwrap();
