@@ -310,6 +310,28 @@ impl ConsulCluster {
         format!("https://127.0.0.1:{port}")
     }
 
+    /// For a cluster with ACLs: creates a policy of each `(name, rules)` (Consul 1.8 HCL rules) and a token with all
+    /// of them, and returns the token's secret. Sent with the default token, which is the master token.
+    pub fn acl_token(&self, policies: &[(&str, &str)]) -> String {
+        let server = self.agent_addr(0);
+        for (name, rules) in policies {
+            let body = serde_json::json!({ "Name": name, "Rules": rules });
+            let (status, text) =
+                put(server, "/v1/acl/policy", body.to_string()).expect("PUT /v1/acl/policy");
+            assert_eq!(status, 200, "creating ACL policy {name}: {text}");
+        }
+        let names: Vec<Value> = policies
+            .iter()
+            .map(|(name, _)| serde_json::json!({ "Name": name }))
+            .collect();
+        let body = serde_json::json!({ "Description": "consular test", "Policies": names });
+        let (status, text) =
+            put(server, "/v1/acl/token", body.to_string()).expect("PUT /v1/acl/token");
+        assert_eq!(status, 200, "creating an ACL token: {text}");
+        let token: Value = serde_json::from_str(&text).expect("the token as JSON");
+        token["SecretID"].as_str().expect("a SecretID").to_string()
+    }
+
     /// `http://127.0.0.1:<port>`: the dev server's HTTP API.
     pub fn server_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.http)
