@@ -2,9 +2,9 @@
 //! `--ca-file` and the per-peer TLS flags (`--consul-ca-file`, `--consul-ca-path`,
 //! `--consul-client-cert`, `--consul-client-key`, `--consul-tls-server-name` and their
 //! `--marathon-*` twins but the server name), `--events`, `--events-secret`,
-//! `--accept-callbacks`, `--max-listing-bytes`, `--require-label`, `--address`, `--health-checks`, `--register-when-healthy`,
-//! `--migrate-marathon-consul` and
-//! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
+//! `--accept-callbacks`, `--max-listing-bytes`, `--require-label`, `--address`,
+//! `--health-checks`, `--register-when-healthy`, `--migrate-marathon-consul` and `--version`),
+//! parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
 //! The environment (`CONSUL_HTTP_TOKEN`) comes in as an argument; the one thing read here is the
