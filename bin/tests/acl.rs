@@ -3,7 +3,8 @@
 //! policies in `bin/dist/` (the ones the README quotes).
 //!
 //! With `consular-policy.hcl` the bridge does everything: registration on the task's agent, deregistration, KV
-//! labels, and a sync with `--purge` removing a dead service and a deleted app's keys; under `--ha`, with
+//! labels, a mirrored health check's status, and a sync with `--purge` removing a dead service and a deleted app's
+//! keys; under `--ha`, with
 //! `consular-ha-policy.hcl` too, it also takes the lock and registers its `consular` service. Then each rule of
 //! each policy is shown to be needed: with a token whose policy lacks that one line, the bridge fails where the
 //! rule is needed, its log says so (naming the permission where Consul refuses a request; a listing Consul
@@ -15,7 +16,7 @@ mod support;
 
 use std::time::Duration;
 
-use consular_sim::MarathonVersion;
+use consular_sim::{MarathonVersion, SimHealthCheck};
 use serde_json::json;
 use support::bridge::Consular;
 use support::consul::{self, wait_until, ClusterConfig};
@@ -54,6 +55,21 @@ fn without(policy: &str, dropped: &str) -> String {
     kept.join("\n")
 }
 
+/// A Marathon HTTP health check on the task's first port.
+fn http_check() -> SimHealthCheck {
+    SimHealthCheck {
+        protocol: "HTTP".into(),
+        path: Some("/health".into()),
+        port_index: Some(0),
+        port: None,
+        interval_seconds: 10,
+        timeout_seconds: 1,
+        grace_period_seconds: 0,
+        max_consecutive_failures: 3,
+        command: None,
+    }
+}
+
 /// Checks `bridge` runs and answers `GET /health` with 200.
 fn assert_alive(bridge: &mut Consular) {
     bridge.assert_running();
@@ -62,7 +78,7 @@ fn assert_alive(bridge: &mut Consular) {
 }
 
 #[test]
-fn the_documented_policy_lets_the_bridge_register_deregister_write_kv_and_purge() {
+fn the_documented_policy_lets_the_bridge_register_deregister_write_kv_and_checks_and_purge() {
     let (peers, task) = peers();
     let c = &peers.cluster;
     // Ours and dead (its app is gone), and a deleted app's label: the first sync's purge removes both.
@@ -80,6 +96,8 @@ fn the_documented_policy_lets_the_bridge_register_deregister_write_kv_and_purge(
         "--sync-interval",
         "1",
         "--purge",
+        "--health-checks",
+        "mirror",
         "--consul-token",
         &token,
     ]);
@@ -94,6 +112,21 @@ fn the_documented_policy_lets_the_bridge_register_deregister_write_kv_and_purge(
         .marathon
         .with(|m| m.set_task_state(&streamed, "TASK_KILLED"));
     world.wait_deregistered(AGENT_2, &streamed);
+    // A mirrored health check: registered with its service, its status written by the bridge.
+    let checked = world.marathon.with(|m| {
+        m.put_app("/api", &[]);
+        m.set_app_health_checks("/api", vec![http_check()]);
+        run_task(m, "/api", "127.0.0.2", &[31002])
+    });
+    world.wait_registered(AGENT_2, &checked);
+    world
+        .marathon
+        .with(|m| m.set_task_check_health(&checked, 0, true));
+    let check = format!("consular:{checked}");
+    wait_until(&format!("{check} passing"), DEADLINE, || {
+        let checks = consul::get_json(world.cluster.agent_addr(AGENT_2), "/v1/agent/checks");
+        checks[&check]["Status"] == "passing"
+    });
     world.wait_two_more_syncs();
     assert_eq!(world.consular.log_lines_with("the token lacks"), 0);
     assert_eq!(world.consular.log_lines_with("HTTP 403"), 0);
