@@ -472,3 +472,26 @@ fn the_test_server_records_sni_and_no_certificate_for_a_plain_client() {
         );
     });
 }
+
+#[test]
+fn a_ca_directory_with_more_files_than_the_limit_is_refused_before_reading_them() {
+    let dir = tmp("ca-dir-crowded");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Not certificates: the count alone refuses the directory, none of them is read.
+    for i in 0..=consular_adapters::tls::MAX_CA_DIR_FILES {
+        std::fs::write(dir.join(format!("{i}.pem")), "x").unwrap();
+    }
+    let options = TlsOptions {
+        ca_dirs: vec![dir.clone()],
+        ..TlsOptions::default()
+    };
+    let err = client_config(&options).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "CA directory {dir:?}: more than {} certificate files",
+            consular_adapters::tls::MAX_CA_DIR_FILES
+        )
+    );
+}
