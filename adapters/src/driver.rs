@@ -44,7 +44,7 @@ use smol::{future, Executor, Task, Timer};
 use crate::endpoints::Endpoints;
 use crate::outbound::Outbound;
 use crate::server::{self, BindError, InboundRequest, ServerLimits};
-use crate::tls::{self, TlsError, TlsOptions};
+use crate::tls::{self, PeerKind, TlsError, TlsOptions};
 
 /// `log` target of the core's records.
 const CORE_LOG_TARGET: &str = "consular";
@@ -79,9 +79,14 @@ pub enum DriverError {
     /// The inbound server could not listen.
     #[error(transparent)]
     Bind(#[from] BindError),
-    /// The TLS configuration (e.g. `--ca-file`) is unusable.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
+    /// The TLS configuration of one kind of peer (a CA file, a client certificate …) is unusable.
+    #[error("TLS towards {peer}: {error}")]
+    Tls {
+        /// Whose settings they are.
+        peer: PeerKind,
+        /// What is wrong with them.
+        error: TlsError,
+    },
     /// The inbound server stopped accepting connections.
     #[error("the HTTP server stopped: {0}")]
     Server(io::Error),
@@ -98,11 +103,16 @@ pub async fn run(
     settings: DriverSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
-    let listener = server::bind(&settings.listen_host, settings.listen_port)?;
+    let tls_for = |peer: PeerKind, options: &TlsOptions| {
+        tls::client_config(options).map_err(|error| DriverError::Tls { peer, error })
+    };
     let outbound = Outbound::new(
         settings.endpoints,
-        tls::client_config(&settings.consul_tls)?,
+        tls_for(PeerKind::Consul, &settings.consul_tls)?,
+        tls_for(PeerKind::Marathon, &settings.marathon_tls)?,
     );
+    // After the TLS files: a bad one is reported as such, whatever the port.
+    let listener = server::bind(&settings.listen_host, settings.listen_port)?;
     // Bounded by the server's connection cap: each connection waits for its reply.
     let (inbound_tx, inbound_rx) = channel::unbounded();
     let limits = ServerLimits {

@@ -17,7 +17,8 @@
 //! stream is (no length, not chunked).
 //!
 //! Not here: URLs and credentials ([`crate::endpoints`]), the per-request timeout and the mapping
-//! to the core's types ([`crate::outbound`]), the TLS roots ([`crate::tls`]).
+//! to the core's types ([`crate::outbound`]), the TLS roots, client certificate and server name
+//! ([`crate::tls`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,7 +33,6 @@ use std::time::{Duration, Instant};
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use http_client::{Error, HttpClient, Request, Response};
-use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
@@ -42,6 +42,7 @@ use surf::http::url::{Host, Url};
 use surf::http::{Body, StatusCode};
 
 use crate::http_guard::{panic_message, parse_response_head, HeadProgress, HeadScanner};
+use crate::tls::PeerTls;
 
 /// Idle connections kept per peer; more are closed. Matches the core's default per-target limit.
 const MAX_IDLE_PER_PEER: usize = 8;
@@ -79,16 +80,22 @@ pub struct ResponseTooLarge {
 }
 
 /// An HTTP/1.1 client with connection reuse, for [`surf::Client::with_http_client`].
+///
+/// One client speaks to one kind of peer ([`crate::tls::PeerKind`]): its TLS settings, client
+/// certificate included, go to every https peer it connects to.
 pub struct H1Client {
     tls: TlsConnector,
+    /// Its server name and client certificate.
+    peer_tls: PeerTls,
     pool: Mutex<Pool>,
 }
 
 impl H1Client {
     /// A client that uses `tls` for `https` URLs.
-    pub fn new(tls: Arc<ClientConfig>) -> Self {
+    pub fn new(tls: PeerTls) -> Self {
         H1Client {
-            tls: TlsConnector::from(tls),
+            tls: TlsConnector::from(tls.config.clone()),
+            peer_tls: tls,
             pool: Mutex::new(Pool::default()),
         }
     }
@@ -127,12 +134,13 @@ impl H1Client {
         if !peer.tls {
             return Ok(Conn::Plain(tcp));
         }
-        let name = match &peer.host {
-            Host::Domain(name) => {
+        let name = match (&self.peer_tls.server_name, &peer.host) {
+            (Some(name), _) => name.clone(),
+            (None, Host::Domain(name)) => {
                 ServerName::try_from(name.clone()).map_err(|e| fail("TLS name of", &e))?
             }
-            Host::Ipv4(ip) => ServerName::IpAddress(IpAddr::V4(*ip).into()),
-            Host::Ipv6(ip) => ServerName::IpAddress(IpAddr::V6(*ip).into()),
+            (None, Host::Ipv4(ip)) => ServerName::IpAddress(IpAddr::V4(*ip).into()),
+            (None, Host::Ipv6(ip)) => ServerName::IpAddress(IpAddr::V6(*ip).into()),
         };
         let tls = self
             .tls
@@ -184,7 +192,9 @@ impl H1Client {
             .get::<ResponseLimit>()
             .map_or(UNMARKED_RESPONSE_LIMIT, |limit| limit.0);
         let shared = SharedConn::new(conn);
-        let mut res = async_h1::connect(GuardedHead::new(shared.clone()), req).await?;
+        let mut res = async_h1::connect(GuardedHead::new(shared.clone()), req)
+            .await
+            .map_err(|e| self.explain_refusal(e))?;
         if streaming {
             // async-h1 gives a response framed by neither `Content-Length` nor chunked encoding an
             // empty body. Marathon's event stream is such a response: its body is everything until
@@ -212,6 +222,25 @@ impl H1Client {
             }
         }
         Ok(res)
+    }
+}
+
+impl H1Client {
+    /// `error`, or for a TLS alert refusing our client certificate (or its absence), a
+    /// [`ConnectError`] saying so: the connection never carried a request.
+    fn explain_refusal(&self, error: Error) -> Error {
+        let alert = error
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .and_then(|tls| match tls {
+                rustls::Error::AlertReceived(alert) => self.peer_tls.explain_alert(alert),
+                _ => None,
+            });
+        match alert {
+            Some(why) => Error::new(StatusCode::BadGateway, ConnectError(why)),
+            None => error,
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! Marathon's event stream, whose body is handed on piece by piece ([`StreamingResponse`]), and
 //! follows a standby's redirect of it only to the configured Marathon or the leader it names.
 //!
-//! It adds the JSON headers every consular request carries, the peer's credentials, and enforces
+//! It adds the JSON headers every consular request carries, the peer's credentials and TLS settings
+//! (Consul's for the main Consul and every agent, Marathon's for Marathon), and enforces
 //! the request's timeout (connect, TLS, request and whole response; for a stream, the head).
 //! Connections and pooling live in [`crate::h1_client`]; URLs in [`crate::endpoints`]. Retries and
 //! fallbacks are the core's call.
@@ -14,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consular_core::{Method, Request, Response, Target, TransportError};
-use rustls::ClientConfig;
 use smol::io::AsyncReadExt;
 use smol::{future, Timer};
 use surf::http::url::Url;
@@ -24,6 +24,7 @@ use crate::endpoints::{
     leader_verdict, redact_userinfo, Destination, Endpoints, LeaderAnswer, StreamRedirect,
 };
 use crate::h1_client::{ConnectError, H1Client, ResponseLimit, ResponseTooLarge, StreamBody};
+use crate::tls::{PeerKind, PeerTls};
 
 const JSON: &str = "application/json";
 const EVENT_STREAM: &str = "text/event-stream";
@@ -39,18 +40,33 @@ const STREAM_CHUNK_BYTES: usize = 16 * 1024;
 const MAX_RESERVED_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Sends the core's requests over surf with the [`H1Client`] backend. Cheap to clone.
+///
+/// Each kind of peer has a client of its own, with its own TLS settings and connection pool, so a
+/// client certificate goes only to the peers of its kind, and a connection opened for one kind
+/// (with its certificate) is never reused for the other, even on the same host and port.
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    client: surf::Client,
+    consul: surf::Client,
+    marathon: surf::Client,
     endpoints: Arc<Endpoints>,
 }
 
 impl Outbound {
-    /// A sender for `endpoints`, trusting the roots in `tls` for https peers.
-    pub fn new(endpoints: Endpoints, tls: Arc<ClientConfig>) -> Self {
+    /// A sender for `endpoints`, speaking TLS to Consul and its agents with `consul_tls` and to
+    /// Marathon with `marathon_tls`.
+    pub fn new(endpoints: Endpoints, consul_tls: PeerTls, marathon_tls: PeerTls) -> Self {
         Outbound {
-            client: surf::Client::with_http_client(H1Client::new(tls)),
+            consul: surf::Client::with_http_client(H1Client::new(consul_tls)),
+            marathon: surf::Client::with_http_client(H1Client::new(marathon_tls)),
             endpoints: Arc::new(endpoints),
+        }
+    }
+
+    /// The client for the kind of peer `target` is.
+    fn client(&self, target: &Target) -> &surf::Client {
+        match PeerKind::of(target) {
+            PeerKind::Consul => &self.consul,
+            PeerKind::Marathon => &self.marathon,
         }
     }
 
@@ -59,7 +75,8 @@ impl Outbound {
         within(request.timeout, async {
             let mut http = self.http_request(request, JSON)?;
             http.set_ext(ResponseLimit(request.response_limit));
-            let mut response = self.client.send(http).await.map_err(transport_error)?;
+            let client = self.client(&request.target);
+            let mut response = client.send(http).await.map_err(transport_error)?;
             // Reserved at its full length when known: Marathon's app list can be megabytes, and
             // a doubling buffer would hold up to twice that. One byte more, because `read_to_end`
             // doubles a full buffer before it can see the end of the body. The client already
@@ -102,7 +119,8 @@ impl Outbound {
             for _ in 0..=MAX_STREAM_REDIRECTS {
                 let mut http = http_request(request, destination.clone(), EVENT_STREAM);
                 http.set_ext(StreamBody);
-                let mut response = self.client.send(http).await.map_err(transport_error)?;
+                let client = self.client(&request.target);
+                let mut response = client.send(http).await.map_err(transport_error)?;
                 let status: u16 = response.status().into();
                 let location = response.header("Location").map(|l| l.as_str().to_owned());
                 match location.filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308)) {
@@ -169,7 +187,7 @@ impl Outbound {
         for (name, value) in destination.headers {
             http.insert_header(name, value);
         }
-        let mut response = match self.client.send(http).await {
+        let mut response = match self.marathon.send(http).await {
             Ok(response) => response,
             Err(e) => {
                 return LeaderAnswer::Unknown(format!("GET {LEADER_PATH}: {}", transport_error(e)))

@@ -502,7 +502,7 @@ impl Client {
             }
         };
         Client {
-            outbound: Outbound::new(endpoints, tls),
+            outbound: Outbound::new(endpoints, tls.clone(), tls),
             template,
         }
     }
@@ -708,9 +708,11 @@ impl Client {
     /// How long the Marathon simulator takes to answer the sync's read, so the reader can tell
     /// the bridge's share of the cold sync from the simulator's.
     fn time_apps_read(&self, marathon_url: &str) -> Duration {
+        let tls = tls::client_config(&Default::default()).expect("default TLS roots");
         let outbound = Outbound::new(
             endpoints(marathon_url, "http://127.0.0.1:1"),
-            tls::client_config(&Default::default()).expect("default TLS roots"),
+            tls.clone(),
+            tls,
         );
         let request = self.request(
             Target::Marathon,

@@ -1,8 +1,10 @@
 //! The command line: consular 1.3.0's flags (plus `--consul-token`, `--marathon-token`,
-//! `--ca-file`, `--events`, `--events-secret`, `--accept-callbacks`, `--max-listing-bytes`,
-//! `--require-label`, `--address`, `--health-checks`, `--register-when-healthy`,
-//! `--migrate-marathon-consul` and
-//! `--version`), parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
+//! `--ca-file` and the per-peer TLS flags (`--consul-ca-file`, `--consul-ca-path`,
+//! `--consul-client-cert`, `--consul-client-key`, `--consul-tls-server-name` and their
+//! `--marathon-*` twins but the server name), `--events`, `--events-secret`,
+//! `--accept-callbacks`, `--max-listing-bytes`, `--require-label`, `--address`,
+//! `--health-checks`, `--register-when-healthy`, `--migrate-marathon-consul` and `--version`),
+//! parsed with pico-args into a [`Command`], and turned into the core's [`Config`]
 //! and the adapters' [`DriverSettings`]; and the `demo` subcommand's flags ([`DemoArgs`]).
 //!
 //! The environment (`CONSUL_HTTP_TOKEN`) comes in as an argument; the one thing read here is the
@@ -68,6 +70,23 @@ Options:
                              Largest response read for a Marathon or Consul listing, at least
                              65536.  [default: 67108864]
   --ca-file FILENAME         Also trust the CA certificates in this PEM file for https.
+  --consul-ca-file FILENAME  Also trust this PEM file's CAs for Consul and its agents.
+  --consul-ca-path DIRECTORY Also trust every *.pem and *.crt file in it for Consul.
+  --consul-client-cert FILENAME
+                             PEM client certificate presented to Consul and its agents.
+  --consul-client-key FILENAME
+                             PEM private key of --consul-client-cert.
+  --consul-tls-server-name TEXT
+                             Name Consul's and every agent's certificate must carry (sent as
+                             SNI) instead of the URL's host.
+  --marathon-ca-file FILENAME
+                             Also trust this PEM file's CAs for Marathon.
+  --marathon-ca-path DIRECTORY
+                             Also trust every *.pem and *.crt file in it for Marathon.
+  --marathon-client-cert FILENAME
+                             PEM client certificate presented to Marathon.
+  --marathon-client-key FILENAME
+                             PEM private key of --marathon-client-cert.
   --require-label TEXT       Register only the apps that carry this label (marathon-consul:
                              consul); apps that lose it are deregistered by the next sync.
   --address [auto|host|task-ip]
@@ -180,6 +199,12 @@ pub struct RunArgs {
     pub marathon_token: Option<String>,
     /// `--ca-file`
     pub ca_file: Option<PathBuf>,
+    /// `--consul-ca-file`, `--consul-ca-path`, `--consul-client-cert`, `--consul-client-key`,
+    /// `--consul-tls-server-name` (without `--ca-file`, which `driver_settings` adds).
+    pub consul_tls: TlsOptions,
+    /// `--marathon-ca-file`, `--marathon-ca-path`, `--marathon-client-cert`,
+    /// `--marathon-client-key` (without `--ca-file`).
+    pub marathon_tls: TlsOptions,
     /// `--events-secret`, read from its file for `@FILE`.
     pub events_secret: Option<String>,
     /// `--accept-callbacks` makes it [`EventsEndpoint::Always`].
@@ -228,6 +253,8 @@ impl fmt::Debug for RunArgs {
             .field("consul_token", &hidden(&self.consul_token))
             .field("marathon_token", &hidden(&self.marathon_token))
             .field("ca_file", &self.ca_file)
+            .field("consul_tls", &self.consul_tls)
+            .field("marathon_tls", &self.marathon_tls)
             .field("events_secret", &hidden(&self.events_secret))
             .field("events_endpoint", &self.events_endpoint)
             .field("max_listing_bytes", &self.max_listing_bytes)
@@ -296,14 +323,8 @@ impl RunArgs {
             endpoints: Endpoints::new(self.marathon.clone(), self.consul.clone())
                 .with_consul_token(self.consul_token.clone())
                 .with_marathon_token(self.marathon_token.clone()),
-            consul_tls: TlsOptions {
-                ca_files: self.ca_file.iter().cloned().collect(),
-                ..TlsOptions::default()
-            },
-            marathon_tls: TlsOptions {
-                ca_files: self.ca_file.iter().cloned().collect(),
-                ..TlsOptions::default()
-            },
+            consul_tls: with_ca_file(&self.consul_tls, &self.ca_file),
+            marathon_tls: with_ca_file(&self.marathon_tls, &self.ca_file),
             listen_host: self.host.clone(),
             listen_port: self.port,
             server: ServerLimits::default(),
@@ -414,6 +435,22 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         .map(|token| token_value("--marathon-token", token))
         .transpose()?;
     let ca_file = value(&mut args, "--ca-file")?.map(PathBuf::from);
+    let path =
+        |args: &mut Arguments, flag| Ok::<_, CliError>(value(args, flag)?.map(PathBuf::from));
+    let consul_tls = TlsOptions {
+        ca_files: path(&mut args, "--consul-ca-file")?.into_iter().collect(),
+        ca_dirs: path(&mut args, "--consul-ca-path")?.into_iter().collect(),
+        client_cert: path(&mut args, "--consul-client-cert")?,
+        client_key: path(&mut args, "--consul-client-key")?,
+        server_name: value(&mut args, "--consul-tls-server-name")?,
+    };
+    let marathon_tls = TlsOptions {
+        ca_files: path(&mut args, "--marathon-ca-file")?.into_iter().collect(),
+        ca_dirs: path(&mut args, "--marathon-ca-path")?.into_iter().collect(),
+        client_cert: path(&mut args, "--marathon-client-cert")?,
+        client_key: path(&mut args, "--marathon-client-key")?,
+        server_name: None,
+    };
     let events_secret = value(&mut args, "--events-secret")?
         .map(events_secret)
         .transpose()?;
@@ -567,6 +604,8 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
         consul_token,
         marathon_token,
         ca_file,
+        consul_tls,
+        marathon_tls,
         events_secret,
         events_endpoint,
         max_listing_bytes,
@@ -583,6 +622,13 @@ fn parse_run(mut args: Arguments, consul_token_env: Option<OsString>) -> Result<
 }
 
 /// A token given on the command line, if it can go into a header; the error never shows it.
+/// `options` plus `--ca-file`, which every kind of peer trusts.
+fn with_ca_file(options: &TlsOptions, ca_file: &Option<PathBuf>) -> TlsOptions {
+    let mut options = options.clone();
+    options.ca_files.extend(ca_file.iter().cloned());
+    options
+}
+
 fn token_value(flag: &str, token: String) -> Result<String, CliError> {
     check_token(&token).map_err(|problem| CliError::flag(flag, format!("the token {problem}")))?;
     Ok(token)
@@ -886,6 +932,40 @@ mod tests {
         assert_eq!(
             settings.endpoints.marathon().to_string(),
             "http://marathon.example:8080"
+        );
+    }
+
+    #[test]
+    fn tls_flags_go_to_their_own_kind_of_peer_and_ca_file_to_both() {
+        let run = run_args(&[
+            "--ca-file=/both.pem",
+            "--consul-ca-file=/c.pem",
+            "--consul-ca-path=/c.d",
+            "--consul-client-cert=/c-cert.pem",
+            "--consul-client-key=/c-key.pem",
+            "--consul-tls-server-name=consul.internal",
+            "--marathon-ca-file=/m.pem",
+            "--marathon-ca-path=/m.d",
+            "--marathon-client-cert=/m-cert.pem",
+            "--marathon-client-key=/m-key.pem",
+        ]);
+        let settings = run.driver_settings();
+        let paths = |list: &[&str]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
+        let consul = settings.consul_tls;
+        assert_eq!(consul.ca_files, paths(&["/c.pem", "/both.pem"]));
+        assert_eq!(consul.ca_dirs, paths(&["/c.d"]));
+        assert_eq!(consul.client_cert, Some(PathBuf::from("/c-cert.pem")));
+        assert_eq!(consul.client_key, Some(PathBuf::from("/c-key.pem")));
+        assert_eq!(consul.server_name.as_deref(), Some("consul.internal"));
+        let marathon = settings.marathon_tls;
+        assert_eq!(marathon.ca_files, paths(&["/m.pem", "/both.pem"]));
+        assert_eq!(marathon.ca_dirs, paths(&["/m.d"]));
+        assert_eq!(marathon.client_cert, Some(PathBuf::from("/m-cert.pem")));
+        assert_eq!(marathon.client_key, Some(PathBuf::from("/m-key.pem")));
+        assert_eq!(marathon.server_name, None);
+        assert_eq!(
+            run_args(&[]).driver_settings().consul_tls,
+            TlsOptions::default()
         );
     }
 

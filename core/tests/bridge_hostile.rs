@@ -155,6 +155,40 @@ fn two_apps_of_one_service_name_cannot_both_register_through_events() {
 }
 
 #[test]
+fn a_refusal_names_the_permission_of_what_was_sent_whatever_consul_claims() {
+    let mut t = Transcript::new(config());
+    let id = t.event(&event("TASK_RUNNING", "t1", "/grp/web", "h"));
+    t.members(&["h"]);
+    let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
+    // Consul's body names another rule; the log names the one the request needs, from the
+    // request itself.
+    t.respond(
+        &register,
+        403,
+        "Permission denied: Missing service:write on other",
+    );
+    let (status, _) = t.reply(id);
+    assert_eq!(status, 502);
+    assert!(
+        t.logged(r#"(the token lacks service:write on "grp-web")"#),
+        "{:?}",
+        t.logs
+    );
+    // Any other failure names no permission.
+    let id = t.event(&event("TASK_RUNNING", "t2", "/grp/web", "h"));
+    let register = t.expect(Method::Put, agent("h"), "/v1/agent/service/register");
+    t.respond(&register, 500, "Permission denied");
+    assert_eq!(t.reply(id).0, 502);
+    assert_eq!(
+        t.logs
+            .iter()
+            .filter(|l| l.message.contains("the token lacks"))
+            .count(),
+        1
+    );
+}
+
+#[test]
 fn ends_of_unknown_apps_cost_nothing_and_huge_ids_are_refused() {
     let mut t = Transcript::new(config());
     for i in 0..200 {

@@ -1,5 +1,6 @@
 //! Test fixtures shared by the adapter tests: a tiny scripted HTTP/1.1 server on 127.0.0.1 that
-//! records each request and counts accepted connections, canned responses, a raw HTTP client, and
+//! records each request (and, over TLS, each handshake's SNI and client certificate) and counts
+//! accepted connections, canned responses, a raw HTTP client, and
 //! helpers to build the adapter's types, the process's resident memory, and a deadline for
 //! futures. Only loopback traffic; no assertions live here (a missed deadline panics, naming what
 //! was awaited). Requests and responses are read and plain ones written with the shared helper,
@@ -7,12 +8,15 @@
 //! framed are spelled out byte for byte.
 #![allow(dead_code)] // Each test file uses a different subset.
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consular_adapters::simulator::http1::{self, Http1Error};
+use consular_adapters::tls::{client_config, TlsOptions};
 use consular_adapters::{BaseUrl, Endpoints, Outbound};
 use consular_core::{Bridge, Config, Method, Output, Request, Target};
 use futures_rustls::TlsAcceptor;
@@ -95,11 +99,21 @@ impl Canned {
 
 type Responder = Arc<dyn Fn(&Recorded) -> Canned + Send + Sync>;
 
+/// What a TLS client showed in one handshake the test server completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    /// The SNI name it sent.
+    pub sni: Option<String>,
+    /// The DER of the first certificate it presented.
+    pub client_cert: Option<Vec<u8>>,
+}
+
 /// A scripted server on 127.0.0.1; stops when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
     connections: Arc<AtomicUsize>,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    handshakes: Arc<Mutex<Vec<Handshake>>>,
     _accepting: smol::Task<()>,
 }
 
@@ -120,8 +134,10 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let handshakes = Arc::new(Mutex::new(Vec::new()));
         let accepting = {
             let (connections, requests) = (connections.clone(), requests.clone());
+            let handshakes = handshakes.clone();
             smol::spawn(async move {
                 loop {
                     let Ok((tcp, _)) = listener.accept().await else {
@@ -129,11 +145,20 @@ impl TestServer {
                     };
                     connections.fetch_add(1, Ordering::SeqCst);
                     let (requests, respond, tls) = (requests.clone(), respond.clone(), tls.clone());
+                    let handshakes = handshakes.clone();
                     smol::spawn(async move {
                         match tls {
                             None => serve_connection(tcp, requests, respond).await,
                             Some(acceptor) => {
                                 if let Ok(stream) = acceptor.accept(tcp).await {
+                                    let session = stream.get_ref().1;
+                                    handshakes.lock().unwrap().push(Handshake {
+                                        sni: session.server_name().map(str::to_owned),
+                                        client_cert: session
+                                            .peer_certificates()
+                                            .and_then(|chain| chain.first())
+                                            .map(|cert| cert.to_vec()),
+                                    });
                                     serve_connection(stream, requests, respond).await;
                                 }
                             }
@@ -147,6 +172,7 @@ impl TestServer {
             addr,
             connections,
             requests,
+            handshakes,
             _accepting: accepting,
         }
     }
@@ -158,6 +184,11 @@ impl TestServer {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The TLS handshakes completed so far, in order.
+    pub fn handshakes(&self) -> Vec<Handshake> {
+        self.handshakes.lock().unwrap().clone()
     }
 
     /// `http://127.0.0.1:<port>`
@@ -220,14 +251,21 @@ pub fn outbound(marathon: &str, consul: &str) -> Outbound {
     )
 }
 
+/// An [`Outbound`] for `endpoints` trusting the CA in `ca_file` (if any) for both kinds of peer.
 pub fn outbound_with(endpoints: Endpoints, ca_file: Option<&std::path::Path>) -> Outbound {
+    let options = TlsOptions {
+        ca_files: ca_file.into_iter().map(ToOwned::to_owned).collect(),
+        ..Default::default()
+    };
+    outbound_tls(endpoints, &options, &options)
+}
+
+/// An [`Outbound`] for `endpoints` with Consul's and Marathon's own TLS options.
+pub fn outbound_tls(endpoints: Endpoints, consul: &TlsOptions, marathon: &TlsOptions) -> Outbound {
     Outbound::new(
         endpoints,
-        consular_adapters::tls::client_config(&consular_adapters::tls::TlsOptions {
-            ca_files: ca_file.into_iter().map(ToOwned::to_owned).collect(),
-            ..Default::default()
-        })
-        .unwrap(),
+        client_config(consul).unwrap(),
+        client_config(marathon).unwrap(),
     )
 }
 

@@ -5,6 +5,8 @@
 //! HTTP port, which is the layout consular expects: it reaches the agent of each task's host at
 //! `node.Address:<port>`. The binary comes from `CONSUL_BIN`, or from `.cache/consul-1.8.7/consul` in the repo,
 //! which `.ci/fetch-consul` fills. Dropping the cluster kills every agent it started, also when a test panics.
+//! [`ConsulCluster::start_with`] adds TLS (an HTTPS port requiring client certificates) and/or ACLs (default deny)
+//! to every agent ([`ClusterConfig`]); the plain HTTP port stays, and the helpers below keep using it.
 //!
 //! The HTTP helpers ([`get`], [`put`], [`delete`], [`request`]) are blocking, over `std::net::TcpStream`: HTTP/1.1
 //! with `Connection: close`, read to EOF, chunked bodies decoded; the bytes are written and parsed by the
@@ -75,6 +77,67 @@ struct Ports {
     serf_lan: u16,
     serf_wan: u16,
     server: u16,
+    /// Drawn only for a cluster with [`ClusterConfig::tls`].
+    https: Option<u16>,
+}
+
+/// What a cluster's agents run with beyond the defaults (plain HTTP, no ACLs). Every agent gets the same.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterConfig {
+    /// Also serve HTTPS on a port of its own ([`ConsulCluster::https_url`]), with these files.
+    pub tls: Option<ClusterTls>,
+    /// Enable ACLs with `default_policy = "deny"` and this master token (a UUID).
+    pub acl_master: Option<String>,
+}
+
+/// The PEM files of a cluster's TLS: every agent presents `cert_file` (so it must name every agent's IP, and be
+/// usable for client auth too: agents present it to each other) and trusts `ca_file`.
+#[derive(Clone, Debug)]
+pub struct ClusterTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl ClusterConfig {
+    /// The agents' config file (JSON) for `ports`.
+    ///
+    /// TLS: HTTPS with `verify_incoming`, so an https client without a certificate signed by the CA is refused;
+    /// `verify_outgoing`, so the agents speak TLS to each other too. The plain HTTP port stays open for this
+    /// helper's own requests.
+    ///
+    /// ACLs: the master token is also the agents' own token and the `default` token, the one Consul uses for a
+    /// request that carries none. That keeps this helper's requests (which carry none) working; the bridge always
+    /// sends its `--consul-token`, so for it only that token's policy counts.
+    fn agent_config(&self, ports: Ports) -> Option<Value> {
+        let mut config = serde_json::Map::new();
+        if let Some(tls) = &self.tls {
+            let https = ports.https.expect("a TLS cluster has an HTTPS port");
+            config.insert("ports".into(), serde_json::json!({ "https": https }));
+            config.insert("verify_incoming".into(), true.into());
+            config.insert("verify_outgoing".into(), true.into());
+            for (name, path) in [
+                ("ca_file", &tls.ca_file),
+                ("cert_file", &tls.cert_file),
+                ("key_file", &tls.key_file),
+            ] {
+                config.insert(name.into(), path.display().to_string().into());
+            }
+        }
+        if let Some(master) = &self.acl_master {
+            config.insert("primary_datacenter".into(), "dc1".into());
+            config.insert(
+                "acl".into(),
+                serde_json::json!({
+                    "enabled": true,
+                    "default_policy": "deny",
+                    "down_policy": "extend-cache",
+                    "tokens": { "master": master, "agent": master, "default": master },
+                }),
+            );
+        }
+        (!config.is_empty()).then_some(Value::Object(config))
+    }
 }
 
 struct Agent {
@@ -131,6 +194,11 @@ impl ConsulCluster {
     /// and returns once the server has a leader, every client knows it, and the catalog lists all `n_clients + 1`
     /// nodes. Panics (with the tail of every agent's log) if that takes longer than [`START_DEADLINE`].
     pub fn start(n_clients: usize) -> ConsulCluster {
+        Self::start_with(n_clients, &ClusterConfig::default())
+    }
+
+    /// [`start`](Self::start) with TLS and/or ACLs on every agent, as `config` says.
+    pub fn start_with(n_clients: usize, config: &ClusterConfig) -> ConsulCluster {
         assert!(
             n_clients <= 250,
             "at most 250 client agents (127.0.0.2 … 127.0.0.251)"
@@ -139,8 +207,8 @@ impl ConsulCluster {
         let began = Instant::now();
         let mut clashes = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let ports = pick_ports(n_clients + 1);
-            match Self::try_start(&bin, ports, n_clients) {
+            let ports = pick_ports(n_clients + 1, config.tls.is_some());
+            match Self::try_start(&bin, ports, n_clients, config) {
                 Ok(cluster) => {
                     eprintln!(
                         "consul cluster: server + {n_clients} clients up on HTTP port {} in {:?}",
@@ -159,12 +227,31 @@ impl ConsulCluster {
         );
     }
 
-    fn try_start(bin: &Path, ports: Ports, n_clients: usize) -> Result<ConsulCluster, StartError> {
+    fn try_start(
+        bin: &Path,
+        ports: Ports,
+        n_clients: usize,
+        config: &ClusterConfig,
+    ) -> Result<ConsulCluster, StartError> {
         let dir = new_temp_dir();
+        // One file for all: every agent gets the same TLS and ACL settings.
+        let config_file = config.agent_config(ports).map(|agent_config| {
+            let path = dir.join("agent-config.json");
+            fs::write(&path, agent_config.to_string())
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+            path
+        });
+        let with_config = |mut args: Vec<String>| {
+            if let Some(path) = &config_file {
+                args.push("-config-file".to_string());
+                args.push(path.display().to_string());
+            }
+            args
+        };
         let mut agents = vec![Agent {
             ip: Ipv4Addr::LOCALHOST,
             node: "consul-server".to_string(),
-            args: server_args(ports),
+            args: with_config(server_args(ports)),
             log: dir.join("consul-server.log"),
             child: None,
         }];
@@ -173,7 +260,7 @@ impl ConsulCluster {
             let node = format!("agent-{}", i + 1);
             let data_dir = dir.join(&node);
             agents.push(Agent {
-                args: client_args(ports, ip, &node, &data_dir),
+                args: with_config(client_args(ports, ip, &node, &data_dir)),
                 log: dir.join(format!("{node}.log")),
                 ip,
                 node,
@@ -212,6 +299,37 @@ impl ConsulCluster {
     /// The one HTTP port every agent listens on (each on its own address).
     pub fn http_port(&self) -> u16 {
         self.ports.http
+    }
+
+    /// `https://127.0.0.1:<port>`: the dev server's HTTPS API; panics for a cluster without TLS.
+    pub fn https_url(&self) -> String {
+        let port = self
+            .ports
+            .https
+            .expect("a cluster started with ClusterConfig::tls");
+        format!("https://127.0.0.1:{port}")
+    }
+
+    /// For a cluster with ACLs: creates a policy of each `(name, rules)` (Consul 1.8 HCL rules) and a token with all
+    /// of them, and returns the token's secret. Sent with the default token, which is the master token.
+    pub fn acl_token(&self, policies: &[(&str, &str)]) -> String {
+        let server = self.agent_addr(0);
+        for (name, rules) in policies {
+            let body = serde_json::json!({ "Name": name, "Rules": rules });
+            let (status, text) =
+                put(server, "/v1/acl/policy", body.to_string()).expect("PUT /v1/acl/policy");
+            assert_eq!(status, 200, "creating ACL policy {name}: {text}");
+        }
+        let names: Vec<Value> = policies
+            .iter()
+            .map(|(name, _)| serde_json::json!({ "Name": name }))
+            .collect();
+        let body = serde_json::json!({ "Description": "consular test", "Policies": names });
+        let (status, text) =
+            put(server, "/v1/acl/token", body.to_string()).expect("PUT /v1/acl/token");
+        assert_eq!(status, 200, "creating an ACL token: {text}");
+        let token: Value = serde_json::from_str(&text).expect("the token as JSON");
+        token["SecretID"].as_str().expect("a SecretID").to_string()
     }
 
     /// `http://127.0.0.1:<port>`: the dev server's HTTP API.
@@ -590,8 +708,9 @@ fn new_temp_dir() -> PathBuf {
 }
 
 /// Four distinct ports, each bindable where the agents will bind it: HTTP (TCP) on every agent's address, serf LAN
-/// (TCP and UDP) on every agent's address, serf WAN (TCP and UDP) and server RPC (TCP) on 127.0.0.1.
-fn pick_ports(n_agents: usize) -> Ports {
+/// (TCP and UDP) on every agent's address, serf WAN (TCP and UDP) and server RPC (TCP) on 127.0.0.1; and with
+/// `https`, a fifth for HTTPS (TCP) on every agent's address.
+fn pick_ports(n_agents: usize, https: bool) -> Ports {
     let ips: Vec<Ipv4Addr> = (0..n_agents).map(agent_ip).collect();
     let server = [Ipv4Addr::LOCALHOST];
     let mut taken = TAKEN_PORTS.lock().unwrap_or_else(|e| e.into_inner());
@@ -612,6 +731,7 @@ fn pick_ports(n_agents: usize) -> Ports {
         serf_lan: draw(&ips, true),
         serf_wan: draw(&server, true),
         server: draw(&server, false),
+        https: https.then(|| draw(&ips, false)),
     }
 }
 

@@ -5,6 +5,7 @@
 //! * [`bridge`]: the real `consular` binary as a subprocess (free port, log captured to a temp file and its tail
 //!   printed when a test fails, killed on drop), its memory as the kernel reports it, and runs that must exit.
 //! * [`world`]: one test's Consul cluster, Marathon simulator and bridge together, with the waits tests share.
+//! * [`pki`]: certificates made at test time (the adapters' test helper, one file for both).
 //! * [`raw`]: raw TCP on both sides: hand-written requests to the bridge, and [`raw::FakePeer`], a scripted server
 //!   posing as a hostile Marathon, a recorder, or an agent that never answers.
 
@@ -13,5 +14,7 @@
 
 pub mod bridge;
 pub mod consul;
+#[path = "../../../adapters/tests/common/pki.rs"]
+pub mod pki;
 pub mod raw;
 pub mod world;

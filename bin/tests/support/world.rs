@@ -14,7 +14,7 @@ use consular_sim::{sse_frame, MarathonVersion, SimEvent, SimMarathon};
 use serde_json::{json, Value};
 
 use super::bridge::Consular;
-use super::consul::{self, wait_until, ConsulCluster};
+use super::consul::{self, wait_until, ClusterConfig, ConsulCluster};
 
 /// How long anything the bridge should do may take. Generous for a loaded 2-core CI machine; a pass takes far less.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -53,7 +53,17 @@ impl Peers {
         version: MarathonVersion,
         setup: impl FnOnce(&mut SimMarathon),
     ) -> Peers {
-        let cluster = ConsulCluster::start(clients);
+        Self::start_with(clients, &ClusterConfig::default(), version, setup)
+    }
+
+    /// [`start`](Self::start) with a cluster configured by `config` (TLS, ACLs).
+    pub fn start_with(
+        clients: usize,
+        config: &ClusterConfig,
+        version: MarathonVersion,
+        setup: impl FnOnce(&mut SimMarathon),
+    ) -> Peers {
+        let cluster = ConsulCluster::start_with(clients, config);
         let mut model = SimMarathon::new(version);
         setup(&mut model);
         model.take_events();
@@ -80,8 +90,15 @@ impl Peers {
 
     /// Starts `consular` with `flags` and returns once it serves HTTP, connected to its event source or not.
     pub fn launch_unconnected(self, flags: &[&str]) -> World {
+        let consul = self.cluster.server_url();
+        self.launch_at(&consul, flags)
+    }
+
+    /// As [`launch_unconnected`](Self::launch_unconnected), with `--consul` set to `consul` (the HTTPS URL, a host
+    /// name the certificate does not carry, …).
+    pub fn launch_at(self, consul: &str, flags: &[&str]) -> World {
         let Peers { marathon, cluster } = self;
-        let consular = Consular::start(&marathon.url(), &cluster.server_url(), flags);
+        let consular = Consular::start(&marathon.url(), consul, flags);
         World {
             consular,
             marathon,

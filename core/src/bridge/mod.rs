@@ -43,6 +43,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::config::{Config, EventSource, EventsEndpoint};
+use crate::consul::AclDenial;
 use crate::encoding::json_ascii_string;
 use crate::encoding::{percent_decode, same_secret};
 use crate::error::Error;
@@ -180,18 +181,32 @@ impl Answer {
         self.result.as_ref().ok().map(|r| r.status)
     }
 
+    /// Whether Consul refused the request for lack of a permission, and which one.
+    fn acl_denial(&self) -> Option<AclDenial<'_>> {
+        let response = self.result.as_ref().ok()?;
+        self.sent
+            .acl_rule
+            .as_ref()?
+            .denial(response.status, &response.body)
+    }
+
     /// What went wrong, for logs: the request, then the status and the start of the body
-    /// (escaped and cut short: a peer's body is untrusted), or the transport error.
+    /// (escaped and cut short: a peer's body is untrusted), or the transport error; for a
+    /// refusal of the token, the permission it lacks.
     fn failure(&self) -> String {
         match &self.result {
             Ok(r) => {
                 let body = String::from_utf8_lossy(&r.body);
-                alloc::format!(
+                let mut failure = alloc::format!(
                     "{}: HTTP {}: {}",
                     self.sent.describe(),
                     r.status,
                     Shown(body.trim())
-                )
+                );
+                if let Some(denial) = self.acl_denial() {
+                    failure.push_str(&alloc::format!(" ({denial})"));
+                }
+                failure
             }
             Err(e) => alloc::format!(
                 "{}: {}",

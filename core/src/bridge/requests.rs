@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::Awaiting;
+use crate::consul::AclRule;
 use crate::encoding::redact_secret;
 use crate::io::{Method, Output, Request, RequestId, Target};
 
@@ -23,10 +24,27 @@ pub(crate) struct Sent {
     pub(crate) target: Target,
     pub(crate) method: Method,
     pub(crate) path: String,
+    /// The Consul ACL permission the request needs, for naming it when the token lacks it.
+    pub(crate) acl_rule: Option<AclRule>,
     deadline: Duration,
 }
 
 impl Sent {
+    fn of(request: &Request, deadline: Duration) -> Sent {
+        Sent {
+            target: request.target.clone(),
+            method: request.method,
+            path: request.path_and_query.clone(),
+            acl_rule: AclRule::of_request(
+                &request.target,
+                request.method,
+                &request.path_and_query,
+                request.body.as_deref(),
+            ),
+            deadline,
+        }
+    }
+
     /// `PUT agent h /v1/...`, for log lines (an events secret in the path shows as `***`).
     pub(crate) fn describe(&self) -> String {
         let path = redact_secret(&self.path);
@@ -135,12 +153,7 @@ impl Requests {
                 let deadline = now + request.timeout + DEADLINE_GRACE;
                 self.deadlines.insert((deadline, request.id));
                 *self.per_target.entry(target.clone()).or_default() += 1;
-                let sent = Sent {
-                    target: target.clone(),
-                    method: request.method,
-                    path: request.path_and_query.clone(),
-                    deadline,
-                };
+                let sent = Sent::of(&request, deadline);
                 self.in_flight.insert(request.id, (sent, awaiting));
                 self.cursor = Some(target);
                 out.push_back(Output::Request(request));
@@ -165,14 +178,7 @@ impl Requests {
         let deadline = now + new.timeout + DEADLINE_GRACE;
         self.deadlines.insert((deadline, id));
         *self.per_target.entry(new.target.clone()).or_default() += 1;
-        let sent = Sent {
-            target: new.target.clone(),
-            method: new.method,
-            path: new.path_and_query.clone(),
-            deadline,
-        };
-        self.in_flight.insert(id, (sent, awaiting));
-        out.push_back(Output::Request(Request {
+        let request = Request {
             id,
             target: new.target,
             method: new.method,
@@ -180,7 +186,10 @@ impl Requests {
             body: new.body,
             response_limit: new.response_limit,
             timeout: new.timeout,
-        }));
+        };
+        self.in_flight
+            .insert(id, (Sent::of(&request, deadline), awaiting));
+        out.push_back(Output::Request(request));
     }
 
     /// Drops the queued requests (not yet handed out) whose step `drop` picks: an instance

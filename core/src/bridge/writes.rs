@@ -334,7 +334,7 @@ impl Bridge {
             self.stats.count(Counter::KvWrites, ops as u64);
             return Written::Done;
         }
-        let why = if answer.status() == Some(409) {
+        let why = if answer.status() == Some(409) && answer.acl_denial().is_none() {
             "KV changed since it was read; the next sync retries"
         } else {
             "the next sync retries"

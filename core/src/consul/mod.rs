@@ -1,13 +1,15 @@
 //! Consul: the service registration body and ownership tags, service checks, KV layout and transactions, response
-//! parsing, and the paths of the Consul API calls the bridge makes. What to write is decided in
+//! parsing, the paths of the Consul API calls the bridge makes, and the ACL rule each needs. What to write is decided in
 //! [`crate::plan`]; when, in [`crate::bridge`].
 
+mod acl;
 mod check;
 mod external;
 mod kv;
 mod service;
 mod session;
 
+pub use acl::{AclDenial, AclRule};
 pub use check::{
     check_deregister_path, check_update_path, parse_agent_checks, CheckProbe, CheckState,
     CheckStatus, ListedCheck, ServiceCheck, AGENT_CHECKS_PATH, CHECK_ID_PREFIX, MIRROR_TTL,
