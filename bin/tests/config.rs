@@ -118,7 +118,9 @@ fn bad_settings_from_any_source_exit_2_with_one_line_naming_it() {
     let wrong_type = temp_file("wrong-type.json", r#"{"purge": "yes"}"#);
     let bad_value = temp_file("bad-value.json", r#"{"consul-token": "hunter2 x"}"#);
     let missing = std::env::temp_dir().join("consular-config-e2e-missing.json");
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, String)> = vec![
+    /// Arguments (after the optional `config`), variables, and the message expected after `consular: `.
+    type BadCase<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<BadCase> = vec![
         (
             vec!["--config".into(), unknown.display().to_string()],
             vec![],

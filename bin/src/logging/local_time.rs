@@ -11,7 +11,9 @@
 const MAX_OFFSET_SECONDS: i64 = 24 * 60 * 60;
 
 /// Seconds east of UTC of local time at `unix_seconds`; 0 (UTC) if the C library cannot say.
-#[allow(unsafe_code)]
+// `libc` marks `time_t` deprecated on musl targets because it will follow musl 1.2's 64-bit
+// `time_t`; the conversion below is written to be right for either width.
+#[allow(unsafe_code, deprecated)]
 pub fn utc_offset_seconds(unix_seconds: i64) -> i32 {
     // Where `time_t` is 32 bits, an instant past 2038 is asked about as the last one it holds.
     let time = libc::time_t::try_from(unix_seconds).unwrap_or(if unix_seconds < 0 {

@@ -5,6 +5,7 @@
 //! what would run. The sources and their precedence are `sources.rs`; secrets' reading is
 //! `secrets.rs`; the listing's text is `show.rs`.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -426,61 +427,46 @@ impl Resolver {
 
     /// A port from 1 to 65535, or `default`.
     fn port(&mut self, name: &str, default: u16) -> Result<u16, CliError> {
-        let (port, source) = match self.given_text(name)? {
-            None => (default, Source::Default),
-            Some((text, source)) => match port_number(&text) {
-                Some(port) => (port, source),
-                None => {
-                    let label = source.label(name);
-                    return Err(CliError::invalid(
-                        &label,
-                        "an integer from 1 to 65535",
-                        &text,
-                    ));
-                }
-            },
-        };
-        self.record(name, Shown::Value(port.to_string()), source);
-        Ok(port)
+        self.number(name, default, port_number, "an integer from 1 to 65535")
     }
 
     /// Whole seconds from `min` to [`MAX_SECONDS`], or `default`.
     fn seconds(&mut self, name: &str, default: u64, min: u64) -> Result<Duration, CliError> {
-        let (secs, source) = match self.given_text(name)? {
-            None => (default, Source::Default),
-            Some((text, source)) => match whole_seconds(&text, min) {
-                Some(secs) => (secs, source),
-                None => {
-                    let expected = format!("a whole number of seconds from {min} to {MAX_SECONDS}");
-                    return Err(CliError::invalid(&source.label(name), &expected, &text));
-                }
-            },
-        };
-        self.record(name, Shown::Value(secs.to_string()), source);
-        Ok(Duration::from_secs(secs))
+        let expected = format!("a whole number of seconds from {min} to {MAX_SECONDS}");
+        let parse = |text: &str| whole_seconds(text, min);
+        self.number(name, default, parse, &expected)
+            .map(Duration::from_secs)
     }
 
     /// `--max-listing-bytes`: at least [`MIN_LISTING_BYTES`].
     fn listing_bytes(&mut self) -> Result<usize, CliError> {
-        const NAME: &str = "max-listing-bytes";
-        let (bytes, source) = match self.given_text(NAME)? {
-            None => (Config::default().max_listing_bytes, Source::Default),
-            Some((text, source)) => {
-                match text
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&b| b >= MIN_LISTING_BYTES)
-                {
-                    Some(bytes) => (bytes, source),
-                    None => {
-                        let expected = format!("an integer of at least {MIN_LISTING_BYTES}");
-                        return Err(CliError::invalid(&source.label(NAME), &expected, &text));
-                    }
-                }
-            }
+        let parse = |text: &str| {
+            text.parse::<usize>()
+                .ok()
+                .filter(|&bytes| bytes >= MIN_LISTING_BYTES)
         };
-        self.record(NAME, Shown::Value(bytes.to_string()), source);
-        Ok(bytes)
+        let expected = format!("an integer of at least {MIN_LISTING_BYTES}");
+        let default = Config::default().max_listing_bytes;
+        self.number("max-listing-bytes", default, parse, &expected)
+    }
+
+    /// A number `parse` accepts, or `default`; `expected` says what `parse` accepts.
+    fn number<T: fmt::Display + Copy>(
+        &mut self,
+        name: &str,
+        default: T,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+    ) -> Result<T, CliError> {
+        let (number, source) = match self.given_text(name)? {
+            None => (default, Source::Default),
+            Some((text, source)) => match parse(&text) {
+                Some(number) => (number, source),
+                None => return Err(CliError::invalid(&source.label(name), expected, &text)),
+            },
+        };
+        self.record(name, Shown::Value(number.to_string()), source);
+        Ok(number)
     }
 
     /// An http(s) URL, or `default`.

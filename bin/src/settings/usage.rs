@@ -25,7 +25,7 @@ Options:
                              [default: localhost]
   --port INTEGER             Port to listen on, also the port in the callback URL.  [default: 7000]
   --consul TEXT              Consul's URL; its scheme and port also reach the agents.
-                             [default: http://localhost:8500]
+                             [default: $CONSUL_HTTP_ADDR, else http://localhost:8500]
   --marathon TEXT            Marathon's URL; user:password@ in it becomes Basic auth.
                              [default: http://localhost:8080]
   --registration-id TEXT     Tags our services; must be unique for each consular process.
