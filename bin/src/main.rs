@@ -19,7 +19,7 @@ mod logging;
 mod settings;
 
 use std::future::Future;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -40,10 +40,11 @@ fn main() -> ExitCode {
     };
     match settings::parse(std::env::args_os().skip(1).collect(), &environment) {
         Ok(Command::Run(args)) => run(*args),
-        Ok(Command::Config(listing)) => {
-            print!("{listing}");
-            ExitCode::SUCCESS
-        }
+        // Not `print!`, which panics when the reader went away (`consular config | head -3`).
+        Ok(Command::Config(listing)) => match write!(io::stdout().lock(), "{listing}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
         Ok(Command::Demo(args)) => run_demo(args),
         Ok(Command::DemoHelp) => {
             print!("{}", settings::DEMO_USAGE);

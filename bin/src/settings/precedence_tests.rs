@@ -549,6 +549,15 @@ fn config_file_errors_name_the_file_the_key_and_the_problem() {
         let prefix = format!("{}: not a JSON object of settings: ", file.display());
         assert!(message.starts_with(&prefix), "{name}: {message}");
     }
+    // An attacker's key: long, with a newline and an escape. One short line, escaped.
+    let key = format!("x\\n\\u001b[2J{}", "k".repeat(10_000));
+    let file = config_file("bad-long-key", &format!("{{\"{key}\": 1}}"));
+    let message = Invocation::new(&[]).config(&file).error();
+    assert!(message.len() < 200, "{message}");
+    assert!(
+        message.contains(r#"unknown key "x\n\u{1b}[2Jkkk"#),
+        "{message}"
+    );
     let not_utf8 = temp_file("bad-utf8.json", b"{\"host\": \"\xff\"}");
     assert!(Invocation::new(&[])
         .config(&not_utf8)
