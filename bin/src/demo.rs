@@ -4,7 +4,7 @@
 //! against them, and plays [`SCENARIO`], one step every `--step-seconds`, until SIGINT or SIGTERM.
 //!
 //! Here: which stand-ins to start, the scenario (data) and the loop that plays it. Not here: the
-//! simulators (`consular_adapters::simulator`), the bridge (`consular-core`), flags (`cli.rs`).
+//! simulators (`consular_adapters::simulator`), the bridge (`consular-core`), flags (`settings/demo_flags.rs`).
 //! Everything listens on loopback only.
 
 use std::io;
