@@ -62,6 +62,17 @@ pub enum EndpointError {
     },
 }
 
+/// Why [`BaseUrl::with_password`] refused a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRefusal {
+    /// The URL names no user the password could belong to.
+    #[error("the URL names no user (give it as http://user@host:port)")]
+    NoUser,
+    /// The URL carries a password of its own.
+    #[error("the URL already has a password")]
+    HasPassword,
+}
+
 /// Which credential a token is, for error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -194,6 +205,29 @@ impl BaseUrl {
     /// The explicit port, if the URL had a non-default one.
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The URL as configured, path included, with any userinfo shown as `***@`: for showing the
+    /// effective settings.
+    pub fn to_redacted_string(&self) -> String {
+        let userinfo = if self.userinfo.is_some() { "***@" } else { "" };
+        let authority = self.origin_with_host(&format!("{userinfo}{}", self.host));
+        format!("{authority}{}", self.path)
+    }
+
+    /// This URL with `password` for the user its userinfo names (Basic auth for Marathon), for a
+    /// password kept in a file rather than in the URL. Refused when there is no user to go with
+    /// it, or when the URL has its own password already: one password, in one place.
+    pub fn with_password(mut self, password: String) -> Result<Self, PasswordRefusal> {
+        match &mut self.userinfo {
+            None => Err(PasswordRefusal::NoUser),
+            Some((user, _)) if user.is_empty() => Err(PasswordRefusal::NoUser),
+            Some((_, given)) if !given.is_empty() => Err(PasswordRefusal::HasPassword),
+            Some((_, given)) => {
+                *given = password;
+                Ok(self)
+            }
+        }
     }
 
     /// `scheme://host[:port]` with `host` swapped in, so agent URLs keep this scheme and port.
@@ -666,6 +700,44 @@ mod tests {
                 "{host:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_password_from_a_file_joins_the_user_in_the_url_and_only_there() {
+        let url = BaseUrl::parse("http://alice@m:8080/marathon").unwrap();
+        let e = Endpoints::new(
+            url.with_password("p:ss".to_owned()).unwrap(),
+            BaseUrl::parse("http://c:8500").unwrap(),
+        );
+        let d = e.destination(&Target::Marathon, "/v2/apps").unwrap();
+        // base64("alice:p:ss")
+        assert_eq!(
+            d.headers,
+            vec![("Authorization", "Basic YWxpY2U6cDpzcw==".to_owned())]
+        );
+        let refusal = |url: &str| {
+            BaseUrl::parse(url)
+                .unwrap()
+                .with_password("pw".to_owned())
+                .unwrap_err()
+        };
+        assert_eq!(refusal("http://m:8080"), PasswordRefusal::NoUser);
+        assert_eq!(refusal("http://:x@m:8080"), PasswordRefusal::NoUser);
+        assert_eq!(
+            refusal("http://alice:pw@m:8080"),
+            PasswordRefusal::HasPassword
+        );
+    }
+
+    #[test]
+    fn the_redacted_url_keeps_the_path_and_hides_the_userinfo() {
+        let shown = |url: &str| BaseUrl::parse(url).unwrap().to_redacted_string();
+        assert_eq!(
+            shown("https://alice:hunter2@Master:8443/service/marathon/"),
+            "https://***@master:8443/service/marathon"
+        );
+        assert_eq!(shown("http://c:8500"), "http://c:8500");
+        assert_eq!(shown("http://[::1]:80"), "http://[::1]");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! against them, and plays [`SCENARIO`], one step every `--step-seconds`, until SIGINT or SIGTERM.
 //!
 //! Here: which stand-ins to start, the scenario (data) and the loop that plays it. Not here: the
-//! simulators (`consular_adapters::simulator`), the bridge (`consular-core`), flags (`cli.rs`).
+//! simulators (`consular_adapters::simulator`), the bridge (`consular-core`), flags (`settings/demo_flags.rs`).
 //! Everything listens on loopback only.
 
 use std::io;
@@ -19,8 +19,8 @@ use consular_core::{Bridge, Config, EventSource};
 use consular_sim::{MarathonVersion, SimConsul, SimMarathon, SimTask};
 use smol::{future, Timer};
 
-use crate::cli::DemoArgs;
-use crate::logging;
+use crate::logging::{self, LogFormat, LogLevel};
+use crate::settings::DemoArgs;
 
 /// The stand-in Consul's agents: `(node, address)`, the server first.
 const AGENTS: [(&str, &str); 3] = [
@@ -83,7 +83,7 @@ const SCENARIO: &[(Step, &str)] = &[
 /// Runs the demo until SIGINT or SIGTERM.
 pub fn run(args: DemoArgs) -> ExitCode {
     // Standard output cannot fail to open.
-    let _ = logging::init(None, false);
+    let _ = logging::init(None, LogFormat::Json, LogLevel::Info);
     let shutdown = match crate::shutdown_signal() {
         Ok(shutdown) => shutdown,
         Err(error) => return fail(format!("cannot handle SIGINT/SIGTERM: {error}")),

@@ -1,23 +1,25 @@
-//! `consular`: parses the command line, sets up logging, and runs the bridge until SIGINT or
-//! SIGTERM. Flags live in `cli.rs`, the log format in `logging.rs`, `consular demo` in `demo.rs`,
-//! everything that talks to the network in `consular-adapters`, and every decision in
-//! `consular-core`.
+//! `consular`: reads the command line and the environment, sets up logging, and runs the bridge
+//! until SIGINT or SIGTERM, or prints the settings (`consular config`). Settings live in
+//! `settings/`, the log formats in `logging/`, `consular demo` in `demo.rs`, everything that talks
+//! to the network in `consular-adapters`, and every decision in `consular-core`. This is the one
+//! place that reads the process's environment variables; the settings get them passed in.
 //!
-//! Exit codes: 0 after a signal, `--help` or `--version`; 2 for a bad command line or log file
-//! (and for `consular demo` in a build without the `demo` feature); 1 when the bridge cannot run
-//! (e.g. the port is taken).
+//! Exit codes: 0 after a signal, `--help`, `--version` or `consular config`; 2 for bad settings
+//! (flags, variables, config file) or log file (and for `consular demo` in a build without the
+//! `demo` feature); 1 when the bridge cannot run (e.g. the port is taken).
 //!
 //! Feature `demo` (default) compiles `consular demo` and, with it, the simulators
 //! (`consular-sim`, `consular-adapters/simulator`); `--no-default-features` leaves them out.
-#![forbid(unsafe_code)]
+// Denied rather than forbidden: `logging/local_time.rs` allows it for one `localtime_r` call.
+#![deny(unsafe_code)]
 
-mod cli;
 #[cfg(feature = "demo")]
 mod demo;
 mod logging;
+mod settings;
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,20 +27,31 @@ use async_signal::{Signal, Signals};
 use consular_core::Bridge;
 use smol::stream::StreamExt;
 
-use crate::cli::{Command, DemoArgs, RunArgs};
+use crate::settings::{Command, DemoArgs, Environment, Output, RunArgs};
 
 fn main() -> ExitCode {
     // As given, not as UTF-8: a token that is not text is reported, not silently dropped.
-    let token = std::env::var_os("CONSUL_HTTP_TOKEN");
-    match cli::parse(std::env::args_os().skip(1).collect(), token) {
+    let environment = Environment {
+        vars: std::env::vars_os().collect(),
+        stdout: match io::stdout().is_terminal() {
+            true => Output::Terminal,
+            false => Output::NotTerminal,
+        },
+    };
+    match settings::parse(std::env::args_os().skip(1).collect(), &environment) {
         Ok(Command::Run(args)) => run(*args),
+        // Not `print!`, which panics when the reader went away (`consular config | head -3`).
+        Ok(Command::Config(listing)) => match write!(io::stdout().lock(), "{listing}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
         Ok(Command::Demo(args)) => run_demo(args),
         Ok(Command::DemoHelp) => {
-            print!("{}", cli::DEMO_USAGE);
+            print!("{}", settings::DEMO_USAGE);
             ExitCode::SUCCESS
         }
         Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
+            print!("{}", settings::USAGE);
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
@@ -64,7 +77,7 @@ fn run_demo(_: DemoArgs) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    if let Err(error) = logging::init(args.logfile.as_deref(), args.debug) {
+    if let Err(error) = logging::init(args.logfile.as_deref(), args.log_format, args.log_level) {
         let path = args.logfile.as_deref().unwrap_or_else(|| "-".as_ref());
         eprintln!("consular: --logfile: cannot open {path:?}: {error}");
         return ExitCode::from(2);

@@ -13,6 +13,9 @@
 //! during a flood. [`run_to_exit`] runs the binary with flags and environment of a test's choosing and collects how
 //! it exits, for command lines that must be refused before anything starts.
 //!
+//! Both start the binary without the test process's own `CONSUL_*` and `CONSULAR_*` variables (a developer's shell
+//! often has `CONSUL_HTTP_ADDR` or `CONSUL_HTTP_TOKEN` set), so a test's settings are exactly the ones it gives.
+//!
 //! `--debug` is always on: it makes the bridge log every request it sends and its answer, which is what one needs
 //! to read a failure. It changes nothing else.
 
@@ -91,7 +94,7 @@ impl Consular {
             let out = File::create(&log)
                 .unwrap_or_else(|e| panic!("creating the consular log {}: {e}", log.display()));
             let err = out.try_clone().expect("cloning the log file handle");
-            let child = launch()
+            let child = without_our_variables(launch())
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(out)
@@ -413,7 +416,7 @@ where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_consular"))
+    let mut child = consular_command()
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -460,6 +463,24 @@ where
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     }
+}
+
+/// The `consular` binary, with none of the variables it reads inherited from this process.
+fn consular_command() -> Command {
+    without_our_variables(Command::new(env!("CARGO_BIN_EXE_consular")))
+}
+
+/// `command` without the `CONSUL_*` and `CONSULAR_*` variables of this process (a developer's own).
+fn without_our_variables(mut command: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        let ours = name
+            .to_str()
+            .is_some_and(|name| name.starts_with("CONSUL_") || name.starts_with("CONSULAR_"));
+        if ours {
+            command.env_remove(name);
+        }
+    }
+    command
 }
 
 /// A TCP port free on 127.0.0.1 right now, from the kernel's ephemeral range (the Consul helper draws its ports
