@@ -23,6 +23,8 @@ pub(crate) struct Sent {
     pub(crate) target: Target,
     pub(crate) method: Method,
     pub(crate) path: String,
+    /// When it was handed to the driver: its answer's latency counts from here.
+    pub(crate) released_at: Duration,
     deadline: Duration,
 }
 
@@ -139,6 +141,7 @@ impl Requests {
                     target: target.clone(),
                     method: request.method,
                     path: request.path_and_query.clone(),
+                    released_at: now,
                     deadline,
                 };
                 self.in_flight.insert(request.id, (sent, awaiting));
@@ -169,6 +172,7 @@ impl Requests {
             target: new.target.clone(),
             method: new.method,
             path: new.path_and_query.clone(),
+            released_at: now,
             deadline,
         };
         self.in_flight.insert(id, (sent, awaiting));
