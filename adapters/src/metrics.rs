@@ -83,7 +83,7 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         metrics.health_events(),
     );
 
-    let writes: [(&str, &str, fn(&Metrics, WriteResult) -> u64); 4] = [
+    let writes: [(&str, &str, WritesRead); 4] = [
         (
             "consular_registrations_total",
             "Service registrations, by events and syncs, by result.",
@@ -236,6 +236,9 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
     );
     out.0
 }
+
+/// Reads one write counter of [`Metrics`] by result.
+type WritesRead = fn(&Metrics, WriteResult) -> u64;
 
 /// The core's time `at` as unix seconds, given the wall time its clock started.
 fn unix_seconds(started: SystemTime, at: Duration) -> f64 {
