@@ -138,7 +138,7 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
     for kind in TargetKind::ALL {
         out.histogram(
             "consular_request_duration_seconds",
-            ("target", kind.name()),
+            &[("target", kind.name())],
             metrics.request_latency(kind),
         );
     }
@@ -172,7 +172,11 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         "histogram",
         "How long full syncs took, whatever their result.",
     );
-    out.histogram_unlabelled("consular_sync_duration_seconds", metrics.sync_duration());
+    out.histogram(
+        "consular_sync_duration_seconds",
+        &[],
+        metrics.sync_duration(),
+    );
     out.family(
         "consular_sync_writes_total",
         "counter",
@@ -287,19 +291,6 @@ impl Exposition {
     }
 
     fn histogram<const N: usize>(
-        &mut self,
-        name: &str,
-        label: (&str, &str),
-        histogram: &Histogram<N>,
-    ) {
-        self.histogram_with(name, &[label], histogram);
-    }
-
-    fn histogram_unlabelled<const N: usize>(&mut self, name: &str, histogram: &Histogram<N>) {
-        self.histogram_with(name, &[], histogram);
-    }
-
-    fn histogram_with<const N: usize>(
         &mut self,
         name: &str,
         labels: &[(&str, &str)],
