@@ -26,6 +26,9 @@
 //!   waits under the id until the core's one [`Output::Reply`] (dropped if the client left);
 //!   [`Bridge::handle_inbound`] gets the target as received, path and query. Body size,
 //!   connection count and slow clients are bounded by the server ([`ServerLimits`]).
+//! - **`/metrics`:** a [`ReplyKind::Metrics`] reply gets [`Bridge::metrics`] rendered by
+//!   [`crate::metrics::render`] as they stand when it is drained, with the wall time the loop
+//!   started as the origin of the core's clock.
 //! - **[`Output::Timeout`]:** the loop sleeps until that time (forever for `None`) or the next
 //!   input, whichever comes first, and feeds exactly one input per wake-up.
 
@@ -33,15 +36,17 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use consular_core::{
-    Bridge, InboundId, Level, Output, Reply, Request, RequestId, Response, TransportError,
+    Bridge, InboundId, Level, Output, Reply, ReplyKind, Request, RequestId, Response,
+    TransportError,
 };
 use smol::channel::{self, Receiver, Sender};
 use smol::{future, Executor, Task, Timer};
 
 use crate::endpoints::Endpoints;
+use crate::metrics;
 use crate::outbound::Outbound;
 use crate::server::{self, BindError, InboundRequest, ServerLimits};
 use crate::tls::{self, PeerKind, TlsError, TlsOptions};
@@ -156,6 +161,8 @@ struct Io<'a> {
     waiting: HashMap<InboundId, Sender<Reply>>,
     /// Open event streams; dropping a task cancels it and closes its connection.
     streams: HashMap<RequestId, Task<()>>,
+    /// The wall time at which the bridge's clock was zero, for the timestamps of `/metrics`.
+    started: SystemTime,
 }
 
 /// How long the bridge's last requests may take after the shutdown signal.
@@ -171,6 +178,7 @@ pub async fn drive(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DriverError> {
     let epoch = Instant::now();
+    let started = SystemTime::now();
     let tasks = Executor::new();
     // Bounded, and nothing can deadlock on it: only tasks send, and the loop below receives
     // whenever it waits, so a waiting sender always gets its turn.
@@ -181,6 +189,7 @@ pub async fn drive(
         events: events_tx,
         waiting: HashMap::new(),
         streams: HashMap::new(),
+        started,
     };
     let mut next_inbound = 0u64;
     let mut inbound_open = true;
@@ -303,7 +312,10 @@ impl Io<'_> {
                 Output::CloseStream(id) => {
                     self.streams.remove(&id);
                 }
-                Output::Reply(id, reply) => {
+                Output::Reply(id, mut reply) => {
+                    if reply.kind == ReplyKind::Metrics {
+                        reply.body = metrics::render(bridge.metrics(), self.started).into_bytes();
+                    }
                     if let Some(reply_to) = self.waiting.remove(&id) {
                         // Fails only if the HTTP client went away; the reply has nowhere to go.
                         let _ = reply_to.try_send(reply);

@@ -2,7 +2,7 @@
 //!
 //! Real IO for the sans-IO `consular-core`: the run loop that owns the [`consular_core::Bridge`]
 //! ([`driver`]), outbound HTTP with surf over an async-h1 + rustls 0.23 backend ([`outbound`],
-//! [`h1_client`], [`tls`], [`endpoints`]), and the inbound tide server ([`server`]). Both HTTP
+//! [`h1_client`], [`tls`], [`endpoints`]), the inbound tide server ([`server`]), and `/metrics` as Prometheus text ([`metrics`]). Both HTTP
 //! sides read message heads through [`http_guard`] first: peers in either direction are untrusted.
 //!
 //! The adapters translate and never decide: which requests to send, how to answer an inbound
@@ -22,6 +22,7 @@ pub mod driver;
 pub mod endpoints;
 pub mod h1_client;
 pub mod http_guard;
+pub mod metrics;
 pub mod outbound;
 pub mod server;
 #[cfg(feature = "simulator")]

@@ -1,5 +1,6 @@
 //! The inbound HTTP server: every request, whatever its method and target, becomes an
-//! [`InboundRequest`] on a channel, and the [`Reply`] that comes back is sent as JSON.
+//! [`InboundRequest`] on a channel, and the [`Reply`] that comes back is sent as JSON (or, for
+//! `/metrics`, as Prometheus text).
 //!
 //! The port is reachable by every task in the cluster, so this file owns the connections instead
 //! of tide's listener: it caps how many are open ([`ServerLimits::max_connections`], evicting the
@@ -22,7 +23,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use consular_core::encoding::json_ascii_string;
-use consular_core::Reply;
+use consular_core::{Reply, ReplyKind};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -1018,7 +1019,10 @@ impl ForwardToCore {
 
 fn reply_response(reply: Reply) -> Response {
     match StatusCode::try_from(reply.status) {
-        Ok(status) => json_response(status, reply.body),
+        Ok(status) => match reply.kind {
+            ReplyKind::Json => json_response(status, reply.body),
+            ReplyKind::Metrics => metrics_response(status, reply.body),
+        },
         Err(_) => error_response(
             StatusCode::InternalServerError,
             &format!("invalid status {} from the core", reply.status),
@@ -1033,6 +1037,13 @@ fn error_body(message: &str) -> Vec<u8> {
 
 fn error_response(status: StatusCode, message: &str) -> Response {
     json_response(status, error_body(message))
+}
+
+fn metrics_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = Response::new(status);
+    response.set_body(Body::from_bytes(body));
+    response.insert_header("content-type", crate::metrics::CONTENT_TYPE);
+    response
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -99,6 +99,27 @@ fn run_serves_the_cores_replies_and_stops_on_shutdown() {
             .await;
             assert_eq!(oversize.status, 413);
 
+            // `/metrics` is the core's route too, answered like `/health` for any method, but
+            // the driver writes the body: the core's metrics as Prometheus text.
+            for method in ["GET", "POST"] {
+                let scrape = raw_http(addr, method, "/metrics?ignored=1", b"").await;
+                assert_eq!(scrape.status, 200, "{method}");
+                assert_eq!(
+                    scrape.header("content-type"),
+                    Some(consular_adapters::metrics::CONTENT_TYPE)
+                );
+                let text = String::from_utf8(scrape.body).unwrap();
+                let version = env!("CARGO_PKG_VERSION");
+                assert!(text.starts_with("# HELP consular_build_info "), "{text}");
+                assert!(
+                    text.contains(&format!(
+                        "\nconsular_build_info{{version=\"{version}\"}} 1\n"
+                    )),
+                    "{text}"
+                );
+                assert!(text.contains("\nconsular_requests_in_flight "), "{text}");
+            }
+
             stop.send(()).await.unwrap();
         };
         // The server needs a moment to listen; the client retries by waiting for the port.

@@ -62,7 +62,7 @@ fn start_answered(limits: ServerLimits) -> Answered {
             let _ = seen_tx
                 .send((request.path_and_query.clone(), request.body))
                 .await;
-            let _ = request.reply.send(Reply { status: 200, body }).await;
+            let _ = request.reply.send(Reply::json(200, body)).await;
         }
     });
     Answered {
@@ -119,10 +119,7 @@ fn a_posted_event_reaches_the_other_side_and_its_reply_comes_back() {
         let reply = br#"{"error": "Event type deployment_info not supported."}"#;
         request
             .reply
-            .send(Reply {
-                status: 400,
-                body: reply.to_vec(),
-            })
+            .send(Reply::json(400, reply.to_vec()))
             .await
             .unwrap();
 
@@ -152,10 +149,7 @@ fn every_method_and_target_is_forwarded_with_its_query() {
             assert!(request.body.is_empty());
             request
                 .reply
-                .send(Reply {
-                    status: 404,
-                    body: br#"{"error": "not here"}"#.to_vec(),
-                })
+                .send(Reply::json(404, br#"{"error": "not here"}"#.to_vec()))
                 .await
                 .unwrap();
             let response = client.await;
@@ -187,10 +181,7 @@ fn a_body_at_the_limit_is_forwarded_and_one_byte_more_gets_413() {
         assert_eq!(request.body.len(), 16);
         request
             .reply
-            .send(Reply {
-                status: 200,
-                body: b"{}".to_vec(),
-            })
+            .send(Reply::json(200, b"{}".to_vec()))
             .await
             .unwrap();
         assert_eq!(client.await.status, 200);

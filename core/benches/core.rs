@@ -533,7 +533,7 @@ fn run_sync(mut answer: impl FnMut(&Request) -> Response) -> usize {
         }
     }
     assert!(!bridge.is_syncing(), "the sync ended");
-    assert_eq!(bridge.stats().syncs_completed, 1, "the sync completed");
+    assert_eq!(bridge.metrics().syncs_completed(), 1, "the sync completed");
     requests
 }
 

@@ -21,7 +21,8 @@
 //!   why, and the refused host gets no request. Ordinary requests follow no redirect.
 //! - **Inbound:** a `TcpListener` accepts Marathon's callback POSTs; ids are a counter, each
 //!   connection waits in a table for the core's one [`Output::Reply`], and
-//!   [`Bridge::handle_inbound`] gets the request target with its query. A head over 16 KiB, a
+//!   [`Bridge::handle_inbound`] gets the request target with its query; a [`ReplyKind::Metrics`]
+//!   reply gets [`Bridge::metrics`] as text. A head over 16 KiB, a
 //!   body over 1 MiB or a client slower than 10 s is answered (or dropped) here, never reaching
 //!   the core.
 //! - **[`Output::CloseStream`]:** the stream's socket is shut down; anything its thread still
@@ -63,8 +64,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use consular_core::{
-    Bridge, Config, EventSource, InboundId, Method, Output, Request, RequestId, Response, Target,
-    TransportError,
+    Bridge, Config, EventSource, InboundId, Method, Output, ReplyKind, Request, RequestId,
+    Response, Target, TransportError,
 };
 
 /// Redirects of the event stream followed at most.
@@ -180,8 +181,20 @@ fn run(config: Config, peers: Peers, listener: TcpListener) -> ! {
                 }
                 Output::Reply(id, reply) => {
                     if let Some(conn) = waiting.remove(&id) {
-                        let headers = [("Content-Type", "application/json")];
-                        write_response(conn, reply.status, &headers, &reply.body);
+                        match reply.kind {
+                            ReplyKind::Json => {
+                                let headers = [("Content-Type", "application/json")];
+                                write_response(conn, reply.status, &headers, &reply.body);
+                            }
+                            // `/metrics`: the body is the driver's to write. Prometheus text is the
+                            // adapters' (`consular_adapters::metrics`); this example, which depends
+                            // on the core alone, shows the counters as Rust prints them.
+                            ReplyKind::Metrics => {
+                                let text = format!("{:#?}\n", bridge.metrics());
+                                let headers = [("Content-Type", "text/plain; charset=utf-8")];
+                                write_response(conn, reply.status, &headers, text.as_bytes());
+                            }
+                        }
                     }
                 }
                 Output::Log(record) => eprintln!("{:?}: {}", record.level, record.message),

@@ -12,7 +12,8 @@
 
 use core::time::Duration;
 
-use crate::bridge::{Bridge, Stats};
+use crate::bridge::metrics::Metrics;
+use crate::bridge::Bridge;
 use crate::config::{Config, EventSource};
 use crate::io::{Output, RequestId, Response, TransportError};
 use crate::plan::DesiredState;
@@ -72,8 +73,8 @@ impl ConsulEngine {
         self.bridge.is_syncing()
     }
 
-    /// Counters since start.
-    pub fn stats(&self) -> &Stats {
-        self.bridge.stats()
+    /// Counters since start (see [`Bridge::metrics`]).
+    pub fn metrics(&self) -> &Metrics {
+        self.bridge.metrics()
     }
 }

@@ -135,13 +135,37 @@ pub enum TransportError {
     TooLarge(usize),
 }
 
-/// The answer to an inbound HTTP request. The body is always JSON.
+/// The answer to an inbound HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// HTTP status code.
     pub status: u16,
-    /// JSON body, sent with `Content-Type: application/json`.
+    /// The body, as [`Reply::kind`] says.
     pub body: Vec<u8>,
+    /// What the body is.
+    pub kind: ReplyKind,
+}
+
+impl Reply {
+    /// A reply with a JSON body.
+    pub fn json(status: u16, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            body,
+            kind: ReplyKind::Json,
+        }
+    }
+}
+
+/// What a [`Reply`]'s body holds, and so its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// JSON, sent with `Content-Type: application/json`.
+    Json,
+    /// The bridge's metrics (`/metrics`). The core leaves the body empty: the driver fills it
+    /// with [`crate::Bridge::metrics`] as they stand when it drains the reply, in its exposition
+    /// format (the adapters write Prometheus text, `text/plain; version=0.0.4`).
+    Metrics,
 }
 
 /// Severity of a [`LogRecord`].

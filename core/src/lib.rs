@@ -62,7 +62,7 @@
 //!   response); past it the driver reports [`TransportError::Timeout`]. The core does not rely on
 //!   that alone: it gives up on a request itself after its timeout plus a 1 s grace, as if the
 //!   driver had reported `Timeout`, and counts an answer that comes later in
-//!   [`Stats::late_responses`].
+//!   [`Metrics::late_responses`].
 //! - **[`Output::OpenStream`]: open Marathon's event stream and report it piece by piece.** Send
 //!   the `GET` with `Accept: text/event-stream`; [`Request::timeout`] bounds the wait for the
 //!   response head only (the core closes the stream itself at exactly that time), and
@@ -82,8 +82,9 @@
 //!   it. Pass [`Bridge::handle_inbound`] the request target as received, **path and query**,
 //!   still percent-encoded (`/events?registration=…&secret=…`: the core checks the query), with the
 //!   body of any method. Each id gets exactly one [`Output::Reply`], possibly after other outputs
-//!   and inputs; write it with its status and `Content-Type: application/json`, or drop it if the
-//!   client went away. Bounding inbound bodies, connections and slow clients is the driver's job:
+//!   and inputs; write it with its status and `Content-Type: application/json` — or, for a
+//!   [`ReplyKind::Metrics`] reply, with [`Bridge::metrics`] as they stand then in the driver's
+//!   exposition format — or drop it if the client went away. Bounding inbound bodies, connections and slow clients is the driver's job:
 //!   the core sees no sockets.
 //! - **[`Output::Log`]: write the line**, adding the timestamp (the core has no clock).
 //! - **[`Output::Timeout`]: the drain is done.** `Some(at)`: wait for the next input or until
@@ -106,7 +107,8 @@ pub mod io;
 pub mod marathon;
 pub mod plan;
 
-pub use bridge::{Bridge, Role, Stats};
+pub use bridge::metrics::Metrics;
+pub use bridge::{Bridge, Role};
 pub use config::{
     AddressMode, Advertised, Config, EventSource, EventsEndpoint, FallbackMode, HaConfig,
     HealthChecks, MarathonConsulLeftovers, Placement, RegisterWhen, WriteMode,
@@ -114,6 +116,6 @@ pub use config::{
 pub use engine::ConsulEngine;
 pub use error::Error;
 pub use io::{
-    InboundId, Level, LogRecord, Method, Output, Reply, Request, RequestId, Response, Target,
-    TransportError,
+    InboundId, Level, LogRecord, Method, Output, Reply, ReplyKind, Request, RequestId, Response,
+    Target, TransportError,
 };

@@ -86,7 +86,7 @@ fn task_running_registers_then_syncs_labels_like_consular_1_3() {
     );
     t.respond(&txn, 200, r#"{"Results":[{"KV":{}}],"Errors":null}"#);
     assert_eq!(t.reply(id), (200, r#"{"status": "ok"}"#.into()));
-    assert_eq!(t.bridge.stats().kv_writes, 2);
+    assert_eq!(t.bridge.metrics().kv_writes(), 2);
     t.expect_no_request();
 }
 
@@ -144,7 +144,7 @@ fn every_stop_state_deregisters_and_already_gone_is_success() {
             (200, r#"{"status": "ok"}"#.into()),
             "{state} answered {status}"
         );
-        assert_eq!(t.bridge.stats().deregistered, 1);
+        assert_eq!(t.bridge.metrics().deregistered(), 1);
         t.expect_no_request();
     }
 }
@@ -278,7 +278,7 @@ fn the_core_gives_up_on_a_request_the_driver_never_answers() {
     t.advance_to(Duration::from_secs(6));
     assert_eq!(t.reply(id).0, 502);
     t.respond(&dereg, 200, "");
-    assert_eq!(t.bridge.stats().late_responses, 1);
+    assert_eq!(t.bridge.metrics().late_responses(), 1);
     assert_eq!(t.bridge.in_flight(), 0);
 }
 

@@ -101,7 +101,7 @@ fn mirror_follows_marathons_verdict_both_ways_and_a_registration_never_sets_a_st
         t.respond(&update, 200, "");
         t.expect_no_request();
     }
-    assert_eq!(t.bridge.stats().check_writes, 2);
+    assert_eq!(t.bridge.metrics().check_writes(), 2);
 }
 
 #[test]
@@ -236,5 +236,5 @@ fn a_task_of_an_older_app_version_without_a_verdict_is_read_once_not_forever() {
     let kv = t.expect(Method::Get, Target::Consul, "/v1/kv/consular/web/?recurse");
     t.respond(&kv, 404, "");
     t.expect_no_request();
-    assert_eq!(t.bridge.stats().registered, 0);
+    assert_eq!(t.bridge.metrics().registered(), 0);
 }

@@ -123,8 +123,8 @@ fn the_first_sync_removes_marathon_consuls_services_and_a_later_one_does_not() {
     ] {
         assert!(t.logged(line), "{line}: {:#?}", t.logs);
     }
-    let stats = t.bridge.stats();
-    assert_eq!((stats.deregistered, stats.syncs_completed), (3, 1));
+    let metrics = t.bridge.metrics();
+    assert_eq!((metrics.deregistered(), metrics.syncs_completed()), (3, 1));
 
     // marathon-consul's services registered after the migration are someone's choice: the next
     // sync leaves them, and says nothing about the migration.
@@ -133,7 +133,7 @@ fn the_first_sync_removes_marathon_consuls_services_and_a_later_one_does_not() {
     answer_reads(&mut t, &both_agents());
     t.expect_no_request();
     assert!(!t.bridge.is_syncing());
-    assert_eq!(t.bridge.stats().deregistered, 3);
+    assert_eq!(t.bridge.metrics().deregistered(), 3);
     assert!(
         !t.logs[lines..]
             .iter()
@@ -187,7 +187,7 @@ fn an_agent_not_listed_is_swept_by_the_next_sync_that_lists_it() {
     for w in &writes {
         t.respond(w, 404, "");
     }
-    assert_eq!(t.bridge.stats().deregistered, 4, "404 is already gone");
+    assert_eq!(t.bridge.metrics().deregistered(), 4, "404 is already gone");
 
     t.advance_to(Duration::from_secs(90));
     answer_reads(&mut t, &[first, second]);
@@ -203,7 +203,7 @@ fn without_the_flag_marathon_consuls_services_stay_with_or_without_purge() {
         });
         answer_reads(&mut t, &both_agents());
         t.expect_no_request();
-        assert_eq!(t.bridge.stats().syncs_completed, 1);
+        assert_eq!(t.bridge.metrics().syncs_completed(), 1);
         assert!(!t.logged("marathon-consul"), "{:#?}", t.logs);
     }
 }
@@ -233,5 +233,5 @@ fn the_migration_runs_with_purge_beside_it() {
     for w in &writes {
         t.respond(w, 200, "");
     }
-    assert_eq!(t.bridge.stats().deregistered, 4);
+    assert_eq!(t.bridge.metrics().deregistered(), 4);
 }

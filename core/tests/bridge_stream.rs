@@ -64,7 +64,7 @@ fn the_stream_connects_syncs_and_relays_events_in_any_chunking() {
     t.ours("h", "t1");
     let dereg = t.expect(Method::Put, agent("h"), "/v1/agent/service/deregister/t1");
     t.respond(&dereg, 200, "");
-    assert_eq!(t.bridge.stats().deregistered, 1);
+    assert_eq!(t.bridge.metrics().deregistered(), 1);
 
     t.stream_data(
         &stream,
@@ -109,7 +109,7 @@ fn a_silent_stream_is_dropped_and_reconnected_with_growing_jittered_backoff() {
     }
     // Replies for a stream given up on change nothing.
     t.stream_open(&last, 200);
-    assert_eq!(t.bridge.stats().stream_connects, 1);
+    assert_eq!(t.bridge.metrics().stream_connects(), 1);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn an_oversize_event_is_skipped_and_the_stream_goes_on() {
         "x".repeat(5000)
     );
     t.stream_data(&stream, &huge);
-    assert_eq!(t.bridge.stats().oversize_events, 1);
+    assert_eq!(t.bridge.metrics().oversize_events(), 1);
     t.stream_data(
         &stream,
         &frame(&status_event("TASK_FAILED", "t2", "/a", "h", "[]")),
@@ -230,7 +230,7 @@ fn a_start_syncs_once_after_the_stream_connects_or_fails() {
         Some(Duration::from_secs(30)),
         "the stream's idle deadline"
     );
-    assert_eq!(t.bridge.stats().syncs_completed, 1);
+    assert_eq!(t.bridge.metrics().syncs_completed(), 1);
 
     // Failed: the sync does not wait for the reconnect.
     let mut t = Transcript::new(scheduled(EventSource::Stream));
@@ -238,7 +238,7 @@ fn a_start_syncs_once_after_the_stream_connects_or_fails() {
     t.stream_closed(&stream, Some(TransportError::Connect("refused".into())));
     answer_empty_sync(&mut t);
     t.expect_no_request();
-    assert_eq!(t.bridge.stats().syncs_completed, 1);
+    assert_eq!(t.bridge.metrics().syncs_completed(), 1);
 
     // No stream at all (`auto` falls back to callbacks): the sync runs beside the subscription.
     let mut t = Transcript::new(scheduled(EventSource::Auto));
@@ -253,5 +253,5 @@ fn a_start_syncs_once_after_the_stream_connects_or_fails() {
         r#"{"callbackUrls":["http://c:7000/events?registration=test"]}"#,
     );
     t.expect_no_request();
-    assert_eq!(t.bridge.stats().syncs_completed, 1);
+    assert_eq!(t.bridge.metrics().syncs_completed(), 1);
 }

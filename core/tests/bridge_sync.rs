@@ -106,13 +106,13 @@ fn a_cold_sync_registers_running_tasks_writes_labels_and_purges_only_ours() {
         "{:#?}",
         t.logs
     );
-    let stats = t.bridge.stats();
+    let metrics = t.bridge.metrics();
     assert_eq!(
         (
-            stats.registered,
-            stats.deregistered,
-            stats.kv_writes,
-            stats.syncs_completed
+            metrics.registered(),
+            metrics.deregistered(),
+            metrics.kv_writes(),
+            metrics.syncs_completed()
         ),
         (1, 1, 2, 1)
     );
@@ -136,8 +136,11 @@ fn a_warm_sync_writes_nothing() {
         &[("10.0.0.1", services), ("10.0.0.2", format!("{{{web2}}}"))],
     );
     t.expect_no_request();
-    assert_eq!(t.bridge.stats().syncs_completed, 1);
-    assert_eq!(t.bridge.stats().kv_writes + t.bridge.stats().registered, 0);
+    assert_eq!(t.bridge.metrics().syncs_completed(), 1);
+    assert_eq!(
+        t.bridge.metrics().kv_writes() + t.bridge.metrics().registered(),
+        0
+    );
 }
 
 #[test]
@@ -158,7 +161,7 @@ fn a_failed_marathon_read_writes_and_purges_nothing() {
     let critical = t.expect(Method::Get, Target::Consul, "/v1/health/state/critical");
     t.respond(&critical, 200, "[]");
     t.expect_no_request();
-    assert_eq!(t.bridge.stats().syncs_failed, 1);
+    assert_eq!(t.bridge.metrics().syncs_failed(), 1);
     assert_eq!(t.wake_at, Some(Duration::from_secs(30)));
 }
 
@@ -200,7 +203,7 @@ fn an_unlisted_agent_loses_nothing_and_the_listed_ones_are_purged() {
     writes.reverse();
     answer_all(&mut t, writes);
     assert!(t.logged("services not fully listed"), "{:#?}", t.logs);
-    assert_eq!(t.bridge.stats().syncs_failed, 1);
+    assert_eq!(t.bridge.metrics().syncs_failed(), 1);
 }
 
 /// A node the catalog reports as failed is not contacted at all: no listing, no registration,

@@ -134,5 +134,5 @@ fn given_services_converge_and_leave_when_they_leave_the_state() {
     assert_eq!(consul.kv()["consular/web/owner"], b"\"team-b\"");
     assert_eq!(consul.kv()["consular/other/k"], b"\"foreign\"");
     assert_eq!(consul.kv()["elsewhere/k"], b"x");
-    assert_eq!(engine.stats().syncs_completed, 3);
+    assert_eq!(engine.metrics().syncs_completed(), 3);
 }

@@ -793,14 +793,14 @@ impl Harness {
                 let Some(&id) = self.answered.get(pick % self.answered.len().max(1)) else {
                     return;
                 };
-                let late_before = self.bridge.stats().late_responses;
+                let late_before = self.bridge.metrics().late_responses();
                 let response = Response {
                     status: *status,
                     body: b"{}".to_vec(),
                 };
                 self.bridge.handle_response(self.now, id, Ok(response));
                 assert_eq!(
-                    self.bridge.stats().late_responses,
+                    self.bridge.metrics().late_responses(),
                     late_before + 1,
                     "a second answer to {id} was not counted as late"
                 );

@@ -6,8 +6,9 @@
 use alloc::string::String;
 
 use super::health::HealthFollowed;
+use super::metrics::EventKind;
 use super::sync::Termination;
-use super::{Bridge, Counter};
+use super::Bridge;
 use crate::io::{InboundId, Level};
 use crate::marathon::{parse_event, MarathonEvent};
 
@@ -27,9 +28,18 @@ impl Bridge {
             EventOrigin::Callback(id) => Some(id),
             EventOrigin::Stream => None,
         };
-        match parse_event(body) {
+        let event = parse_event(body);
+        let kind = match &event {
+            Ok(MarathonEvent::StatusUpdate(_)) => EventKind::StatusUpdate,
+            Ok(MarathonEvent::HealthChanged { .. }) => EventKind::HealthChanged,
+            Ok(MarathonEvent::AppTerminated { .. }) => EventKind::AppTerminated,
+            Ok(MarathonEvent::Other(_)) => EventKind::Other,
+            Err(_) => EventKind::Invalid,
+        };
+        self.metrics.event_received(kind);
+        match event {
             Ok(MarathonEvent::StatusUpdate(update)) => {
-                self.stats.count(Counter::Events, 1);
+                self.metrics.status_update_received(update.state);
                 self.handle_status_update(reply_to, update);
             }
             Ok(MarathonEvent::HealthChanged {
@@ -45,11 +55,11 @@ impl Bridge {
                         self.reply(id, 200, String::from("{\"status\": \"ignored\"}"))
                     }
                     (HealthFollowed::Dropped, Some(id)) => {
-                        self.stats.count(Counter::DroppedEvents, 1);
+                        self.metrics.event_dropped();
                         self.reply_error(id, 503, "too many health events are waiting; retry later")
                     }
                     (HealthFollowed::Dropped, None) => {
-                        self.stats.count(Counter::DroppedEvents, 1);
+                        self.metrics.event_dropped();
                         self.request_sync("health events were dropped")
                     }
                     (_, None) => {}

@@ -13,7 +13,7 @@ use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::{Answer, Awaiting, Bridge, Counter};
+use super::{Answer, Awaiting, Bridge};
 use crate::config::{HealthChecks, RegisterWhen};
 use crate::consul::service_name;
 use crate::io::{Level, Method, Target};
@@ -88,7 +88,7 @@ impl Bridge {
         if self.health.reads.len() >= MAX_APPS_READING {
             return HealthFollowed::Dropped;
         }
-        self.stats.count(Counter::HealthEvents, 1);
+        self.metrics.health_read_started();
         let instances = core::iter::once(String::from(instance_id)).collect();
         self.start_health_read(String::from(app_id), instances);
         HealthFollowed::Reading

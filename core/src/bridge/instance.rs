@@ -15,7 +15,6 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::sessions::{KeptSession, SessionChange, SessionPurpose};
-use super::sync::SyncOutcome;
 use super::{Answer, Awaiting, Bridge, Role};
 use crate::consul::{deregister_path, kv_lock_path, parse_lock_answer, LockVerb, REGISTER_PATH};
 use crate::io::{Level, Method};
@@ -153,14 +152,9 @@ impl Bridge {
         let started = self.config.ha.as_ref().and_then(|ha| ha.started_at_unix_ms);
         let wall = |at: Duration| started.map(|s| s.saturating_add(at.as_millis() as u64));
         let last_sync = self.sync.last().map(|report| {
-            let outcome = match report.outcome {
-                SyncOutcome::Complete => "complete",
-                SyncOutcome::Incomplete => "incomplete",
-                SyncOutcome::Failed => "failed",
-            };
             serde_json::json!({
                 "at": wall(report.finished_at),
-                "result": outcome,
+                "result": report.outcome.name(),
                 "duration_ms": report.duration.as_millis() as u64,
                 "writes": report.writes,
             })
@@ -175,8 +169,8 @@ impl Bridge {
             "role": role,
             "started_at": started,
             "last_sync": last_sync,
-            "events": self.stats.events,
-            "stream": self.stream.state_name(),
+            "events": self.metrics.events(),
+            "stream": self.stream.status().name(),
         });
         serde_json::to_vec(&status).unwrap_or_default()
     }

@@ -16,7 +16,7 @@ use alloc::string::String;
 use core::time::Duration;
 
 use super::sessions::{KeptSession, SessionChange, SessionPurpose};
-use super::{Answer, Awaiting, Bridge, Counter};
+use super::{Answer, Awaiting, Bridge};
 use crate::config::{EventSource, HaConfig};
 use crate::consul::{
     kv_lock_path, kv_watch_path, parse_lock_answer, parse_lock_holder, LockVerb, TxnOp,
@@ -278,7 +278,7 @@ impl Bridge {
     /// This instance holds the key: it leads from now on, starting with a full sync.
     fn take_lead(&mut self) {
         self.leadership.lock = Lock::Held;
-        self.stats.count(Counter::LeadershipsTaken, 1);
+        self.metrics.leadership_taken();
         let instance = self
             .leadership
             .ha

@@ -19,7 +19,8 @@
 //! - `writes.rs`: registrations, deregistrations and KV transactions, shared by both workflows;
 //! - `names.rs`: which app owns each Consul service name, and which apps the bridge knows;
 //! - `members.rs`: which task hosts are Consul members, so only they are sent the token;
-//! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests.
+//! - `requests.rs`: queueing, in-flight limits and deadlines of outbound requests;
+//! - `metrics.rs`: the counters, gauges and histograms each workflow's outcomes move.
 
 mod events;
 mod freshness;
@@ -27,6 +28,7 @@ mod health;
 mod instance;
 mod leadership;
 mod members;
+pub mod metrics;
 mod names;
 mod requests;
 mod sessions;
@@ -48,82 +50,14 @@ use crate::encoding::json_ascii_string;
 use crate::encoding::{percent_decode, same_secret};
 use crate::error::Error;
 use crate::io::{
-    InboundId, Level, LogRecord, Method, Output, Reply, RequestId, Response, Target, TransportError,
+    InboundId, Level, LogRecord, Method, Output, Reply, ReplyKind, RequestId, Response, Target,
+    TransportError,
 };
 use crate::marathon::ids::Shown;
 use events::EventOrigin;
 pub use leadership::Role;
+use metrics::{Gauges, Metrics};
 use requests::{NewRequest, Requests, Sent};
-
-/// Counters a driver can expose or a test can assert on.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    /// Status events accepted, from callbacks or the stream.
-    pub events: u64,
-    /// Status updates dropped because too many of the same task were queued.
-    pub dropped_events: u64,
-    /// Stream events skipped for being larger than [`Config::max_event_bytes`].
-    pub oversize_events: u64,
-    /// Times the event stream connected.
-    pub stream_connects: u64,
-    /// Service registrations that succeeded.
-    pub registered: u64,
-    /// Service deregistrations that succeeded (including "already gone").
-    pub deregistered: u64,
-    /// KV keys written or deleted.
-    pub kv_writes: u64,
-    /// Check statuses set and checks removed.
-    pub check_writes: u64,
-    /// Health events that led to a read of their app's tasks.
-    pub health_events: u64,
-    /// Syncs that completed every step.
-    pub syncs_completed: u64,
-    /// Syncs that stopped or skipped a step because a read or write failed.
-    pub syncs_failed: u64,
-    /// Responses for requests the core had already given up on.
-    pub late_responses: u64,
-    /// Times this instance became the leader (`--ha`).
-    pub leaderships: u64,
-}
-
-/// One of the [`Stats`] counters, for the workflow that knows the outcome to count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counter {
-    Events,
-    DroppedEvents,
-    OversizeEvents,
-    StreamConnects,
-    Registered,
-    Deregistered,
-    KvWrites,
-    CheckWrites,
-    HealthEvents,
-    SyncsCompleted,
-    SyncsFailed,
-    LateResponses,
-    LeadershipsTaken,
-}
-
-impl Stats {
-    fn count(&mut self, counter: Counter, n: u64) {
-        let field = match counter {
-            Counter::Events => &mut self.events,
-            Counter::DroppedEvents => &mut self.dropped_events,
-            Counter::OversizeEvents => &mut self.oversize_events,
-            Counter::StreamConnects => &mut self.stream_connects,
-            Counter::Registered => &mut self.registered,
-            Counter::Deregistered => &mut self.deregistered,
-            Counter::KvWrites => &mut self.kv_writes,
-            Counter::CheckWrites => &mut self.check_writes,
-            Counter::HealthEvents => &mut self.health_events,
-            Counter::SyncsCompleted => &mut self.syncs_completed,
-            Counter::SyncsFailed => &mut self.syncs_failed,
-            Counter::LateResponses => &mut self.late_responses,
-            Counter::LeadershipsTaken => &mut self.leaderships,
-        };
-        *field = field.saturating_add(n);
-    }
-}
 
 /// What a response is for: the workflow step waiting on it.
 #[derive(Debug)]
@@ -242,7 +176,7 @@ pub struct Bridge {
     service_rules: crate::plan::ServiceRules,
     now: Duration,
     out: VecDeque<Output>,
-    stats: Stats,
+    metrics: Metrics,
     requests: Requests,
     open_inbound: BTreeSet<InboundId>,
     tasks: task::Tasks,
@@ -268,7 +202,13 @@ impl Bridge {
             service_rules: config.service_rules(),
             now,
             out: VecDeque::new(),
-            stats: Stats::default(),
+            metrics: Metrics::new(Gauges {
+                in_flight: 0,
+                queued: 0,
+                stream: metrics::StreamStatus::Off,
+                role: Role::Leader,
+                syncing: false,
+            }),
             requests,
             open_inbound: BTreeSet::new(),
             tasks: task::Tasks::default(),
@@ -304,7 +244,8 @@ impl Bridge {
     }
 
     /// An inbound HTTP request (any method) for `path_and_query` with `body` arrived. `/`
-    /// answers `[]`; `/health` `200` while the loop runs; `/ready` `200` once a complete sync is
+    /// answers `[]`; `/health` `200` while the loop runs; `/metrics` the bridge's metrics (a
+    /// [`ReplyKind::Metrics`] reply); `/ready` `200` once a complete sync is
     /// done and the event source is up, else `503` with the reason; `/events` takes a Marathon event while it is served (see
     /// [`Config::events_endpoint`]) and carries [`Config::events_secret`]; anything else is a 404.
     /// The answer comes as one [`Output::Reply`] for `id`, possibly after requests it needs.
@@ -336,6 +277,17 @@ impl Bridge {
                     self.reply(id, 503, body)
                 }
             },
+            // Counted by the core, written out by the driver (see `ReplyKind::Metrics`).
+            "/metrics" => {
+                if self.open_inbound.remove(&id) {
+                    let reply = Reply {
+                        status: 200,
+                        body: Vec::new(),
+                        kind: ReplyKind::Metrics,
+                    };
+                    self.out.push_back(Output::Reply(id, reply));
+                }
+            }
             "/events" => self.handle_events_request(id, query, body),
             _ => self.reply_error(id, 404, "Not found"),
         }
@@ -344,7 +296,7 @@ impl Bridge {
     }
 
     /// The outcome of a request from [`Output::Request`]. Answers for unknown or abandoned ids
-    /// are counted in [`Stats::late_responses`] and otherwise ignored.
+    /// are counted in [`Metrics::late_responses`] and otherwise ignored.
     pub fn handle_response(
         &mut self,
         now: Duration,
@@ -465,9 +417,9 @@ impl Bridge {
         self.sync.is_running()
     }
 
-    /// Counters since start.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Counters and histograms since start, and the gauges as they stood after the last input.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The configuration this bridge runs with.
@@ -493,6 +445,7 @@ impl Bridge {
         if self.sync.is_due(self.now) {
             self.start_sync();
         }
+        self.on_sync_progress_timer();
     }
 
     /// Why this instance is not ready for `/ready`, if it is not: a standby, no complete sync yet,
@@ -502,7 +455,7 @@ impl Bridge {
         if !self.acts() {
             return Some("standby: another instance leads");
         }
-        if self.stats.syncs_completed == 0 {
+        if self.metrics.syncs_completed() == 0 {
             return Some("no complete sync yet");
         }
         if !self.stream.is_off() {
@@ -545,9 +498,13 @@ impl Bridge {
 
     fn dispatch(&mut self, id: RequestId, result: Result<Response, TransportError>) {
         let Some((sent, awaiting)) = self.requests.finish(id) else {
-            self.stats.count(Counter::LateResponses, 1);
+            self.metrics.late_response();
             return;
         };
+        let status = result.as_ref().map(|r| r.status);
+        let latency = self.now.saturating_sub(sent.released_at);
+        self.metrics
+            .request_done(&sent.target, sent.method, status, latency);
         let answer = Answer { sent, result };
         if self.config.debug {
             let outcome = match &answer.result {
@@ -604,19 +561,23 @@ impl Bridge {
         self.requests.submit(awaiting, new);
     }
 
+    /// Hands out what the in-flight limits allow. Every input ends here, so this is also where
+    /// the gauges are brought up to date.
     fn release_requests(&mut self) {
         self.requests.release(self.now, &mut self.out);
+        self.metrics.set_gauges(Gauges {
+            in_flight: self.requests.in_flight(),
+            queued: self.requests.queued(),
+            stream: self.stream.status(),
+            role: self.role(),
+            syncing: self.sync.is_running(),
+        });
     }
 
     fn reply(&mut self, id: InboundId, status: u16, body: String) {
         if self.open_inbound.remove(&id) {
-            self.out.push_back(Output::Reply(
-                id,
-                Reply {
-                    status,
-                    body: body.into_bytes(),
-                },
-            ));
+            self.out
+                .push_back(Output::Reply(id, Reply::json(status, body.into_bytes())));
         }
     }
 

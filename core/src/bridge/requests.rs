@@ -26,11 +26,13 @@ pub(crate) struct Sent {
     pub(crate) path: String,
     /// The Consul ACL permission the request needs, for naming it when the token lacks it.
     pub(crate) acl_rule: Option<AclRule>,
+    /// When it was handed to the driver: its answer's latency counts from here.
+    pub(crate) released_at: Duration,
     deadline: Duration,
 }
 
 impl Sent {
-    fn of(request: &Request, deadline: Duration) -> Sent {
+    fn of(request: &Request, released_at: Duration, deadline: Duration) -> Sent {
         Sent {
             target: request.target.clone(),
             method: request.method,
@@ -41,6 +43,7 @@ impl Sent {
                 &request.path_and_query,
                 request.body.as_deref(),
             ),
+            released_at,
             deadline,
         }
     }
@@ -153,7 +156,7 @@ impl Requests {
                 let deadline = now + request.timeout + DEADLINE_GRACE;
                 self.deadlines.insert((deadline, request.id));
                 *self.per_target.entry(target.clone()).or_default() += 1;
-                let sent = Sent::of(&request, deadline);
+                let sent = Sent::of(&request, now, deadline);
                 self.in_flight.insert(request.id, (sent, awaiting));
                 self.cursor = Some(target);
                 out.push_back(Output::Request(request));
@@ -188,7 +191,7 @@ impl Requests {
             timeout: new.timeout,
         };
         self.in_flight
-            .insert(id, (Sent::of(&request, deadline), awaiting));
+            .insert(id, (Sent::of(&request, now, deadline), awaiting));
         out.push_back(Output::Request(request));
     }
 

@@ -9,7 +9,8 @@ use alloc::string::String;
 use core::time::Duration;
 
 use super::events::EventOrigin;
-use super::{Bridge, Counter};
+use super::metrics::StreamStatus;
+use super::Bridge;
 use crate::config::EventSource;
 use crate::io::{Level, Method, Output, Request, RequestId, Target, TransportError};
 use crate::marathon::SseParser;
@@ -97,13 +98,13 @@ impl EventStream {
         }
     }
 
-    /// The stream's state in a word, for the instance status.
-    pub(super) fn state_name(&self) -> &'static str {
+    /// The stream's state, for the metrics and the instance status.
+    pub(super) fn status(&self) -> StreamStatus {
         match self.state {
-            StreamState::Off => "off",
-            StreamState::Waiting { .. } => "waiting",
-            StreamState::Connecting { .. } => "connecting",
-            StreamState::Open { .. } => "open",
+            StreamState::Off => StreamStatus::Off,
+            StreamState::Waiting { .. } => StreamStatus::Waiting,
+            StreamState::Connecting { .. } => StreamStatus::Connecting,
+            StreamState::Open { .. } => StreamStatus::Open,
         }
     }
 
@@ -152,7 +153,7 @@ impl Bridge {
             self.stream.failures = 0;
             self.stream.connected = true;
             self.stream.down_since = None;
-            self.stats.count(Counter::StreamConnects, 1);
+            self.metrics.stream_connected();
             self.log(
                 Level::Info,
                 String::from("connected to Marathon's event stream"),
@@ -199,7 +200,7 @@ impl Bridge {
         self.stream.parser.push(data, &mut events);
         let skipped = self.stream.parser.oversize_skipped() - skipped_before;
         if skipped > 0 {
-            self.stats.count(Counter::OversizeEvents, skipped);
+            self.metrics.oversize_events_skipped(skipped);
             let limit = self.config.max_event_bytes;
             self.log(
                 Level::Warn,

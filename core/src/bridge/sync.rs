@@ -13,9 +13,10 @@ use core::time::Duration;
 
 use super::freshness::SnapshotEpoch;
 use super::members::Membership;
+use super::metrics::{count_write, SyncResult, WriteKind, WritesByKind};
 use super::task::status_writes;
 use super::writes::{Destination, Registered, Written};
-use super::{Answer, Awaiting, Bridge, Counter};
+use super::{Answer, Awaiting, Bridge};
 use crate::config::{HealthChecks, Placement, WriteMode};
 use crate::consul::{agent_host, service_name, task_of_service};
 use crate::consul::{
@@ -94,9 +95,35 @@ struct SyncRound {
     writing: bool,
     running_tasks: usize,
     failures: usize,
-    /// Writes planned and sent.
+    /// Write requests planned and sent (a registration's status writes and a fallback retry
+    /// included); `writes - writes_pending` have been answered.
     writes: usize,
+    /// Writes sent, by kind, for the metrics.
+    sent: WritesByKind,
+    /// When the next progress line is due, while the round runs.
+    progress_at: Duration,
     notes: Vec<String>,
+}
+
+/// A sync running longer than this logs its progress, and again every time as long.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+impl SyncRound {
+    /// One more write request sent after the plan's (a status write, a fallback retry).
+    fn add_write(&mut self, kind: WriteKind) {
+        self.writes_pending += 1;
+        self.writes += 1;
+        count_write(&mut self.sent, kind, 1);
+    }
+}
+
+/// How many writes of each kind a plan holds.
+struct PlannedWrites {
+    register: usize,
+    deregister: usize,
+    checks: usize,
+    nodes: usize,
+    kv_ops: usize,
 }
 
 /// Who made an external node: only a node this bridge made is ever removed.
@@ -110,20 +137,9 @@ enum NodeMaker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct SyncReport {
     pub(super) finished_at: Duration,
-    pub(super) outcome: SyncOutcome,
+    pub(super) outcome: SyncResult,
     pub(super) duration: Duration,
     pub(super) writes: usize,
-}
-
-/// A sync's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SyncOutcome {
-    /// Every read and write succeeded.
-    Complete,
-    /// It ran through, but a listing or a write failed.
-    Incomplete,
-    /// It stopped before writing (Marathon could not be read).
-    Failed,
 }
 
 #[derive(Debug)]
@@ -167,13 +183,14 @@ impl Syncs {
         self.round.is_none() && !self.held_for_stream && self.next_at.is_some_and(|at| at <= now)
     }
 
-    /// The next scheduled start; none while a round runs (its end schedules the next) or while
-    /// held for the stream.
+    /// The next scheduled start; none while held for the stream, and none while a round runs
+    /// (its end schedules the next).
+    /// While a round runs, its next progress line instead.
     pub(super) fn next_at(&self) -> Option<Duration> {
-        if self.round.is_some() || self.held_for_stream {
-            None
-        } else {
-            self.next_at
+        match &self.round {
+            Some(round) => Some(round.progress_at),
+            None if self.held_for_stream => None,
+            None => self.next_at,
         }
     }
 
@@ -288,6 +305,8 @@ impl Bridge {
             running_tasks: 0,
             failures: 0,
             writes: 0,
+            sent: WritesByKind::default(),
+            progress_at: self.now + PROGRESS_EVERY,
             notes: Vec::new(),
         });
         let timeout = self.config.request_timeout;
@@ -514,13 +533,13 @@ impl Bridge {
                             Target::Agent(service.agent.clone())
                         };
                         for write in status_writes(&service) {
-                            self.current_round().writes_pending += 1;
+                            self.current_round().add_write(WriteKind::Check);
                             let awaiting = awaiting(SyncWait::CheckWrite(write.clone()));
                             self.send_check_write(awaiting, target.clone(), &write);
                         }
                     }
                     Registered::RetryOnMainConsul => {
-                        self.current_round().writes_pending += 1;
+                        self.current_round().add_write(WriteKind::Register);
                         self.send_registration(
                             awaiting(SyncWait::Register(service.clone(), true)),
                             &service,
@@ -776,8 +795,17 @@ impl Bridge {
             CheckWrite::Update { agent, .. } => !external_nodes.contains_key(agent),
             CheckWrite::Remove { .. } => true,
         });
-        let writes =
-            plan.register.len() + plan.deregister.len() + plan.checks.len() + empty_nodes.len();
+        let writes_planned = PlannedWrites {
+            register: plan.register.len(),
+            deregister: plan.deregister.len(),
+            checks: plan.checks.len(),
+            nodes: empty_nodes.len(),
+            kv_ops: plan.kv.len(),
+        };
+        let writes = writes_planned.register
+            + writes_planned.deregister
+            + writes_planned.checks
+            + writes_planned.nodes;
         if self.config.writes == WriteMode::DryRun {
             self.log_planned_writes(&plan, &empty_nodes, &failed_hosts);
             let round = self.current_round();
@@ -802,6 +830,16 @@ impl Bridge {
             self.send(awaiting, target, Method::Put, path, body, timeout);
         }
         let round = self.current_round();
+        let sent = [
+            (WriteKind::Register, writes_planned.register - skipped),
+            (WriteKind::Deregister, writes_planned.deregister),
+            (WriteKind::Check, writes_planned.checks),
+            (WriteKind::Node, writes_planned.nodes),
+            (WriteKind::Kv, writes_planned.kv_ops),
+        ];
+        for (kind, n) in sent {
+            count_write(&mut round.sent, kind, n);
+        }
         if skipped > 0 {
             round.notes.push(alloc::format!(
                 "{skipped} tasks not registered: their host is a failed node or not a member of the Consul cluster"
@@ -914,11 +952,14 @@ impl Bridge {
             return;
         };
         let complete = round.failures == 0 && round.kv_read && round.consul.services_complete;
-        if complete {
-            self.stats.count(Counter::SyncsCompleted, 1);
+        let result = if complete {
+            SyncResult::Complete
         } else {
-            self.stats.count(Counter::SyncsFailed, 1);
-        }
+            SyncResult::Incomplete
+        };
+        let duration = self.now - round.started_at;
+        self.metrics
+            .sync_finished(result, duration, self.now, &round.sent);
         let mut message = alloc::format!(
             "sync done in {} ms: {} running tasks",
             (self.now - round.started_at).as_millis(),
@@ -938,12 +979,8 @@ impl Bridge {
         self.log(level, message);
         self.sync.last = Some(SyncReport {
             finished_at: self.now,
-            outcome: if complete {
-                SyncOutcome::Complete
-            } else {
-                SyncOutcome::Incomplete
-            },
-            duration: self.now - round.started_at,
+            outcome: result,
+            duration,
             writes: round.writes,
         });
         if !round.consul.services_complete {
@@ -957,18 +994,53 @@ impl Bridge {
         let Some(round) = self.sync.round.take() else {
             return;
         };
-        self.stats.count(Counter::SyncsFailed, 1);
+        let duration = self.now - round.started_at;
+        self.metrics
+            .sync_finished(SyncResult::Failed, duration, self.now, &round.sent);
         self.log(
             Level::Error,
             alloc::format!("sync failed, nothing written: {reason}; next sync retries"),
         );
         self.sync.last = Some(SyncReport {
             finished_at: self.now,
-            outcome: SyncOutcome::Failed,
-            duration: self.now - round.started_at,
+            outcome: SyncResult::Failed,
+            duration,
             writes: 0,
         });
         self.schedule_next_sync(round.started_at);
+    }
+
+    /// Logs how far the running sync is, when its progress line is due: the reads still
+    /// pending, or the writes answered of those planned.
+    pub(super) fn on_sync_progress_timer(&mut self) {
+        let now = self.now;
+        let Some(round) = self.sync.round.as_mut() else {
+            return;
+        };
+        if round.progress_at > now {
+            return;
+        }
+        let elapsed = now.saturating_sub(round.started_at);
+        // The next multiple of the period after now: a late wake-up logs once, not once per
+        // period missed.
+        let periods = elapsed.as_nanos() / PROGRESS_EVERY.as_nanos() + 1;
+        let periods = u32::try_from(periods).unwrap_or(u32::MAX);
+        round.progress_at = round.started_at + PROGRESS_EVERY.saturating_mul(periods);
+        let message = if round.writing {
+            alloc::format!(
+                "sync running for {} s: {} of {} writes made",
+                elapsed.as_secs(),
+                round.writes.saturating_sub(round.writes_pending),
+                round.writes
+            )
+        } else {
+            alloc::format!(
+                "sync running for {} s: reading, {} reads pending",
+                elapsed.as_secs(),
+                round.reads_pending
+            )
+        };
+        self.log(Level::Info, message);
     }
 
     /// The next tick after now, counting from the round's start: ticks missed while it ran are

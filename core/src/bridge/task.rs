@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use super::members::Membership;
 use super::names::NameClaim;
 use super::writes::{Destination, Registered, Written};
-use super::{Answer, Awaiting, Bridge, Counter};
+use super::{Answer, Awaiting, Bridge};
 use crate::config::{Placement, RegisterWhen};
 use crate::consul::{
     agent_host, kv_tree_path, parse_agent_services, parse_kv_entries, service_name,
@@ -242,7 +242,7 @@ impl Bridge {
             None
         };
         if let Some(why) = refusal {
-            self.stats.count(Counter::DroppedEvents, 1);
+            self.metrics.event_dropped();
             let message = alloc::format!(
                 "dropped a {} update of {}: {why}",
                 update.state.name(),
@@ -1233,7 +1233,7 @@ mod tests {
         let done = replies.iter().filter(|r| r.status == 200).count();
         assert_eq!(refused, 10_000 - 1 - super::MAX_QUEUED_PER_TASK);
         assert_eq!(done, 1 + super::MAX_QUEUED_PER_TASK);
-        assert_eq!(bridge.stats().deregistered, 1);
+        assert_eq!(bridge.metrics().deregistered(), 1);
         assert!(bridge.tasks.busy.is_empty());
     }
 
@@ -1251,6 +1251,6 @@ mod tests {
         }
         assert!(bridge.freshness.remembers_no_touch());
         assert!(bridge.tasks.busy.is_empty());
-        assert_eq!(bridge.stats().deregistered, 100);
+        assert_eq!(bridge.metrics().deregistered(), 100);
     }
 }

@@ -6,7 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Answer, Awaiting, Bridge, Counter};
+use super::metrics::WriteResult;
+use super::{Answer, Awaiting, Bridge};
 
 /// How a registration answer counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +156,7 @@ impl Bridge {
     ) -> Registered {
         let reg = &service.registration;
         if answer.body().is_some() {
-            self.stats.count(Counter::Registered, 1);
+            self.metrics.registration(WriteResult::Ok);
             let destination = match on_fallback {
                 true => self.fallback_destination(),
                 false => Destination::HostAgent,
@@ -178,6 +179,7 @@ impl Bridge {
             );
             return Registered::RetryOnMainConsul;
         }
+        self.metrics.registration(WriteResult::Failed);
         self.log(
             Level::Error,
             alloc::format!("cannot register {}: {}", reg.id, answer.failure()),
@@ -232,13 +234,14 @@ impl Bridge {
             Err(_) => false,
         };
         if answer.body().is_some() || already_gone {
-            self.stats.count(Counter::Deregistered, 1);
+            self.metrics.deregistration(WriteResult::Ok);
             self.log(
                 Level::Info,
                 alloc::format!("deregistered {} from {agent}", Shown(id)),
             );
             Written::Done
         } else {
+            self.metrics.deregistration(WriteResult::Failed);
             self.log(
                 Level::Error,
                 alloc::format!("cannot deregister {}: {}", Shown(id), answer.failure()),
@@ -283,10 +286,11 @@ impl Bridge {
         };
         let gone = matches!(write, CheckWrite::Remove { .. }) && answer.status() == Some(404);
         if answer.body().is_some() || gone {
-            self.stats.count(Counter::CheckWrites, 1);
+            self.metrics.check_write(WriteResult::Ok);
             self.log(Level::Info, alloc::format!("{what} on {agent}"));
             Written::Done
         } else {
+            self.metrics.check_write(WriteResult::Failed);
             let message = alloc::format!(
                 "cannot write check {check_id} on {agent}: {}",
                 answer.failure()
@@ -331,9 +335,10 @@ impl Bridge {
     /// Accounts for a transaction of `ops` operations.
     pub(super) fn kv_ops_done(&mut self, ops: usize, answer: &Answer) -> Written {
         if answer.body().is_some() {
-            self.stats.count(Counter::KvWrites, ops as u64);
+            self.metrics.kv_ops(WriteResult::Ok, ops as u64);
             return Written::Done;
         }
+        self.metrics.kv_ops(WriteResult::Failed, ops as u64);
         let why = if answer.status() == Some(409) && answer.acl_denial().is_none() {
             "KV changed since it was read; the next sync retries"
         } else {

@@ -162,13 +162,18 @@ impl Transcript {
     }
 
     pub fn reply(&mut self, id: InboundId) -> (u16, String) {
+        let reply = self.full_reply(id);
+        (reply.status, String::from_utf8(reply.body).unwrap())
+    }
+
+    /// The whole reply for `id`, its kind included.
+    pub fn full_reply(&mut self, id: InboundId) -> Reply {
         let pos = self
             .replies
             .iter()
             .position(|(i, _)| *i == id)
             .unwrap_or_else(|| panic!("no reply for {id:?}"));
-        let (_, reply) = self.replies.remove(pos).unwrap();
-        (reply.status, String::from_utf8(reply.body).unwrap())
+        self.replies.remove(pos).unwrap().1
     }
 
     pub fn has_reply(&self, id: InboundId) -> bool {
