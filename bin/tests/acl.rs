@@ -104,14 +104,7 @@ fn the_documented_policy_lets_the_bridge_register_deregister_write_kv_and_checks
     world.wait_registered(AGENT_2, &task);
     world.wait_kv("consular/", &[("consular/web/v", r#""1""#)]);
     world.wait_deregistered(AGENT_2, "gone.dead-1");
-    let streamed = world
-        .marathon
-        .with(|m| run_task(m, "/web", "127.0.0.2", &[31001]));
-    world.wait_registered(AGENT_2, &streamed);
-    world
-        .marathon
-        .with(|m| m.set_task_state(&streamed, "TASK_KILLED"));
-    world.wait_deregistered(AGENT_2, &streamed);
+    world.start_and_kill_task(AGENT_2, "/web", &[31001]);
     // A mirrored health check: registered with its service, its status written by the bridge.
     let checked = world.marathon.with(|m| {
         m.put_app("/api", &[]);

@@ -65,9 +65,10 @@ fn the_units_command_line_is_one_the_binary_accepts() {
     fs::write(dir.join("consul-token"), "unit-test-token\n").expect("writing the token");
     let dir_text = dir.to_str().expect("a UTF-8 scratch path");
     // What systemd would run: the credential folder it makes, the config file the operator wrote.
-    let command_line = exec
-        .replace("${CREDENTIALS_DIRECTORY}", dir_text)
-        .replace("/etc/consular/consular.json", &format!("{dir_text}/consular.json"));
+    let command_line = exec.replace("${CREDENTIALS_DIRECTORY}", dir_text).replace(
+        "/etc/consular/consular.json",
+        &format!("{dir_text}/consular.json"),
+    );
     let mut words = command_line.split_whitespace();
     assert_eq!(words.next(), Some(INSTALLED_BINARY));
     let out = Command::new(env!("CARGO_BIN_EXE_consular"))
@@ -83,7 +84,16 @@ fn the_units_command_line_is_one_the_binary_accepts() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(shown.contains("consul-token             (redacted, from flag)"), "{shown}");
-    assert!(shown.contains("purge                    true (from file"), "{shown}");
-    assert!(!shown.contains("unit-test-token"), "the token was shown:\n{shown}");
+    assert!(
+        shown.contains("consul-token             (redacted, from flag)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("purge                    true (from file"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("unit-test-token"),
+        "the token was shown:\n{shown}"
+    );
 }

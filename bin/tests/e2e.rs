@@ -620,14 +620,7 @@ fn stream_late_running_after_killed_does_not_bring_the_task_back() {
         |m| m.put_app("/web", &[]),
         &["--events", "sse", "--sync-interval", "0"],
     );
-    let task = world
-        .marathon
-        .with(|m| run_task(m, "/web", "127.0.0.2", &[31000]));
-    world.wait_registered(AGENT_2, &task);
-    world
-        .marathon
-        .with(|m| m.set_task_state(&task, "TASK_KILLED"));
-    world.wait_deregistered(AGENT_2, &task);
+    let task = world.start_and_kill_task(AGENT_2, "/web", &[31000]);
 
     // Mesos status updates can arrive out of order: a RUNNING sent before the kill lands after it.
     let late = status_update(&task, "TASK_RUNNING", "/web", "127.0.0.2", &[31000]);

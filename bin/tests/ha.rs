@@ -96,15 +96,22 @@ fn three_instances_one_leader_and_handovers_on_sigterm_and_sigkill() {
             .get(&task)
             .is_some()
     });
-    let registered_by: Vec<usize> = instances
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| {
-            c.as_ref()
-                .is_some_and(|c| c.log_lines_with(&format!("registered {task}")) > 0)
-        })
-        .map(|(i, _)| i)
-        .collect();
+    // The "registered" line is written once the agent's 200 is read, a moment after the service shows.
+    let registered_by = || -> Vec<usize> {
+        instances
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.as_ref()
+                    .is_some_and(|c| c.log_lines_with(&format!("registered {task}")) > 0)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    wait_until("the registration logged", DEADLINE, || {
+        !registered_by().is_empty()
+    });
+    let registered_by = registered_by();
     assert_eq!(
         registered_by,
         [leader],

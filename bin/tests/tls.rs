@@ -102,14 +102,7 @@ fn over_https_with_a_client_certificate_tasks_register_on_their_agent_and_stops_
     assert_eq!(service["Service"], "web");
     world.wait_kv("consular/", &[("consular/web/v", r#""1""#)]);
     // A task started now comes over the event stream; its stop deregisters it.
-    let streamed = world
-        .marathon
-        .with(|m| run_task(m, "/web", "127.0.0.2", &[31001]));
-    world.wait_registered(AGENT_2, &streamed);
-    world
-        .marathon
-        .with(|m| m.set_task_state(&streamed, "TASK_KILLED"));
-    world.wait_deregistered(AGENT_2, &streamed);
+    world.start_and_kill_task(AGENT_2, "/web", &[31001]);
     assert!(world.service(AGENT_2, &task).is_some());
     assert_eq!(world.consular.log_lines_with("TLS handshake"), 0);
 }

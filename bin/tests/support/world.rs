@@ -145,6 +145,18 @@ impl World {
         self.service(agent, id).expect("just seen")
     }
 
+    /// Starts a task of `app` on agent `agent`'s host in Marathon (the bridge hears of it by event), waits for its
+    /// service there, kills it and waits for the service to go. Returns the task id.
+    pub fn start_and_kill_task(&self, agent: usize, app: &str, ports: &[u16]) -> String {
+        let host = self.cluster.agent_ip(agent).to_string();
+        let task = self.marathon.with(|m| run_task(m, app, &host, ports));
+        self.wait_registered(agent, &task);
+        self.marathon
+            .with(|m| m.set_task_state(&task, "TASK_KILLED"));
+        self.wait_deregistered(agent, &task);
+        task
+    }
+
     /// Waits until agent `agent` no longer has service `id`.
     pub fn wait_deregistered(&self, agent: usize, id: &str) {
         let what = format!("{id} gone from {}", self.cluster.agent_addr(agent));
