@@ -98,11 +98,15 @@ fn catalog_fallback_puts_an_agentless_hosts_task_on_an_external_node_and_takes_i
     // No agent was contacted for it, and none holds it.
     assert!(world.service(0, &task).is_none());
 
-    // Warm syncs write nothing: the task was registered once.
+    // Warm syncs write nothing. The task was registered once or twice by now: by the sync, with
+    // its check, or first from its event in 1.3.0's shape and then corrected by the next sync (an
+    // app read corrects only registrations on agents).
+    let registered = world.consular.log_lines_with(&format!("registered {task}"));
+    assert!((1..=2).contains(&registered), "{registered} registrations");
     world.wait_two_more_syncs();
     assert_eq!(
         world.consular.log_lines_with(&format!("registered {task}")),
-        1
+        registered
     );
 
     // A stop takes the service off; the purge then finds the node empty and removes it.
