@@ -15,31 +15,23 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use consular_sim::MarathonVersion;
-use support::consul::{get, wait_until};
+use support::consul::{fetched_tool, get, wait_until};
 use support::world::{run_task, World, AGENT_2, DEADLINE};
 
 /// Its peak resident memory must stay under this, as in `hostile.rs`.
 const RSS_LIMIT: u64 = 64 * 1024 * 1024;
 
-/// The promtool to run: `$PROMTOOL`, else `<repo>/.cache/prometheus-2.42.0/promtool`; panics when neither exists.
+/// The promtool to run: `$PROMTOOL`, else `<repo>/.cache/prometheus-2.42.0/promtool`.
 fn promtool() -> PathBuf {
-    const HINT: &str = "promtool not found: run .ci/fetch-promtool (or set PROMTOOL)";
-    if let Some(bin) = std::env::var_os("PROMTOOL").filter(|v| !v.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "{HINT}; PROMTOOL={} is not a file",
-            bin.display()
-        );
-        return bin;
-    }
-    let cached = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/prometheus-2.42.0/promtool");
-    assert!(cached.is_file(), "{HINT}; looked for {}", cached.display());
-    cached
+    fetched_tool(
+        "PROMTOOL",
+        "prometheus-2.42.0/promtool",
+        "promtool not found: run .ci/fetch-promtool (or set PROMTOOL)",
+    )
 }
 
 /// Runs `promtool check metrics` on `text`; panics with what it said unless it passes without a word.

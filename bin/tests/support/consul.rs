@@ -51,24 +51,31 @@ static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The Consul binary to run: `$CONSUL_BIN`, else `<repo>/.cache/consul-1.8.7/consul`; panics when neither exists.
 pub fn consul_bin() -> PathBuf {
-    const HINT: &str = "Consul 1.8.7 not found: run .ci/fetch-consul (or set CONSUL_BIN)";
-    if let Some(bin) = std::env::var_os("CONSUL_BIN").filter(|v| !v.is_empty()) {
+    fetched_tool(
+        "CONSUL_BIN",
+        &format!("consul-{CONSUL_VERSION}/consul"),
+        "Consul 1.8.7 not found: run .ci/fetch-consul (or set CONSUL_BIN)",
+    )
+}
+
+/// A tool the `.ci/fetch-*` scripts fetch: the file `$var` names, else `<repo>/.cache/<cached>`; panics with `hint`
+/// when neither is a file.
+pub fn fetched_tool(var: &str, cached: &str, hint: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(var).filter(|v| !v.is_empty()) {
         let bin = PathBuf::from(bin);
         assert!(
             bin.is_file(),
-            "{HINT}; CONSUL_BIN={} is not a file",
+            "{hint}; {var}={} is not a file",
             bin.display()
         );
         return bin;
     }
     // CARGO_MANIFEST_DIR is bin/, whose parent is the repo root.
-    let cached = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".cache")
-        .join(format!("consul-{CONSUL_VERSION}"))
-        .join("consul");
-    assert!(cached.is_file(), "{HINT}; looked for {}", cached.display());
-    cached
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.cache")
+        .join(cached);
+    assert!(path.is_file(), "{hint}; looked for {}", path.display());
+    path
 }
 
 #[derive(Clone, Copy, Debug)]
