@@ -168,6 +168,21 @@ fn wait_logged(bridge: &Consular, needles: &[&str], what: &str) {
     eprintln!("{what}: {}", found().expect("just seen"));
 }
 
+/// Starts a bridge with `flags` and `token`, whose policy lacks `rule`; returns it once it has logged the failure
+/// that lack causes and is still alive.
+fn start_lacking(peers: &Peers, flags: &[&str], token: &str, rule: &str) -> Consular {
+    let mut flags = flags.to_vec();
+    flags.extend(["--consul-token", token]);
+    let mut bridge = Consular::start(&peers.marathon.url(), &peers.cluster.server_url(), &flags);
+    wait_logged(
+        &bridge,
+        expected_failure(rule),
+        &format!("without {rule:?}"),
+    );
+    assert_alive(&mut bridge);
+    bridge
+}
+
 #[test]
 fn a_token_lacking_any_one_rule_gets_a_log_line_saying_what_failed_and_the_bridge_keeps_running() {
     let (peers, task) = peers();
@@ -176,16 +191,8 @@ fn a_token_lacking_any_one_rule_gets_a_log_line_saying_what_failed_and_the_bridg
         let token = peers
             .cluster
             .acl_token(&[(&format!("lacking-{i}"), &without(POLICY, rule))]);
-        let mut flags = flags.to_vec();
-        flags.extend(["--consul-token", &token]);
-        let mut bridge =
-            Consular::start(&peers.marathon.url(), &peers.cluster.server_url(), &flags);
-        wait_logged(
-            &bridge,
-            expected_failure(rule),
-            &format!("without {rule:?}"),
-        );
-        assert_alive(&mut bridge);
+        // Still running while the agent is checked: by now it would have registered the task.
+        let _bridge = start_lacking(&peers, &flags, &token, rule);
         if !rule.starts_with("key_prefix") {
             assert!(
                 consul::agent_services(peers.cluster.agent_addr(AGENT_2))
@@ -240,16 +247,7 @@ fn under_ha_both_policies_are_enough_and_each_ha_rule_is_needed() {
             (&format!("base-{i}"), POLICY),
             (&format!("ha-lacking-{i}"), &without(HA_POLICY, rule)),
         ]);
-        let mut flags = flags.to_vec();
-        flags.extend(["--consul-token", &token]);
-        let mut bridge =
-            Consular::start(&peers.marathon.url(), &peers.cluster.server_url(), &flags);
-        wait_logged(
-            &bridge,
-            expected_failure(rule),
-            &format!("without {rule:?}"),
-        );
-        assert_alive(&mut bridge);
+        let bridge = start_lacking(&peers, &flags, &token, rule);
         assert_eq!(bridge.log_lines_with("became the leader"), 0);
     }
 }
