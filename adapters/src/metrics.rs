@@ -41,32 +41,20 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         1,
     );
 
-    out.family(
+    out.by_label(
         "consular_events_received_total",
         "counter",
         "Marathon event bodies received, from callbacks and the stream, by type.",
+        "type",
+        EventKind::ALL.map(|kind| (kind.name(), metrics.events_received(kind))),
     );
-    for kind in EventKind::ALL {
-        let n = metrics.events_received(kind);
-        out.sample(
-            "consular_events_received_total",
-            &[("type", kind.name())],
-            n,
-        );
-    }
-    out.family(
+    out.by_label(
         "consular_status_updates_total",
         "counter",
         "Task status updates received, by Mesos task state.",
+        "state",
+        TaskState::ALL.map(|state| (state.name(), metrics.status_updates(state))),
     );
-    for state in TaskState::ALL {
-        let n = metrics.status_updates(state);
-        out.sample(
-            "consular_status_updates_total",
-            &[("state", state.name())],
-            n,
-        );
-    }
     out.counter(
         "consular_events_dropped_total",
         "Events dropped because too many updates of the same task, host or app were waiting.",
@@ -106,10 +94,8 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         ),
     ];
     for (name, help, read) in writes {
-        out.family(name, "counter", help);
-        for result in WriteResult::ALL {
-            out.sample(name, &[("result", result.name())], read(metrics, result));
-        }
+        let samples = WriteResult::ALL.map(|result| (result.name(), read(metrics, result)));
+        out.by_label(name, "counter", help, "result", samples);
     }
 
     out.family(
@@ -158,15 +144,13 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         gauges.queued,
     );
 
-    out.family(
+    out.by_label(
         "consular_syncs_total",
         "counter",
         "Full syncs, by result (incomplete: a listing or a write failed; failed: Marathon could not be read).",
+        "result",
+        SyncResult::ALL.map(|result| (result.name(), metrics.syncs(result))),
     );
-    for result in SyncResult::ALL {
-        let n = metrics.syncs(result);
-        out.sample("consular_syncs_total", &[("result", result.name())], n);
-    }
     out.family(
         "consular_sync_duration_seconds",
         "histogram",
@@ -177,24 +161,20 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         &[],
         metrics.sync_duration(),
     );
-    out.family(
+    out.by_label(
         "consular_sync_writes_total",
         "counter",
         "Writes the syncs sent, by kind (kv: operations).",
+        "kind",
+        WriteKind::ALL.map(|kind| (kind.name(), metrics.sync_writes(kind))),
     );
-    for kind in WriteKind::ALL {
-        let n = metrics.sync_writes(kind);
-        out.sample("consular_sync_writes_total", &[("kind", kind.name())], n);
-    }
-    out.family(
+    out.by_label(
         "consular_last_sync_writes",
         "gauge",
         "Writes the last finished sync sent, by kind (kv: operations).",
+        "kind",
+        WriteKind::ALL.map(|kind| (kind.name(), metrics.last_sync_writes(kind))),
     );
-    for kind in WriteKind::ALL {
-        let n = metrics.last_sync_writes(kind);
-        out.sample("consular_last_sync_writes", &[("kind", kind.name())], n);
-    }
     let last_complete = metrics
         .last_complete_sync_at()
         .map_or(0.0, |at| unix_seconds(started, at));
@@ -209,19 +189,13 @@ pub fn render(metrics: &Metrics, started: SystemTime) -> String {
         u8::from(gauges.syncing),
     );
 
-    out.family(
+    out.by_label(
         "consular_event_stream_state",
         "gauge",
         "1 for the state Marathon's event stream is in (off: callbacks only).",
+        "state",
+        StreamStatus::ALL.map(|state| (state.name(), u8::from(gauges.stream == state))),
     );
-    for state in StreamStatus::ALL {
-        let now = u8::from(gauges.stream == state);
-        out.sample(
-            "consular_event_stream_state",
-            &[("state", state.name())],
-            now,
-        );
-    }
     out.counter(
         "consular_event_stream_connects_total",
         "Times the event stream connected: the first connection and every reconnect.",
@@ -273,6 +247,21 @@ impl Exposition {
     fn gauge(&mut self, name: &str, help: &str, value: impl Display) {
         self.family(name, "gauge", help);
         self.sample(name, &[], value);
+    }
+
+    /// A family with one label, and a sample for each of its values.
+    fn by_label<V: Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'static str, V)>,
+    ) {
+        self.family(name, kind, help);
+        for (label_value, value) in samples {
+            self.sample(name, &[(label, label_value)], value);
+        }
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
